@@ -1,0 +1,241 @@
+// Config parsing and validation. Uses nlohmann::json's exceptions only inside
+// this file (config loading is not on the data path) and turns them into Errors.
+#include "daemon/config/config.h"
+
+#include "daemon/util/fs.h"
+
+#include <arpa/inet.h>
+
+#include <nlohmann/json.hpp>
+#include <set>
+
+namespace mb {
+namespace {
+
+using nlohmann::json;
+
+const char* typeName(const json& v) {
+  switch (v.type()) {
+    case json::value_t::null: return "null";
+    case json::value_t::object: return "an object";
+    case json::value_t::array: return "an array";
+    case json::value_t::string: return "a string";
+    case json::value_t::boolean: return "a boolean";
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned: return "an integer";
+    case json::value_t::number_float: return "a number";
+    default: return "an unsupported value";
+  }
+}
+
+// Walks one JSON object: each get* marks the key as known; finish() reports
+// any key nobody asked for. The first problem found wins.
+class ObjectReader {
+ public:
+  ObjectReader(const json& obj, std::string path, std::string_view source)
+      : obj_(obj), path_(std::move(path)), source_(source) {}
+
+  Status expectObject() const {
+    if (!obj_.is_object()) return errorAt(path_, std::string("expected an object, got ") + typeName(obj_));
+    return {};
+  }
+
+  // Returns nullptr when the key is absent.
+  const json* find(const std::string& key) {
+    known_.insert(key);
+    auto it = obj_.find(key);
+    return it == obj_.end() ? nullptr : &*it;
+  }
+
+  Result<std::string> getString(const std::string& key, bool required, std::string fallback = {}) {
+    const json* v = find(key);
+    if (!v) {
+      if (required) return errorAt(childPath(key), "is required");
+      return fallback;
+    }
+    if (!v->is_string()) return errorAt(childPath(key), std::string("expected a string, got ") + typeName(*v));
+    return v->get<std::string>();
+  }
+
+  Status finish() const {
+    for (auto it = obj_.begin(); it != obj_.end(); ++it) {
+      if (!known_.count(it.key())) return errorAt(childPath(it.key()), "unknown key");
+    }
+    return {};
+  }
+
+  std::string childPath(const std::string& key) const { return path_.empty() ? key : path_ + "." + key; }
+
+  std::unexpected<Error> errorAt(const std::string& path, const std::string& what) const {
+    return fail(ErrorKind::Config, std::string(source_) + ": " + (path.empty() ? "(top level)" : path) + ": " + what);
+  }
+
+ private:
+  const json& obj_;
+  std::string path_;
+  std::string_view source_;
+  std::set<std::string> known_;
+};
+
+bool validAccountName(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  if (!alnum(name[0])) return false;
+  for (char c : name)
+    if (!alnum(c) && c != '.' && c != '_' && c != '-') return false;
+  return true;
+}
+
+bool plausibleAddress(std::string_view addr) {
+  auto at = addr.rfind('@');
+  if (at == std::string_view::npos || at == 0 || at + 1 == addr.size()) return false;
+  for (unsigned char c : addr)
+    if (c <= ' ' || c == '<' || c == '>' || c == ',' || c == 0x7f) return false;
+  return true;
+}
+
+// Byte offset -> "line L, column C" for JSON syntax errors.
+std::string lineColumn(std::string_view text, size_t offset) {
+  size_t line = 1, col = 1;
+  for (size_t i = 0; i < offset && i < text.size(); ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      col = 1;
+    } else {
+      ++col;
+    }
+  }
+  return "line " + std::to_string(line) + ", column " + std::to_string(col);
+}
+
+Result<ListenAddress> readListen(ObjectReader& r, const std::string& key, ListenAddress fallback) {
+  auto text = r.getString(key, false, fallback.toString());
+  if (!text) return std::unexpected(text.error());
+  auto addr = parseListenAddress(*text);
+  if (!addr) return r.errorAt(r.childPath(key), addr.error().message);
+  return addr;
+}
+
+}  // namespace
+
+std::string ListenAddress::toString() const {
+  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+  return host + ":" + std::to_string(port);
+}
+
+Result<ListenAddress> parseListenAddress(std::string_view text) {
+  std::string host;
+  std::string_view portText;
+  if (!text.empty() && text.front() == '[') {
+    auto close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':')
+      return fail(ErrorKind::Config, "expected \"[ipv6]:port\", got \"" + std::string(text) + "\"");
+    host = std::string(text.substr(1, close - 1));
+    portText = text.substr(close + 2);
+  } else {
+    auto colon = text.rfind(':');
+    if (colon == std::string_view::npos || text.find(':') != colon)
+      return fail(ErrorKind::Config, "expected \"host:port\", got \"" + std::string(text) + "\"");
+    host = std::string(text.substr(0, colon));
+    portText = text.substr(colon + 1);
+  }
+  if (host == "localhost") host = "127.0.0.1";
+  unsigned char buf[16];
+  if (inet_pton(AF_INET, host.c_str(), buf) != 1 && inet_pton(AF_INET6, host.c_str(), buf) != 1)
+    return fail(ErrorKind::Config, "\"" + host + "\" is not an IP address (use 127.0.0.1, ::1 or localhost)");
+  if (portText.empty() || portText.size() > 5)
+    return fail(ErrorKind::Config, "port must be a number from 0 to 65535");
+  unsigned port = 0;
+  for (char c : portText) {
+    if (c < '0' || c > '9') return fail(ErrorKind::Config, "port must be a number from 0 to 65535");
+    port = port * 10 + static_cast<unsigned>(c - '0');
+  }
+  if (port > 65535) return fail(ErrorKind::Config, "port must be a number from 0 to 65535");
+  return ListenAddress{host, static_cast<uint16_t>(port)};
+}
+
+Config embeddedDefaultConfig() {
+  Config c;
+  c.source = "(embedded default)";
+  c.accounts.push_back(AccountConfig{"local", "me@localhost"});
+  return c;
+}
+
+Result<Config> parseConfig(std::string_view text, std::string_view source) {
+  json root;
+  try {
+    root = json::parse(text.begin(), text.end(), nullptr, true, /*ignore_comments=*/true);
+  } catch (const json::parse_error& e) {
+    std::string what = e.what();
+    // nlohmann prefixes "[json.exception.parse_error.101] parse error at line 1, column 2: ".
+    auto colon = what.find(": ", what.find("parse error"));
+    std::string detail = colon == std::string::npos ? what : what.substr(colon + 2);
+    return fail(ErrorKind::Config,
+                std::string(source) + ": " + lineColumn(text, e.byte ? e.byte - 1 : 0) + ": invalid JSON: " + detail);
+  }
+
+  Config cfg;
+  cfg.source = std::string(source);
+  ObjectReader top(root, "", source);
+  if (auto s = top.expectObject(); !s) return std::unexpected(s.error());
+
+  if (const json* api = top.find("api")) {
+    ObjectReader r(*api, "api", source);
+    if (auto s = r.expectObject(); !s) return std::unexpected(s.error());
+    auto listen = readListen(r, "listen", cfg.api);
+    if (!listen) return std::unexpected(listen.error());
+    cfg.api = *listen;
+    if (auto s = r.finish(); !s) return std::unexpected(s.error());
+  }
+
+  if (const json* log = top.find("log")) {
+    ObjectReader r(*log, "log", source);
+    if (auto s = r.expectObject(); !s) return std::unexpected(s.error());
+    auto level = r.getString("level", false, "info");
+    if (!level) return std::unexpected(level.error());
+    if (!parseLogLevel(*level, cfg.logLevel))
+      return r.errorAt("log.level", "expected one of debug, info, warn, error; got \"" + *level + "\"");
+    if (auto s = r.finish(); !s) return std::unexpected(s.error());
+  }
+
+  if (const json* accounts = top.find("accounts")) {
+    if (!accounts->is_array())
+      return top.errorAt("accounts", std::string("expected an array, got ") + typeName(*accounts));
+    std::set<std::string> names;
+    for (size_t i = 0; i < accounts->size(); ++i) {
+      std::string path = "accounts[" + std::to_string(i) + "]";
+      ObjectReader r((*accounts)[i], path, source);
+      if (auto s = r.expectObject(); !s) return std::unexpected(s.error());
+      AccountConfig a;
+      auto name = r.getString("name", true);
+      if (!name) return std::unexpected(name.error());
+      if (!validAccountName(*name))
+        return r.errorAt(path + ".name", "\"" + *name +
+                                             "\" is not a valid account name (lowercase letters, digits, '.', '_', "
+                                             "'-'; starting with a letter or digit; at most 64)");
+      if (!names.insert(*name).second) return r.errorAt(path + ".name", "duplicate account name \"" + *name + "\"");
+      auto address = r.getString("address", true);
+      if (!address) return std::unexpected(address.error());
+      if (!plausibleAddress(*address))
+        return r.errorAt(path + ".address", "\"" + *address + "\" is not an e-mail address");
+      a.name = *name;
+      a.address = *address;
+      if (auto s = r.finish(); !s) return std::unexpected(s.error());
+      cfg.accounts.push_back(std::move(a));
+    }
+  }
+
+  if (auto s = top.finish(); !s) return std::unexpected(s.error());
+  return cfg;
+}
+
+Result<Config> loadConfigFile(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec))
+    return fail(ErrorKind::NotFound, path.string() + ": no such file");
+  auto text = readFile(path);
+  if (!text) return std::unexpected(text.error());
+  return parseConfig(*text, path.string());
+}
+
+}  // namespace mb

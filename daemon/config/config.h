@@ -1,0 +1,50 @@
+// The daemon's configuration: parsed from JSON, validated strictly (unknown
+// keys are errors, so typos surface), or the embedded default when no file
+// exists. Errors name the file, the key path and what is wrong.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "daemon/log/log.h"
+#include "protocols/common/result.h"
+
+namespace mb {
+
+struct ListenAddress {
+  std::string host;  // literal IPv4 or IPv6 address, no brackets
+  uint16_t port = 0;
+  std::string toString() const;  // "127.0.0.1:8025", "[::1]:8025"
+  bool operator==(const ListenAddress&) const = default;
+};
+
+// "127.0.0.1:8025", "[::1]:1143", "localhost:1025" (resolved to 127.0.0.1).
+Result<ListenAddress> parseListenAddress(std::string_view text);
+
+struct AccountConfig {
+  std::string name;     // stable identifier: [a-z0-9][a-z0-9._-]*, unique
+  std::string address;  // the account's primary e-mail address
+  bool operator==(const AccountConfig&) const = default;
+};
+
+struct Config {
+  std::string source;  // file path, or "(embedded default)"
+  ListenAddress api{"127.0.0.1", 8025};
+  LogLevel logLevel = LogLevel::Info;
+  std::vector<AccountConfig> accounts;
+};
+
+// The configuration used when no config file exists: one local account that
+// needs no upstream, so a fresh install works offline.
+Config embeddedDefaultConfig();
+
+// Parses and validates `text`; `source` names the file in error messages.
+Result<Config> parseConfig(std::string_view text, std::string_view source);
+
+// Reads and parses a file. A missing file is ErrorKind::NotFound.
+Result<Config> loadConfigFile(const std::filesystem::path& path);
+
+}  // namespace mb

@@ -1,0 +1,90 @@
+// The daemon core: owns the loop, the config, the state dir lock, the store,
+// the TLS identity and the published status. main() wires the REST API to it;
+// the protocol listeners hang off it as their issues land.
+#pragma once
+
+#include <uv.h>
+
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "daemon/command_queue.h"
+#include "daemon/config/config.h"
+#include "daemon/log/log.h"
+#include "daemon/status_board.h"
+#include "protocols/common/result.h"
+
+namespace mb {
+
+namespace store {
+class StateDirLock;
+class Store;
+}  // namespace store
+
+struct DaemonOptions {
+  std::filesystem::path configPath;
+  bool configRequired = false;  // --config given: a missing file is an error
+  std::filesystem::path stateDir;
+};
+
+class Daemon {
+ public:
+  // Loads and validates the config first (a bad config touches nothing), then
+  // locks the state dir, opens the store, ensures the TLS identity and the API
+  // token, and registers the configured accounts.
+  static Result<std::unique_ptr<Daemon>> open(const DaemonOptions& options);
+  ~Daemon();
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  uv_loop_t* loop() { return loop_.get(); }
+  const Config& config() const { return config_; }
+  const StatusBoard& status() const { return status_; }
+  CommandQueue& commands() { return *commands_; }
+  const Secret& apiToken() const { return apiToken_; }
+  const std::filesystem::path& stateDir() const { return options_.stateDir; }
+  const std::filesystem::path& certPath() const { return certPath_; }
+  const std::filesystem::path& keyPath() const { return keyPath_; }
+
+  // Records a bound listener for the status and <state dir>/listeners.json.
+  Status addListener(ListenerStatus listener);
+
+  // Re-reads the config file: applies account additions/removals and the log
+  // level; a bad file is reported and changes nothing. Loop thread only.
+  Status reload();
+
+  // Runs the loop until SIGINT/SIGTERM. `onShutdown` runs on the loop thread
+  // as shutdown begins (main stops the API there). Returns the exit code.
+  int run(std::function<void()> onShutdown);
+
+ private:
+  explicit Daemon(DaemonOptions options);
+  Status applyAccounts(const Config& config);
+  void publishStatus();
+  void beginShutdown(const char* why);
+
+  struct LoopDeleter {
+    void operator()(uv_loop_t* loop) const;
+  };
+
+  DaemonOptions options_;
+  Config config_;
+  std::unique_ptr<uv_loop_t, LoopDeleter> loop_;
+  std::unique_ptr<store::StateDirLock> lock_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<CommandQueue> commands_;
+  StatusBoard status_;
+  std::chrono::steady_clock::time_point started_;
+  std::vector<ListenerStatus> listeners_;
+  std::vector<uv_signal_t*> signals_;
+  std::function<void()> onShutdown_;
+  bool shuttingDown_ = false;
+  Secret apiToken_;
+  std::filesystem::path certPath_;
+  std::filesystem::path keyPath_;
+};
+
+}  // namespace mb

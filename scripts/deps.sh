@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what mailbridge needs from Debian 12's archive. Idempotent and quiet:
+# apt runs only when something is missing.
+#   scripts/deps.sh          build + run the daemon
+#   scripts/deps.sh --test   also the test suite's tools and real peer servers
+set -euo pipefail
+
+packages=(build-essential cmake ninja-build pkg-config libuv1-dev libssl-dev libcpp-httplib-dev
+  nlohmann-json3-dev libsqlite3-dev libgtest-dev libgmock-dev ca-certificates)
+if [[ "${1:-}" == "--test" ]]; then
+  # clang-19: the first Debian clang whose C++23 mode has std::expected with
+  # libstdc++ 12 (clang 14 lacks the concepts level <expected> requires).
+  packages+=(python3 curl openssl clang-19 libclang-rt-19-dev)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "deps: installing ${missing[*]}"
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "deps: run as root (or install the packages above yourself)" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

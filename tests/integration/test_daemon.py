@@ -1,0 +1,254 @@
+"""The real mailbridged binary: REST health/status, token, signals, and every
+bad-input path of start-up (each gets one clear line and a non-zero exit)."""
+import json
+import os
+import signal
+import socket
+import sqlite3
+import stat
+import subprocess
+import tempfile
+import time
+import unittest
+
+from harness import Daemon, run_once
+
+
+class ApiTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.d = Daemon().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.stop()
+        cls.d.cleanup()
+
+    def test_health_needs_no_token(self):
+        status, body = self.d.api("GET", "/v1/health", token=None)
+        self.assertEqual(status, 200)
+        self.assertEqual(body, {"status": "ok"})
+
+    def test_status_without_token_is_401_json(self):
+        status, body = self.d.api("GET", "/v1/status", token=None)
+        self.assertEqual(status, 401)
+        self.assertEqual(body["error"]["code"], "unauthorized")
+        self.assertIn("missing", body["error"]["message"])
+
+    def test_status_with_wrong_token_is_401(self):
+        status, body = self.d.api("GET", "/v1/status", token="0" * 64)
+        self.assertEqual(status, 401)
+        self.assertEqual(body["error"]["code"], "unauthorized")
+        # Same length but wrong, and a prefix of the real one: both refused.
+        status, _ = self.d.api("GET", "/v1/status", token=self.d.token[:-1])
+        self.assertEqual(status, 401)
+
+    def test_status_with_token(self):
+        status, body = self.d.api("GET", "/v1/status")
+        self.assertEqual(status, 200)
+        self.assertRegex(body["version"], r"^\d+\.\d+\.\d+$")
+        self.assertGreaterEqual(body["uptime_seconds"], 0)
+        self.assertEqual(body["listeners"], [{"name": "api", "address": self.d.listeners["api"], "tls": False}])
+        self.assertEqual([(a["name"], a["address"], a["kind"], a["state"]) for a in body["accounts"]],
+                         [("local", "me@localhost", "local", "ready")])
+
+    def test_unknown_endpoint_is_json_404(self):
+        status, body = self.d.api("GET", "/v1/nope")
+        self.assertEqual(status, 404)
+        self.assertEqual(body["error"]["code"], "not_found")
+
+    def test_curl_sees_the_same(self):
+        out = subprocess.run(["curl", "-sS", "-H", "Authorization: Bearer " + self.d.token,
+                              self.d.api_url + "/v1/status"], capture_output=True, timeout=10, check=True)
+        self.assertEqual(json.loads(out.stdout)["accounts"][0]["name"], "local")
+        out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+                              self.d.api_url + "/v1/status"], capture_output=True, timeout=10, check=True)
+        self.assertEqual(out.stdout, b"401")
+
+    def test_files_have_private_modes(self):
+        for rel in ("api-token", "tls/key.pem"):
+            mode = stat.S_IMODE(os.stat(os.path.join(self.d.state_dir, rel)).st_mode)
+            self.assertEqual(mode, 0o600, rel)
+
+
+class LifecycleTest(unittest.TestCase):
+    def test_sigterm_exits_zero_quickly(self):
+        d = Daemon().start()
+        try:
+            rc, took = d.stop()
+            self.assertEqual(rc, 0, d.log())
+            self.assertLess(took, 5.0)
+            self.assertIn("daemon.stopped", d.log())
+        finally:
+            d.cleanup()
+
+    def test_sigint_exits_zero(self):
+        d = Daemon().start()
+        try:
+            d.signal(signal.SIGINT)
+            self.assertEqual(d.proc.wait(10), 0, d.log())
+        finally:
+            d.cleanup()
+
+    def test_restart_reuses_certificate_and_token(self):
+        d = Daemon().start()
+        try:
+            token = d.token
+            with open(os.path.join(d.state_dir, "tls/cert.pem"), "rb") as f:
+                cert = f.read()
+            self.assertEqual(d.stop()[0], 0)
+            d.start()
+            self.assertEqual(d.token, token)
+            with open(os.path.join(d.state_dir, "tls/cert.pem"), "rb") as f:
+                self.assertEqual(f.read(), cert)
+            self.assertEqual(d.api("GET", "/v1/status")[0], 200)
+        finally:
+            d.stop()
+            d.cleanup()
+
+    def test_sighup_reloads_accounts(self):
+        d = Daemon().start()
+        try:
+            cfg = {"api": {"listen": "127.0.0.1:0"}, "log": {"level": "debug"},
+                   "accounts": [{"name": "work", "address": "me@work.test"}]}
+            d.write_config(cfg)
+            d.signal(signal.SIGHUP)
+            deadline = time.monotonic() + 10
+            names = None
+            while time.monotonic() < deadline:
+                names = [a["name"] for a in d.api("GET", "/v1/status")[1]["accounts"]]
+                if names == ["work"]:
+                    break
+                time.sleep(0.05)
+            self.assertEqual(names, ["work"])
+            # A broken config on reload is reported and changes nothing.
+            with open(d.config_path, "w") as f:
+                f.write("{ broken")
+            d.signal(signal.SIGHUP)
+            time.sleep(0.3)
+            self.assertIsNone(d.proc.poll())
+            self.assertEqual([a["name"] for a in d.api("GET", "/v1/status")[1]["accounts"]], ["work"])
+            self.assertIn("config.reload_failed", d.log())
+            # The REST reload command goes through the loop and reports the same error.
+            status, body = d.api("POST", "/v1/reload")
+            self.assertEqual(status, 400)
+            self.assertIn("invalid JSON", body["error"]["message"])
+        finally:
+            d.stop()
+            d.cleanup()
+
+    def test_no_secret_in_debug_log(self):
+        d = Daemon(log_level="debug").start()
+        try:
+            token = d.token
+            for _ in range(3):
+                d.api("GET", "/v1/status")
+            d.api("GET", "/v1/status", token="not-the-token-" + "x" * 40)
+            d.api("POST", "/v1/reload")
+            with open(os.path.join(d.state_dir, "tls/key.pem")) as f:
+                key_lines = [l for l in f.read().splitlines() if l and not l.startswith("-----")]
+            d.stop()
+            log = d.log()
+            self.assertIn("api.request", log)  # debug lines were written
+            self.assertNotIn(token, log)
+            self.assertNotIn("not-the-token-", log)
+            for line in key_lines:
+                self.assertNotIn(line, log)
+        finally:
+            d.cleanup()
+
+
+class BadInputTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="mb-bad-")
+
+    def path(self, *parts):
+        return os.path.join(self.tmp, *parts)
+
+    def write(self, name, text):
+        with open(self.path(name), "w") as f:
+            f.write(text)
+        return self.path(name)
+
+    def assert_one_line_error(self, args, rc, *needles):
+        code, out, err = run_once(args)
+        self.assertEqual(code, rc, err)
+        lines = [l for l in err.splitlines() if l.startswith("mailbridged:")]
+        self.assertEqual(len(lines), 1, err)
+        for n in needles:
+            self.assertIn(n, lines[0])
+        return lines[0]
+
+    def test_version_and_help(self):
+        code, out, _ = run_once(["--version"])
+        self.assertEqual(code, 0)
+        self.assertRegex(out, r"^mailbridged \d+\.\d+\.\d+\n$")
+        code, out, _ = run_once(["--help"])
+        self.assertEqual(code, 0)
+        for opt in ("--config", "--state-dir", "--check-config", "--version"):
+            self.assertIn(opt, out)
+        self.assert_one_line_error(["--frobnicate"], 2, "unknown option --frobnicate")
+
+    def test_check_config(self):
+        good = self.write("good.json", '{"accounts": [{"name": "a", "address": "a@b.test"}]}')
+        code, out, _ = run_once(["--config", good, "--check-config"])
+        self.assertEqual(code, 0)
+        self.assertIn("ok (1 account)", out)
+        bad = self.write("bad.json", '{"accounts": [{"name": "a", "adress": "a@b.test"}]}')
+        self.assert_one_line_error(["--config", bad, "--check-config"], 2, bad, "accounts[0]")
+
+    def test_corrupt_config_touches_nothing(self):
+        bad = self.write("bad.json", '{"api": {"listen": "127.0.0.1:0"},\n "log": {"level": "verbose"}}')
+        state = self.path("state")
+        self.assert_one_line_error(["--config", bad, "--state-dir", state], 2, bad, "log.level")
+        self.assertFalse(os.path.exists(state), "state dir must not be created for a bad config")
+        truncated = self.write("trunc.json", '{"api": {"listen": "127.0')
+        self.assert_one_line_error(["--config", truncated, "--state-dir", state], 2, truncated, "invalid JSON")
+
+    def test_missing_explicit_config(self):
+        self.assert_one_line_error(["--config", self.path("nope.json"), "--state-dir", self.path("s")], 1,
+                                   "nope.json")
+
+    def test_unwritable_state_dir(self):
+        blocker = self.write("file", "x")  # a file where a directory must go
+        self.assert_one_line_error(["--config", self.write("c.json", "{}"), "--state-dir",
+                                    os.path.join(blocker, "state")], 1, blocker)
+
+    def test_port_in_use(self):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        try:
+            cfg = self.write("c.json", json.dumps({"api": {"listen": "127.0.0.1:%d" % port}}))
+            line = self.assert_one_line_error(["--config", cfg, "--state-dir", self.path("s")], 1,
+                                              "127.0.0.1:%d" % port)
+            self.assertIn("in use", line)
+        finally:
+            s.close()
+
+    def test_corrupt_database_is_refused_and_kept(self):
+        state = self.path("state")
+        os.makedirs(state)
+        junk = b"this is not a database" * 100
+        with open(os.path.join(state, "mailbridge.db"), "wb") as f:
+            f.write(junk)
+        cfg = self.write("c.json", "{}")
+        self.assert_one_line_error(["--config", cfg, "--state-dir", state], 1, "mailbridge.db")
+        with open(os.path.join(state, "mailbridge.db"), "rb") as f:
+            self.assertEqual(f.read(), junk)
+
+    def test_second_daemon_on_same_state_dir_is_refused(self):
+        d = Daemon().start()
+        try:
+            line = self.assert_one_line_error(["--config", d.config_path, "--state-dir", d.state_dir], 1,
+                                              "in use by another mailbridged")
+            self.assertIn(str(d.proc.pid), line)
+            self.assertEqual(d.api("GET", "/v1/health")[0], 200)
+        finally:
+            d.stop()
+            d.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main()

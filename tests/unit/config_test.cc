@@ -1,0 +1,130 @@
+// Config validation: every error names the file, the key path and the problem.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <unistd.h>
+
+#include "daemon/config/config.h"
+
+namespace mb {
+namespace {
+
+std::string errorOf(std::string_view text) {
+  auto r = parseConfig(text, "test.json");
+  EXPECT_FALSE(r.has_value()) << "accepted: " << text;
+  if (r) return {};
+  EXPECT_EQ(r.error().kind, ErrorKind::Config);
+  return r.error().message;
+}
+
+TEST(Config, EmptyObjectGivesDefaults) {
+  auto c = parseConfig("{}", "test.json");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->api.toString(), "127.0.0.1:8025");
+  EXPECT_EQ(c->logLevel, LogLevel::Info);
+  EXPECT_TRUE(c->accounts.empty());
+  EXPECT_EQ(c->source, "test.json");
+}
+
+TEST(Config, FullConfig) {
+  auto c = parseConfig(R"({
+    // comments are allowed
+    "api": {"listen": "[::1]:0"},
+    "log": {"level": "debug"},
+    "accounts": [{"name": "work", "address": "me@example.com"},
+                 {"name": "home.2", "address": "x@y.test"}]
+  })",
+                       "test.json");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->api.host, "::1");
+  EXPECT_EQ(c->api.port, 0);
+  EXPECT_EQ(c->api.toString(), "[::1]:0");
+  EXPECT_EQ(c->logLevel, LogLevel::Debug);
+  ASSERT_EQ(c->accounts.size(), 2u);
+  EXPECT_EQ(c->accounts[1].name, "home.2");
+}
+
+TEST(Config, EmbeddedDefaultHasOneLocalAccount) {
+  Config c = embeddedDefaultConfig();
+  ASSERT_EQ(c.accounts.size(), 1u);
+  EXPECT_EQ(c.accounts[0].name, "local");
+  EXPECT_EQ(c.api.toString(), "127.0.0.1:8025");
+}
+
+TEST(Config, SyntaxErrorNamesLineAndColumn) {
+  std::string e = errorOf("{\n  \"api\": {\n    \"listen\": \"127.0.0.1:1\",,\n  }\n}");
+  EXPECT_NE(e.find("test.json: line 3"), std::string::npos) << e;
+  EXPECT_NE(e.find("invalid JSON"), std::string::npos) << e;
+}
+
+TEST(Config, EveryErrorPathNamesTheKey) {
+  struct Case {
+    const char* text;
+    const char* expect;
+  } cases[] = {
+      {"[]", "test.json: (top level): expected an object, got an array"},
+      {"{\"apii\": {}}", "test.json: apii: unknown key"},
+      {"{\"api\": 3}", "test.json: api: expected an object, got an integer"},
+      {"{\"api\": {\"listen\": 8025}}", "test.json: api.listen: expected a string, got an integer"},
+      {"{\"api\": {\"listen\": \"127.0.0.1\"}}", "test.json: api.listen: expected \"host:port\""},
+      {"{\"api\": {\"listen\": \"127.0.0.1:99999\"}}", "test.json: api.listen: port must be a number"},
+      {"{\"api\": {\"listen\": \"127.0.0.1:8x\"}}", "test.json: api.listen: port must be a number"},
+      {"{\"api\": {\"listen\": \"example.com:80\"}}", "test.json: api.listen: \"example.com\" is not an IP address"},
+      {"{\"api\": {\"listen\": \"[::1:80\"}}", "test.json: api.listen: expected \"[ipv6]:port\""},
+      {"{\"api\": {\"port\": 1}}", "test.json: api.port: unknown key"},
+      {"{\"log\": {\"level\": \"loud\"}}", "test.json: log.level: expected one of debug, info, warn, error"},
+      {"{\"log\": []}", "test.json: log: expected an object, got an array"},
+      {"{\"accounts\": {}}", "test.json: accounts: expected an array, got an object"},
+      {"{\"accounts\": [1]}", "test.json: accounts[0]: expected an object, got an integer"},
+      {"{\"accounts\": [{\"address\": \"a@b\"}]}", "test.json: accounts[0].name: is required"},
+      {"{\"accounts\": [{\"name\": \"x\"}]}", "test.json: accounts[0].address: is required"},
+      {"{\"accounts\": [{\"name\": \"Bad Name\", \"address\": \"a@b\"}]}",
+       "test.json: accounts[0].name: \"Bad Name\" is not a valid account name"},
+      {"{\"accounts\": [{\"name\": \"x\", \"address\": \"nobody\"}]}",
+       "test.json: accounts[0].address: \"nobody\" is not an e-mail address"},
+      {"{\"accounts\": [{\"name\": \"x\", \"address\": \"a@b\", \"pasword\": \"x\"}]}",
+       "test.json: accounts[0].pasword: unknown key"},
+      {"{\"accounts\": [{\"name\": \"x\", \"address\": \"a@b\"}, {\"name\": \"x\", \"address\": \"c@d\"}]}",
+       "test.json: accounts[1].name: duplicate account name \"x\""},
+  };
+  for (const auto& c : cases) {
+    std::string e = errorOf(c.text);
+    EXPECT_EQ(e.rfind(c.expect, 0), 0u) << "input: " << c.text << "\n got: " << e;
+  }
+}
+
+TEST(Config, ListenAddressForms) {
+  auto a = parseListenAddress("localhost:1143");
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->host, "127.0.0.1");
+  EXPECT_EQ(a->port, 1143);
+  auto b = parseListenAddress("[::1]:1993");
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->host, "::1");
+  EXPECT_EQ(b->toString(), "[::1]:1993");
+  EXPECT_FALSE(parseListenAddress("::1:1993"));
+  EXPECT_FALSE(parseListenAddress(":1993"));
+  EXPECT_FALSE(parseListenAddress("127.0.0.1:"));
+}
+
+TEST(Config, LoadFileMissingIsNotFound) {
+  auto r = loadConfigFile("/nonexistent/mailbridge/config.json");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind, ErrorKind::NotFound);
+  EXPECT_NE(r.error().message.find("/nonexistent/mailbridge/config.json"), std::string::npos);
+}
+
+TEST(Config, LoadFileNamesThePath) {
+  auto dir = std::filesystem::temp_directory_path() / ("mbcfg-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto path = dir / "config.json";
+  std::ofstream(path) << "{\"log\": {\"level\": 7}}";
+  auto r = loadConfigFile(path);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().message, path.string() + ": log.level: expected a string, got an integer");
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace mb
