@@ -1,0 +1,267 @@
+// BlobStore: the write-then-rename protocol and the crash cleanup (gc) for
+// message bodies kept outside SQLite.
+#include "daemon/store/blob_store.h"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <system_error>
+#include <vector>
+
+#include "daemon/log/log.h"
+
+namespace mb::store {
+namespace {
+
+constexpr size_t kIdLength = 64;
+
+std::string osError(int err) { return std::system_category().message(err); }
+
+Error ioError(const std::string& what, const std::filesystem::path& path, int err) {
+  return Error{ErrorKind::Io, what + " " + path.string() + ": " + osError(err), {}};
+}
+
+// Closes an fd on every path; release() hands it to an explicit close whose
+// error we want to see (close can report a deferred write error).
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int get() const { return fd_; }
+  int release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+
+ private:
+  int fd_;
+};
+
+int fsyncRetry(int fd) {
+  int rc;
+  do {
+    rc = ::fsync(fd);
+  } while (rc != 0 && errno == EINTR);
+  return rc;
+}
+
+// A rename or create is only durable once the directory holding the entry is
+// fsynced; without this a power loss can undo a rename we already reported.
+Status fsyncDir(const std::filesystem::path& dir) {
+  Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (fd.get() < 0) return std::unexpected(ioError("cannot open dir", dir, errno));
+  if (fsyncRetry(fd.get()) != 0) return std::unexpected(ioError("cannot fsync dir", dir, errno));
+  return {};
+}
+
+Status ensureDir(const std::filesystem::path& dir) {
+  if (::mkdir(dir.c_str(), 0700) == 0 || errno == EEXIST) {
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) != 0) return std::unexpected(ioError("cannot stat", dir, errno));
+    if (!S_ISDIR(st.st_mode)) return fail(ErrorKind::Io, dir.string() + " exists and is not a directory");
+    return {};
+  }
+  return std::unexpected(ioError("cannot create dir", dir, errno));
+}
+
+Status writeAll(int fd, std::string_view bytes, const std::filesystem::path& path) {
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return std::unexpected(ioError("cannot write", path, errno));
+    }
+    done += static_cast<size_t>(n);
+  }
+  return {};
+}
+
+bool isHex(std::string_view s) {
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool BlobStore::isValidId(std::string_view id) { return id.size() == kIdLength && isHex(id); }
+
+std::string BlobStore::idOf(std::string_view bytes) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  // EVP_Digest only fails on allocation failure inside OpenSSL; an empty id
+  // then makes put() fail loudly rather than store under a wrong name.
+  if (EVP_Digest(bytes.data(), bytes.size(), digest, &len, EVP_sha256(), nullptr) != 1) return {};
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(len * 2);
+  for (unsigned i = 0; i < len; ++i) {
+    out.push_back(kHex[digest[i] >> 4]);
+    out.push_back(kHex[digest[i] & 0xf]);
+  }
+  return out;
+}
+
+Result<BlobStore> BlobStore::open(const std::filesystem::path& root) {
+  if (auto st = ensureDir(root); !st) return std::unexpected(st.error());
+  if (auto st = ensureDir(root / "tmp"); !st) return std::unexpected(st.error());
+  return BlobStore(root);
+}
+
+Result<std::filesystem::path> BlobStore::pathOf(std::string_view id) const {
+  if (!isValidId(id)) return fail(ErrorKind::Internal, "invalid blob id '" + std::string(id.substr(0, 80)) + "'");
+  return root_ / std::string(id.substr(0, 2)) / std::string(id.substr(2));
+}
+
+bool BlobStore::exists(std::string_view id) const {
+  auto path = pathOf(id);
+  struct stat st {};
+  return path && ::stat(path->c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+Result<std::string> BlobStore::put(std::string_view bytes) {
+  std::string id = idOf(bytes);
+  if (id.empty()) return fail(ErrorKind::Internal, "SHA-256 failed");
+  auto finalPath = pathOf(id);
+  if (!finalPath) return std::unexpected(finalPath.error());
+  std::filesystem::path fanOut = finalPath->parent_path();
+
+  struct stat st {};
+  if (::stat(finalPath->c_str(), &st) == 0 && S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) == bytes.size()) {
+    if (auto s = fsyncDir(fanOut); !s) return std::unexpected(s.error());
+    if (auto s = fsyncDir(root_); !s) return std::unexpected(s.error());
+    return id;
+  }
+  // A same-named file of the wrong size is a torn or damaged copy: the
+  // rename below replaces it atomically with a good one.
+
+  std::string tmpl = (root_ / "tmp" / "put-XXXXXX").string();
+  std::vector<char> tmpName(tmpl.begin(), tmpl.end());
+  tmpName.push_back('\0');
+  Fd fd(::mkostemp(tmpName.data(), O_CLOEXEC));
+  if (fd.get() < 0) return std::unexpected(ioError("cannot create temp file in", root_ / "tmp", errno));
+  std::filesystem::path tmpPath(tmpName.data());
+  auto cleanup = [&](Error e) -> Result<std::string> {
+    ::unlink(tmpPath.c_str());
+    return std::unexpected(std::move(e));
+  };
+
+  if (auto s = writeAll(fd.get(), bytes, tmpPath); !s) return cleanup(s.error());
+  if (fsyncRetry(fd.get()) != 0) return cleanup(ioError("cannot fsync", tmpPath, errno));
+  if (::close(fd.release()) != 0) return cleanup(ioError("cannot close", tmpPath, errno));
+
+  bool newFanOut = ::mkdir(fanOut.c_str(), 0700) == 0;
+  if (!newFanOut && errno != EEXIST) return cleanup(ioError("cannot create dir", fanOut, errno));
+  if (newFanOut) {
+    if (auto s = fsyncDir(root_); !s) return cleanup(s.error());
+  }
+  if (::rename(tmpPath.c_str(), finalPath->c_str()) != 0) {
+    return cleanup(ioError("cannot rename into", *finalPath, errno));
+  }
+  // From here the tmp name is gone; a failed dir fsync leaves a complete blob
+  // that gc() reclaims if no row ever references it.
+  if (auto s = fsyncDir(fanOut); !s) return std::unexpected(s.error());
+  return id;
+}
+
+Result<std::string> BlobStore::get(std::string_view id, std::optional<uint64_t> expectedSize) const {
+  auto path = pathOf(id);
+  if (!path) return std::unexpected(path.error());
+  Fd fd(::open(path->c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) {
+    if (errno == ENOENT) return fail(ErrorKind::Corrupt, "blob " + std::string(id) + " is missing (" + path->string() + ")");
+    return std::unexpected(ioError("cannot open", *path, errno));
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return std::unexpected(ioError("cannot stat", *path, errno));
+  uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (expectedSize && size != *expectedSize) {
+    return fail(ErrorKind::Corrupt, "blob " + std::string(id) + " has " + std::to_string(size) + " bytes, expected " +
+                                        std::to_string(*expectedSize));
+  }
+  std::string out(size, '\0');
+  size_t done = 0;
+  while (done < size) {
+    ssize_t n = ::read(fd.get(), out.data() + done, size - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return std::unexpected(ioError("cannot read", *path, errno));
+    }
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  if (done != size) {
+    return fail(ErrorKind::Corrupt, "blob " + std::string(id) + " shrank while reading (" + path->string() + ")");
+  }
+  return out;
+}
+
+Status BlobStore::verify(std::string_view id) const {
+  auto bytes = get(id);
+  if (!bytes) return std::unexpected(bytes.error());
+  if (idOf(*bytes) != id) return fail(ErrorKind::Corrupt, "blob " + std::string(id) + " does not match its hash");
+  return {};
+}
+
+Status BlobStore::remove(std::string_view id) {
+  auto path = pathOf(id);
+  if (!path) return std::unexpected(path.error());
+  if (::unlink(path->c_str()) != 0 && errno != ENOENT) return std::unexpected(ioError("cannot remove", *path, errno));
+  // No dir fsync: a removal undone by power loss leaves an unreferenced blob,
+  // which the next gc() deletes again.
+  return {};
+}
+
+Result<BlobGcStats> BlobStore::gc(const std::unordered_set<std::string>& referenced) {
+  namespace fs = std::filesystem;
+  BlobGcStats stats;
+  std::error_code ec;
+
+  auto removeFile = [&](const fs::path& p, uint64_t& counter) -> Status {
+    std::error_code sizeEc;
+    uint64_t size = fs::file_size(p, sizeEc);
+    if (::unlink(p.c_str()) != 0 && errno != ENOENT) return std::unexpected(ioError("cannot remove", p, errno));
+    ++counter;
+    if (!sizeEc) stats.bytesFreed += size;
+    return {};
+  };
+
+  for (fs::directory_iterator it(root_ / "tmp", ec), end; !ec && it != end; it.increment(ec)) {
+    if (auto s = removeFile(it->path(), stats.tmpRemoved); !s) return std::unexpected(s.error());
+  }
+  if (ec) return fail(ErrorKind::Io, "cannot list " + (root_ / "tmp").string() + ": " + ec.message());
+
+  for (fs::directory_iterator top(root_, ec), end; !ec && top != end; top.increment(ec)) {
+    std::string fan = top->path().filename().string();
+    if (fan == "tmp") continue;
+    std::error_code typeEc;
+    if (fan.size() != 2 || !isHex(fan) || !top->is_directory(typeEc)) {
+      logWarn("store.blob_gc_unknown_entry").kv("path", top->path().string());
+      continue;
+    }
+    for (fs::directory_iterator it(top->path(), ec); !ec && it != end; it.increment(ec)) {
+      std::string id = fan + it->path().filename().string();
+      if (!isValidId(id)) {
+        logWarn("store.blob_gc_unknown_entry").kv("path", it->path().string());
+        continue;
+      }
+      if (referenced.contains(id)) continue;
+      if (auto s = removeFile(it->path(), stats.blobsRemoved); !s) return std::unexpected(s.error());
+    }
+    if (ec) return fail(ErrorKind::Io, "cannot list " + top->path().string() + ": " + ec.message());
+  }
+  if (ec) return fail(ErrorKind::Io, "cannot list " + root_.string() + ": " + ec.message());
+  return stats;
+}
+
+}  // namespace mb::store

@@ -1,0 +1,133 @@
+// Schema history. Append new steps at the end; never edit a shipped step (a
+// db already at that version would not see the change).
+#include "daemon/store/migrations.h"
+
+#include <string>
+
+#include "daemon/log/log.h"
+
+namespace mb::store {
+namespace {
+
+// Tables are STRICT so a wrongly typed bind fails loudly instead of storing
+// text in an integer column. Times are unix seconds. UIDs/UIDVALIDITY are
+// uint32 on the wire and fit in INTEGER; modseqs are uint63.
+constexpr const char* kV1 = R"sql(
+CREATE TABLE store_meta (
+  key   TEXT PRIMARY KEY NOT NULL,
+  value INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE accounts (
+  id                  INTEGER PRIMARY KEY,
+  name                TEXT UNIQUE NOT NULL,
+  address             TEXT NOT NULL,
+  local_username      TEXT UNIQUE,
+  local_password_hash TEXT,
+  source              TEXT NOT NULL CHECK (source IN ('config', 'api')),
+  created_at          INTEGER
+) STRICT;
+
+CREATE TABLE mailboxes (
+  id                   INTEGER PRIMARY KEY,
+  account_id           INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+  name                 TEXT NOT NULL,
+  special_use          TEXT,
+  subscribed           INTEGER NOT NULL DEFAULT 1,
+  uidvalidity          INTEGER NOT NULL,
+  uidnext              INTEGER NOT NULL DEFAULT 1,
+  highest_modseq       INTEGER NOT NULL DEFAULT 1,
+  upstream_name        TEXT,
+  upstream_uidvalidity INTEGER,
+  upstream_state       TEXT,
+  UNIQUE (account_id, name)
+) STRICT;
+
+CREATE TABLE messages (
+  id             INTEGER PRIMARY KEY,
+  mailbox_id     INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+  uid            INTEGER NOT NULL,
+  flags          INTEGER NOT NULL DEFAULT 0,
+  keywords       TEXT,
+  internal_date  INTEGER NOT NULL,
+  size           INTEGER NOT NULL,
+  modseq         INTEGER NOT NULL,
+  upstream_id    TEXT,
+  blob_id        TEXT NOT NULL,
+  message_id     TEXT,
+  envelope       TEXT,
+  bodystructure  TEXT,
+  UNIQUE (mailbox_id, uid)
+) STRICT;
+CREATE INDEX messages_by_modseq ON messages (mailbox_id, modseq);
+-- Blob refcounting (is this blob still used after a delete?) and startup GC.
+CREATE INDEX messages_by_blob ON messages (blob_id);
+
+CREATE TABLE journal (
+  id           INTEGER PRIMARY KEY,
+  account_id   INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+  op           TEXT NOT NULL,
+  payload      TEXT,
+  created_at   INTEGER NOT NULL,
+  attempts     INTEGER NOT NULL DEFAULT 0,
+  next_attempt INTEGER NOT NULL DEFAULT 0,
+  last_error   TEXT
+) STRICT;
+CREATE INDEX journal_by_account ON journal (account_id, id);
+
+CREATE TABLE outbox (
+  id           INTEGER PRIMARY KEY,
+  account_id   INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+  mail_from    TEXT NOT NULL,
+  recipients   TEXT NOT NULL,
+  blob_id      TEXT,
+  size         INTEGER,
+  created_at   INTEGER NOT NULL,
+  attempts     INTEGER NOT NULL DEFAULT 0,
+  next_attempt INTEGER NOT NULL DEFAULT 0,
+  last_error   TEXT,
+  state        TEXT NOT NULL DEFAULT 'queued'
+) STRICT;
+CREATE INDEX outbox_by_blob ON outbox (blob_id);
+CREATE INDEX outbox_due ON outbox (state, next_attempt);
+)sql";
+
+constexpr Migration kMigrations[] = {
+    {1, "initial schema", kV1},
+    // {2, "what changed", "ALTER TABLE ...;"},
+    // A step that rebuilds a table must run with foreign_keys OFF, which
+    // cannot change inside a transaction: give migrate() a flag for it then.
+};
+
+}  // namespace
+
+std::span<const Migration> migrations() { return kMigrations; }
+
+int latestSchemaVersion() { return kMigrations[std::size(kMigrations) - 1].version; }
+
+Status migrate(Db& db) {
+  auto current = db.queryInt("PRAGMA user_version");
+  if (!current) return std::unexpected(current.error());
+
+  for (const Migration& m : migrations()) {
+    if (m.version <= *current) continue;
+    auto tx = Transaction::begin(db);
+    if (!tx) return std::unexpected(tx.error());
+    // user_version lives in the db header, which is part of the transaction:
+    // the schema change and the version bump commit or vanish together.
+    std::string bump = "PRAGMA user_version = " + std::to_string(m.version) + ";";
+    if (m.version == 1) bump += "PRAGMA application_id = " + std::to_string(kApplicationId) + ";";
+    Status st = db.exec(m.sql);
+    if (st) st = db.exec(bump);
+    if (st) st = tx->commit();
+    if (!st) {
+      Error e = st.error();
+      e.message = "migration to schema v" + std::to_string(m.version) + " (" + m.description + ") failed: " + e.message;
+      return std::unexpected(std::move(e));
+    }
+    logInfo("store.migrated").kv("path", db.path()).kv("version", m.version).kv("step", m.description);
+  }
+  return {};
+}
+
+}  // namespace mb::store

@@ -1,0 +1,451 @@
+// Store: opening (validate, WAL, migrate, crash GC) and the account, mailbox
+// and message operations, each one transaction.
+#include "daemon/store/store.h"
+
+#include <sys/stat.h>
+
+#include <ctime>
+#include <unordered_set>
+
+#include "daemon/log/log.h"
+#include "daemon/store/migrations.h"
+
+namespace mb::store {
+namespace {
+
+// Other connections (REST snapshot readers, sqlite3 CLI) can hold the db
+// briefly; wait rather than fail a client's command.
+constexpr int kBusyTimeoutMs = 5000;
+
+template <class T>
+std::unexpected<Error> propagate(const Result<T>& r) {
+  return std::unexpected(r.error());
+}
+
+std::optional<AccountSource> parseSource(std::string_view text) {
+  if (text == "config") return AccountSource::Config;
+  if (text == "api") return AccountSource::Api;
+  return std::nullopt;
+}
+
+std::string joinKeywords(const std::vector<std::string>& keywords) {
+  std::string out;
+  for (const auto& k : keywords) {
+    if (!out.empty()) out.push_back(' ');
+    out += k;
+  }
+  return out;
+}
+
+std::vector<std::string> splitKeywords(std::string_view text) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find(' ', pos);
+    if (end == std::string_view::npos) end = text.size();
+    if (end > pos) out.emplace_back(text.substr(pos, end - pos));
+    pos = end + 1;
+  }
+  return out;
+}
+
+constexpr const char* kAccountColumns = "id, name, address, local_username, source, created_at";
+
+Result<Account> readAccount(const Stmt& st) {
+  Account a;
+  a.id = st.columnInt64(0);
+  a.name = st.columnText(1);
+  a.address = st.columnText(2);
+  a.localUsername = st.columnOptText(3);
+  auto source = parseSource(st.columnText(4));
+  if (!source) return fail(ErrorKind::Corrupt, "account " + a.name + " has unknown source '" + st.columnText(4) + "'");
+  a.source = *source;
+  a.createdAt = st.columnOptInt64(5).value_or(0);
+  return a;
+}
+
+constexpr const char* kMailboxColumns =
+    "id, account_id, name, special_use, subscribed, uidvalidity, uidnext, highest_modseq, upstream_name, "
+    "upstream_uidvalidity, upstream_state";
+
+Mailbox readMailbox(const Stmt& st) {
+  Mailbox m;
+  m.id = st.columnInt64(0);
+  m.accountId = st.columnInt64(1);
+  m.name = st.columnText(2);
+  m.specialUse = st.columnText(3);
+  m.subscribed = st.columnInt64(4) != 0;
+  m.uidValidity = static_cast<uint32_t>(st.columnInt64(5));
+  m.uidNext = static_cast<uint32_t>(st.columnInt64(6));
+  m.highestModseq = static_cast<uint64_t>(st.columnInt64(7));
+  m.upstreamName = st.columnText(8);
+  if (auto v = st.columnOptInt64(9)) m.upstreamUidValidity = static_cast<uint32_t>(*v);
+  m.upstreamState = st.columnText(10);
+  return m;
+}
+
+std::optional<std::string> nullIfEmpty(std::string_view s) {
+  if (s.empty()) return std::nullopt;
+  return std::string(s);
+}
+
+// Refuses, before anything writes to the file, what we must not migrate.
+Status checkOpenable(Db& db) {
+  // The first read of the file: this is where a non-database is detected.
+  auto version = db.queryInt("PRAGMA user_version");
+  if (!version) return propagate(version);
+  if (*version > latestSchemaVersion()) {
+    return fail(ErrorKind::Config, db.path() + ": schema v" + std::to_string(*version) +
+                                       " was created by a newer mailbridge (this one knows up to v" +
+                                       std::to_string(latestSchemaVersion()) + "); not opening it");
+  }
+  auto appId = db.queryInt("PRAGMA application_id");
+  if (!appId) return propagate(appId);
+  bool foreign = *appId != 0 && *appId != kApplicationId;
+  if (!foreign && *version == 0) {
+    auto tables = db.queryInt("SELECT count(*) FROM sqlite_schema");
+    if (!tables) return propagate(tables);
+    foreign = *tables > 0;
+  }
+  if (foreign) {
+    return fail(ErrorKind::Config, db.path() + ": is a SQLite database of another program, not mailbridge's");
+  }
+  return {};
+}
+
+}  // namespace
+
+const char* accountSourceName(AccountSource source) { return source == AccountSource::Api ? "api" : "config"; }
+
+Result<std::unique_ptr<Store>> Store::open(const std::filesystem::path& stateDir, StoreOptions options) {
+  struct stat st {};
+  if (::stat(stateDir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return fail(ErrorKind::Io, "state dir " + stateDir.string() + " does not exist or is not a directory");
+  }
+  auto db = Db::open((stateDir / "mailbridge.db").string());
+  if (!db) return propagate(db);
+  if (auto s = db->exec("PRAGMA busy_timeout = " + std::to_string(kBusyTimeoutMs)); !s) return propagate(s);
+  if (auto s = checkOpenable(*db); !s) return propagate(s);
+
+  // WAL: readers (REST snapshots) never block the loop's writer. FULL: in WAL
+  // mode NORMAL may lose the last commits on power loss, and our commits
+  // acknowledge mail to clients (APPEND OK, SMTP 250), so each one is synced.
+  auto mode = db->queryText("PRAGMA journal_mode = WAL");
+  if (!mode) return propagate(mode);
+  if (*mode != "wal") return fail(ErrorKind::Io, db->path() + ": cannot switch to WAL mode (got " + *mode + ")");
+  if (auto s = db->exec("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON"); !s) return propagate(s);
+  if (auto s = migrate(*db); !s) return propagate(s);
+
+  auto blobs = BlobStore::open(stateDir / "blobs");
+  if (!blobs) return propagate(blobs);
+
+  std::function<int64_t()> clock = options.clock ? std::move(options.clock) : [] { return static_cast<int64_t>(::time(nullptr)); };
+  std::unique_ptr<Store> store(new Store(stateDir, std::move(*db), std::move(*blobs), std::move(clock)));
+  if (auto s = store->collectGarbage(); !s) return propagate(s);
+  logInfo("store.opened").kv("path", store->db_.path()).kv("schema", latestSchemaVersion());
+  return store;
+}
+
+Status Store::collectGarbage() {
+  std::unordered_set<std::string> referenced;
+  auto st = db_.prepare("SELECT blob_id FROM messages UNION SELECT blob_id FROM outbox WHERE blob_id IS NOT NULL");
+  if (!st) return propagate(st);
+  for (;;) {
+    auto row = st->step();
+    if (!row) return propagate(row);
+    if (!*row) break;
+    referenced.insert(st->columnText(0));
+  }
+  auto stats = blobs_.gc(referenced);
+  if (!stats) return propagate(stats);
+  if (stats->tmpRemoved || stats->blobsRemoved) {
+    logInfo("store.blob_gc")
+        .kv("tmp_removed", stats->tmpRemoved)
+        .kv("blobs_removed", stats->blobsRemoved)
+        .kv("bytes_freed", stats->bytesFreed);
+  }
+  return {};
+}
+
+Result<bool> Store::blobReferenced(std::string_view blobId) {
+  auto st = db_.prepare(
+      "SELECT EXISTS (SELECT 1 FROM messages WHERE blob_id = ?1) OR EXISTS (SELECT 1 FROM outbox WHERE blob_id = ?1)");
+  if (!st) return propagate(st);
+  auto row = st->bind(1, blobId).step();
+  if (!row) return propagate(row);
+  return *row && st->columnInt64(0) != 0;
+}
+
+// Bodies are deduplicated across mailboxes and accounts, so a blob goes only
+// when no row uses it. Failure just leaves garbage for the next open's GC.
+void Store::removeBlobIfUnreferenced(const std::string& blobId) {
+  auto used = blobReferenced(blobId);
+  if (!used || *used) return;
+  if (auto s = blobs_.remove(blobId); !s) logWarn("store.blob_remove_failed").kv("error", s.error().message);
+}
+
+// ---- accounts
+
+Result<int64_t> Store::ensureAccount(std::string_view name, std::string_view address, AccountSource source) {
+  if (name.empty()) return fail(ErrorKind::User, "account name is empty");
+  auto tx = Transaction::begin(db_);
+  if (!tx) return propagate(tx);
+
+  auto find = db_.prepare("SELECT id, address, source FROM accounts WHERE name = ?1");
+  if (!find) return propagate(find);
+  auto row = find->bind(1, name).step();
+  if (!row) return propagate(row);
+  int64_t id;
+  if (*row) {
+    id = find->columnInt64(0);
+    std::string oldAddress = find->columnText(1);
+    std::string oldSource = find->columnText(2);
+    if (oldSource != accountSourceName(source)) {
+      return fail(ErrorKind::Conflict,
+                  "account " + std::string(name) + " exists already (created via " + oldSource + ")");
+    }
+    if (oldAddress != address) {
+      auto upd = db_.prepare("UPDATE accounts SET address = ?1 WHERE id = ?2");
+      if (!upd) return propagate(upd);
+      if (auto s = upd->bind(1, address).bind(2, id).run(); !s) return propagate(s);
+    }
+  } else {
+    auto ins = db_.prepare("INSERT INTO accounts (name, address, source, created_at) VALUES (?1, ?2, ?3, ?4)");
+    if (!ins) return propagate(ins);
+    if (auto s = ins->bind(1, name).bind(2, address).bind(3, accountSourceName(source)).bind(4, now()).run(); !s) {
+      return propagate(s);
+    }
+    id = db_.lastInsertRowid();
+  }
+  if (auto s = tx->commit(); !s) return propagate(s);
+  return id;
+}
+
+Result<std::vector<Account>> Store::listAccounts() {
+  auto st = db_.prepare(std::string("SELECT ") + kAccountColumns + " FROM accounts ORDER BY id");
+  if (!st) return propagate(st);
+  std::vector<Account> out;
+  for (;;) {
+    auto row = st->step();
+    if (!row) return propagate(row);
+    if (!*row) break;
+    auto a = readAccount(*st);
+    if (!a) return propagate(a);
+    out.push_back(std::move(*a));
+  }
+  return out;
+}
+
+Result<std::optional<Account>> Store::findAccount(std::string_view name) {
+  auto st = db_.prepare(std::string("SELECT ") + kAccountColumns + " FROM accounts WHERE name = ?1");
+  if (!st) return propagate(st);
+  auto row = st->bind(1, name).step();
+  if (!row) return propagate(row);
+  if (!*row) return std::optional<Account>();
+  auto a = readAccount(*st);
+  if (!a) return propagate(a);
+  return std::optional<Account>(std::move(*a));
+}
+
+Status Store::removeAccount(int64_t accountId) {
+  std::vector<std::string> blobIds;
+  {
+    auto tx = Transaction::begin(db_);
+    if (!tx) return propagate(tx);
+    auto st = db_.prepare(
+        "SELECT m.blob_id FROM messages m JOIN mailboxes b ON m.mailbox_id = b.id WHERE b.account_id = ?1 "
+        "UNION SELECT blob_id FROM outbox WHERE account_id = ?1 AND blob_id IS NOT NULL");
+    if (!st) return propagate(st);
+    st->bind(1, accountId);
+    for (;;) {
+      auto row = st->step();
+      if (!row) return propagate(row);
+      if (!*row) break;
+      blobIds.push_back(st->columnText(0));
+    }
+    auto del = db_.prepare("DELETE FROM accounts WHERE id = ?1");
+    if (!del) return propagate(del);
+    if (auto s = del->bind(1, accountId).run(); !s) return propagate(s);
+    if (db_.changes() == 0) return fail(ErrorKind::NotFound, "no account with id " + std::to_string(accountId));
+    if (auto s = tx->commit(); !s) return propagate(s);
+  }
+  // After the commit: a crash here leaves unreferenced blobs for the next GC,
+  // never a row without its body.
+  for (const auto& id : blobIds) removeBlobIfUnreferenced(id);
+  logInfo("store.account_removed").kv("account_id", accountId).kv("blobs", static_cast<uint64_t>(blobIds.size()));
+  return {};
+}
+
+// ---- mailboxes
+
+Result<Mailbox> Store::createMailbox(int64_t accountId, std::string_view name, std::string_view specialUse) {
+  if (name.empty()) return fail(ErrorKind::User, "mailbox name is empty");
+  auto tx = Transaction::begin(db_);
+  if (!tx) return propagate(tx);
+
+  auto acct = db_.prepare("SELECT 1 FROM accounts WHERE id = ?1");
+  if (!acct) return propagate(acct);
+  auto found = acct->bind(1, accountId).step();
+  if (!found) return propagate(found);
+  if (!*found) return fail(ErrorKind::NotFound, "no account with id " + std::to_string(accountId));
+
+  auto dup = db_.prepare("SELECT 1 FROM mailboxes WHERE account_id = ?1 AND name = ?2");
+  if (!dup) return propagate(dup);
+  auto exists = dup->bind(1, accountId).bind(2, name).step();
+  if (!exists) return propagate(exists);
+  if (*exists) return fail(ErrorKind::Conflict, "mailbox " + std::string(name) + " exists already");
+
+  // Clock-based like Dovecot, but strictly increasing across the whole store
+  // (remembered in store_meta), so a clock step back or a delete+create in the
+  // same second can never hand a client an old UIDVALIDITY for new contents.
+  auto last = db_.queryInt("SELECT coalesce((SELECT value FROM store_meta WHERE key = 'last_uidvalidity'), 0)");
+  if (!last) return propagate(last);
+  int64_t uidValidity = std::max(now(), *last + 1);
+  if (uidValidity > UINT32_MAX) return fail(ErrorKind::Internal, "UIDVALIDITY space exhausted");
+  auto meta = db_.prepare(
+      "INSERT INTO store_meta (key, value) VALUES ('last_uidvalidity', ?1) "
+      "ON CONFLICT (key) DO UPDATE SET value = excluded.value");
+  if (!meta) return propagate(meta);
+  if (auto s = meta->bind(1, uidValidity).run(); !s) return propagate(s);
+
+  auto ins = db_.prepare(
+      "INSERT INTO mailboxes (account_id, name, special_use, subscribed, uidvalidity, uidnext, highest_modseq) "
+      "VALUES (?1, ?2, ?3, 1, ?4, 1, 1)");
+  if (!ins) return propagate(ins);
+  if (auto s = ins->bind(1, accountId).bind(2, name).bind(3, nullIfEmpty(specialUse)).bind(4, uidValidity).run(); !s) {
+    return propagate(s);
+  }
+  Mailbox m;
+  m.id = db_.lastInsertRowid();
+  m.accountId = accountId;
+  m.name = std::string(name);
+  m.specialUse = std::string(specialUse);
+  m.uidValidity = static_cast<uint32_t>(uidValidity);
+  if (auto s = tx->commit(); !s) return propagate(s);
+  return m;
+}
+
+Result<std::vector<Mailbox>> Store::listMailboxes(int64_t accountId) {
+  auto st = db_.prepare(std::string("SELECT ") + kMailboxColumns + " FROM mailboxes WHERE account_id = ?1 ORDER BY name");
+  if (!st) return propagate(st);
+  st->bind(1, accountId);
+  std::vector<Mailbox> out;
+  for (;;) {
+    auto row = st->step();
+    if (!row) return propagate(row);
+    if (!*row) break;
+    out.push_back(readMailbox(*st));
+  }
+  return out;
+}
+
+Result<std::optional<Mailbox>> Store::findMailbox(int64_t accountId, std::string_view name) {
+  auto st = db_.prepare(std::string("SELECT ") + kMailboxColumns + " FROM mailboxes WHERE account_id = ?1 AND name = ?2");
+  if (!st) return propagate(st);
+  auto row = st->bind(1, accountId).bind(2, name).step();
+  if (!row) return propagate(row);
+  if (!*row) return std::optional<Mailbox>();
+  return std::optional<Mailbox>(readMailbox(*st));
+}
+
+// ---- messages
+
+Result<AppendResult> Store::appendMessage(int64_t mailboxId, const NewMessage& message) {
+  for (const auto& k : message.keywords) {
+    if (k.empty() || k.find_first_of(" \t\r\n") != std::string::npos) {
+      return fail(ErrorKind::User, "invalid keyword '" + k + "'");
+    }
+  }
+  // Check before writing the body so a bad mailbox id costs no disk I/O; the
+  // transaction below checks again.
+  {
+    auto st = db_.prepare("SELECT 1 FROM mailboxes WHERE id = ?1");
+    if (!st) return propagate(st);
+    auto row = st->bind(1, mailboxId).step();
+    if (!row) return propagate(row);
+    if (!*row) return fail(ErrorKind::NotFound, "no mailbox with id " + std::to_string(mailboxId));
+  }
+
+  auto blobId = blobs_.put(message.bytes);
+  if (!blobId) return propagate(blobId);
+
+  auto commitRow = [&]() -> Result<AppendResult> {
+    auto tx = Transaction::begin(db_);
+    if (!tx) return propagate(tx);
+    auto mb = db_.prepare("SELECT account_id, uidnext, highest_modseq FROM mailboxes WHERE id = ?1");
+    if (!mb) return propagate(mb);
+    auto row = mb->bind(1, mailboxId).step();
+    if (!row) return propagate(row);
+    if (!*row) return fail(ErrorKind::NotFound, "no mailbox with id " + std::to_string(mailboxId));
+    int64_t accountId = mb->columnInt64(0);
+    int64_t uid = mb->columnInt64(1);
+    int64_t modseq = mb->columnInt64(2) + 1;
+    // UIDs are 32-bit on the wire (RFC 3501 2.3.1.1); running out needs a new
+    // UIDVALIDITY, which is the caller's decision, not ours.
+    if (uid > UINT32_MAX) return fail(ErrorKind::User, "mailbox UID space exhausted", "LIMIT");
+
+    auto ins = db_.prepare(
+        "INSERT INTO messages (mailbox_id, uid, flags, keywords, internal_date, size, modseq, upstream_id, blob_id) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+    if (!ins) return propagate(ins);
+    ins->bind(1, mailboxId)
+        .bind(2, uid)
+        .bind(3, message.flags)
+        .bind(4, nullIfEmpty(joinKeywords(message.keywords)))
+        .bind(5, message.internalDate)
+        .bind(6, message.bytes.size())
+        .bind(7, modseq)
+        .bind(8, message.upstreamId)
+        .bind(9, *blobId);
+    if (auto s = ins->run(); !s) return propagate(s);
+    int64_t messageId = db_.lastInsertRowid();
+
+    auto upd = db_.prepare("UPDATE mailboxes SET uidnext = ?1, highest_modseq = ?2 WHERE id = ?3");
+    if (!upd) return propagate(upd);
+    if (auto s = upd->bind(1, uid + 1).bind(2, modseq).bind(3, mailboxId).run(); !s) return propagate(s);
+
+    if (message.journal) {
+      auto j = db_.prepare(
+          "INSERT INTO journal (account_id, op, payload, created_at, attempts, next_attempt) "
+          "VALUES (?1, ?2, ?3, ?4, 0, ?4)");
+      if (!j) return propagate(j);
+      if (auto s = j->bind(1, accountId).bind(2, message.journal->op).bind(3, message.journal->payload).bind(4, now()).run();
+          !s) {
+        return propagate(s);
+      }
+    }
+    if (auto s = tx->commit(); !s) return propagate(s);
+    return AppendResult{messageId, static_cast<uint32_t>(uid), static_cast<uint64_t>(modseq), *blobId};
+  };
+
+  auto result = commitRow();  // its Transaction has rolled back by now if it failed
+  if (!result) removeBlobIfUnreferenced(*blobId);
+  return result;
+}
+
+Result<std::vector<MessageSummary>> Store::listMessages(int64_t mailboxId) {
+  auto st = db_.prepare(
+      "SELECT id, uid, flags, keywords, internal_date, size, modseq, blob_id FROM messages "
+      "WHERE mailbox_id = ?1 ORDER BY uid");
+  if (!st) return propagate(st);
+  st->bind(1, mailboxId);
+  std::vector<MessageSummary> out;
+  for (;;) {
+    auto row = st->step();
+    if (!row) return propagate(row);
+    if (!*row) break;
+    MessageSummary m;
+    m.id = st->columnInt64(0);
+    m.uid = static_cast<uint32_t>(st->columnInt64(1));
+    m.flags = static_cast<uint32_t>(st->columnInt64(2));
+    m.keywords = splitKeywords(st->columnText(3));
+    m.internalDate = st->columnInt64(4);
+    m.size = static_cast<uint64_t>(st->columnInt64(5));
+    m.modseq = static_cast<uint64_t>(st->columnInt64(6));
+    m.blobId = st->columnText(7);
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+}  // namespace mb::store

@@ -1,0 +1,163 @@
+// Store: the durable local copy of every account (SQLite in WAL mode for
+// metadata, BlobStore for bodies). Local sessions and the SyncEngine read and
+// write mail only through it; see DESIGN.md "The data path".
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "daemon/store/blob_store.h"
+#include "daemon/store/sqlite.h"
+#include "protocols/common/result.h"
+
+namespace mb::store {
+
+// System flags as stored in messages.flags. Keywords ($Junk, custom) are kept
+// separately as text.
+enum MessageFlag : uint32_t {
+  kFlagSeen = 1,
+  kFlagAnswered = 2,
+  kFlagFlagged = 4,
+  kFlagDeleted = 8,
+  kFlagDraft = 16,
+};
+
+enum class AccountSource { Config, Api };  // who created it: the config file or the REST API
+
+struct Account {
+  int64_t id = 0;
+  std::string name;
+  std::string address;
+  std::optional<std::string> localUsername;
+  AccountSource source = AccountSource::Config;
+  int64_t createdAt = 0;
+};
+
+struct Mailbox {
+  int64_t id = 0;
+  int64_t accountId = 0;
+  std::string name;
+  std::string specialUse;  // "\\Sent", "\\Trash"...; empty if none
+  bool subscribed = true;
+  uint32_t uidValidity = 0;
+  uint32_t uidNext = 1;
+  uint64_t highestModseq = 1;
+  std::string upstreamName;
+  std::optional<uint32_t> upstreamUidValidity;
+  std::string upstreamState;  // opaque connector cursor (JSON)
+};
+
+// An operation for the SyncEngine to replay upstream, committed in the same
+// transaction as the local change it describes.
+struct JournalEntry {
+  std::string op;       // e.g. "append"
+  std::string payload;  // JSON
+};
+
+struct NewMessage {
+  std::string_view bytes;  // the full RFC 5322 message; must stay live during the call
+  uint32_t flags = 0;      // MessageFlag bits
+  std::vector<std::string> keywords;
+  int64_t internalDate = 0;  // unix seconds
+  std::optional<std::string> upstreamId;
+  std::optional<JournalEntry> journal;
+};
+
+struct AppendResult {
+  int64_t messageId = 0;  // row id
+  uint32_t uid = 0;
+  uint64_t modseq = 0;
+  std::string blobId;
+};
+
+struct MessageSummary {
+  int64_t id = 0;
+  uint32_t uid = 0;
+  uint32_t flags = 0;
+  std::vector<std::string> keywords;
+  int64_t internalDate = 0;
+  uint64_t size = 0;
+  uint64_t modseq = 0;
+  std::string blobId;
+};
+
+struct StoreOptions {
+  // Unix seconds. Tests replace it to pin UIDVALIDITY and created_at.
+  std::function<int64_t()> clock;
+};
+
+// Owned by the loop thread (see DESIGN.md "Threads"); not thread-safe. The
+// caller must hold the StateDirLock for stateDir for the Store's whole life:
+// open() deletes blobs and temp files that no row references.
+class Store {
+ public:
+  // Opens or creates <stateDir>/mailbridge.db and <stateDir>/blobs, upgrades
+  // the schema, then drops blobs left by a crash between blob write and row
+  // commit. Refuses without touching the file: a non-database ("<path>: file
+  // is not a database", Corrupt), a newer schema ("created by a newer
+  // mailbridge", Config) and someone else's SQLite database (Config).
+  static Result<std::unique_ptr<Store>> open(const std::filesystem::path& stateDir, StoreOptions options = {});
+
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // -- accounts
+  // Returns the id of the account called name, creating it if needed. An
+  // existing account gets the new address; one created by the other source
+  // is a Conflict (a config file must not take over an API account).
+  Result<int64_t> ensureAccount(std::string_view name, std::string_view address, AccountSource source);
+  Result<std::vector<Account>> listAccounts();
+  Result<std::optional<Account>> findAccount(std::string_view name);
+  // Deletes the account with its mailboxes, messages, journal and outbox
+  // (ON DELETE CASCADE), then the blobs no other account still uses.
+  // NotFound if there is no such account.
+  Status removeAccount(int64_t accountId);
+
+  // -- mailboxes
+  // UIDVALIDITY comes from the clock but never repeats or goes backwards
+  // within this store, so a mailbox deleted and recreated in the same second
+  // still gets a new one (RFC 3501 2.3.1.1). Conflict if the name exists,
+  // NotFound if the account does not.
+  Result<Mailbox> createMailbox(int64_t accountId, std::string_view name, std::string_view specialUse = {});
+  Result<std::vector<Mailbox>> listMailboxes(int64_t accountId);
+  Result<std::optional<Mailbox>> findMailbox(int64_t accountId, std::string_view name);
+
+  // -- messages
+  // Writes the body durably first, then in one transaction assigns
+  // uid = UIDNEXT and a new modseq, inserts the row and the optional journal
+  // entry. A crash in between leaves only an unreferenced blob, which the next
+  // open() deletes. NotFound if the mailbox does not exist.
+  Result<AppendResult> appendMessage(int64_t mailboxId, const NewMessage& message);
+  // All messages of a mailbox, by ascending UID.
+  Result<std::vector<MessageSummary>> listMessages(int64_t mailboxId);
+
+  // For other parts of daemon/store that extend the Store; must not be kept
+  // beyond the Store's life.
+  Db& db() { return db_; }
+  BlobStore& blobs() { return blobs_; }
+  const std::filesystem::path& stateDir() const { return stateDir_; }
+  int64_t now() const { return clock_(); }
+
+ private:
+  Store(std::filesystem::path stateDir, Db db, BlobStore blobs, std::function<int64_t()> clock)
+      : stateDir_(std::move(stateDir)), db_(std::move(db)), blobs_(std::move(blobs)), clock_(std::move(clock)) {}
+
+  Status collectGarbage();
+  Result<bool> blobReferenced(std::string_view blobId);
+  void removeBlobIfUnreferenced(const std::string& blobId);
+
+  std::filesystem::path stateDir_;
+  Db db_;
+  BlobStore blobs_;
+  std::function<int64_t()> clock_;
+};
+
+const char* accountSourceName(AccountSource source);
+
+}  // namespace mb::store

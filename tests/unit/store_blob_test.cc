@@ -1,0 +1,165 @@
+// BlobStore: content addressing, dedup, durability protocol leftovers (tmp is
+// empty after put) and crash cleanup (gc).
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "daemon/store/blob_store.h"
+
+namespace mb::store {
+namespace {
+
+namespace fs = std::filesystem;
+
+// SHA-256("abc"), FIPS 180-2 appendix B.1.
+constexpr const char* kAbcId = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
+class StoreBlob : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/mb-store-blob-XXXXXX";
+    char* p = ::mkdtemp(tmpl);
+    ASSERT_NE(p, nullptr);
+    dir_ = p;
+    auto bs = BlobStore::open(dir_ / "blobs");
+    ASSERT_TRUE(bs) << bs.error().message;
+    blobs_.emplace(std::move(*bs));
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+  size_t entries(const fs::path& p) {
+    std::error_code ec;
+    size_t n = 0;
+    for (fs::directory_iterator it(p, ec), end; !ec && it != end; it.increment(ec)) ++n;
+    return n;
+  }
+  static void writeFile(const fs::path& p, const std::string& content) {
+    std::ofstream(p, std::ios::binary | std::ios::trunc) << content;
+  }
+
+  fs::path dir_;
+  std::optional<BlobStore> blobs_;
+};
+
+TEST_F(StoreBlob, PutGetRoundTripAtContentAddress) {
+  auto id = blobs_->put("abc");
+  ASSERT_TRUE(id) << id.error().message;
+  EXPECT_EQ(*id, kAbcId);
+  EXPECT_EQ(blobs_->pathOf(*id).value(), dir_ / "blobs" / "ba" / (std::string(kAbcId).substr(2)));
+  EXPECT_TRUE(fs::is_regular_file(dir_ / "blobs" / "ba" / std::string(kAbcId).substr(2)));
+  auto got = blobs_->get(*id, 3);
+  ASSERT_TRUE(got) << got.error().message;
+  EXPECT_EQ(*got, "abc");
+  EXPECT_TRUE(blobs_->verify(*id));
+  // The write went through tmp/ and nothing is left there.
+  EXPECT_EQ(entries(dir_ / "blobs" / "tmp"), 0u);
+}
+
+TEST_F(StoreBlob, BinaryLargeAndEmptyBodies) {
+  std::string big(3 * 1024 * 1024 + 7, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 131 % 251);
+  auto id = blobs_->put(big);
+  ASSERT_TRUE(id);
+  EXPECT_EQ(blobs_->get(*id, big.size()).value_or(""), big);
+  auto empty = blobs_->put("");
+  ASSERT_TRUE(empty);
+  auto got = blobs_->get(*empty, 0);
+  ASSERT_TRUE(got);
+  EXPECT_TRUE(got->empty());
+}
+
+TEST_F(StoreBlob, IdenticalContentIsStoredOnce) {
+  auto a = blobs_->put("same body");
+  ASSERT_TRUE(a);
+  struct stat before {};
+  ASSERT_EQ(::stat(blobs_->pathOf(*a)->c_str(), &before), 0);
+  auto b = blobs_->put("same body");
+  ASSERT_TRUE(b);
+  EXPECT_EQ(*a, *b);
+  struct stat after {};
+  ASSERT_EQ(::stat(blobs_->pathOf(*b)->c_str(), &after), 0);
+  EXPECT_EQ(before.st_ino, after.st_ino);  // reused, not rewritten
+  EXPECT_EQ(entries(blobs_->pathOf(*a)->parent_path()), 1u);
+  EXPECT_EQ(entries(dir_ / "blobs" / "tmp"), 0u);
+}
+
+TEST_F(StoreBlob, TornCopyIsReplacedByPut) {
+  auto path = blobs_->pathOf(kAbcId).value();
+  fs::create_directories(path.parent_path());
+  writeFile(path, "ab");  // a truncated copy
+  EXPECT_EQ(blobs_->get(kAbcId, 3).error().kind, ErrorKind::Corrupt);
+  ASSERT_TRUE(blobs_->put("abc"));
+  EXPECT_EQ(blobs_->get(kAbcId, 3).value_or(""), "abc");
+}
+
+TEST_F(StoreBlob, MissingBlobIsCorruptNamingId) {
+  auto got = blobs_->get(kAbcId);
+  ASSERT_FALSE(got);
+  EXPECT_EQ(got.error().kind, ErrorKind::Corrupt);
+  EXPECT_NE(got.error().message.find(kAbcId), std::string::npos) << got.error().message;
+}
+
+TEST_F(StoreBlob, WrongSizeAndTamperingAreCorrupt) {
+  auto id = blobs_->put("abc");
+  ASSERT_TRUE(id);
+  auto wrong = blobs_->get(*id, 4);
+  ASSERT_FALSE(wrong);
+  EXPECT_EQ(wrong.error().kind, ErrorKind::Corrupt);
+  writeFile(*blobs_->pathOf(*id), "abd");
+  auto v = blobs_->verify(*id);
+  ASSERT_FALSE(v);
+  EXPECT_EQ(v.error().kind, ErrorKind::Corrupt);
+}
+
+TEST_F(StoreBlob, InvalidIdsNeverBecomePaths) {
+  EXPECT_FALSE(blobs_->pathOf("../../etc/passwd"));
+  EXPECT_FALSE(blobs_->pathOf(std::string(64, 'A')));  // upper case is not ours
+  EXPECT_FALSE(blobs_->get("tmp"));
+  EXPECT_FALSE(blobs_->remove(""));
+  EXPECT_FALSE(blobs_->exists("zz"));
+}
+
+TEST_F(StoreBlob, RemoveIsIdempotent) {
+  auto id = blobs_->put("abc");
+  ASSERT_TRUE(id);
+  EXPECT_TRUE(blobs_->remove(*id));
+  EXPECT_FALSE(blobs_->exists(*id));
+  EXPECT_EQ(blobs_->get(*id).error().kind, ErrorKind::Corrupt);
+  EXPECT_TRUE(blobs_->remove(*id));
+}
+
+TEST_F(StoreBlob, GcDropsTmpLeftoversAndUnreferencedBlobs) {
+  auto keep = blobs_->put("keep me");
+  auto drop = blobs_->put("drop me");
+  ASSERT_TRUE(keep && drop);
+  writeFile(dir_ / "blobs" / "tmp" / "put-crashed", "half a messa");
+  writeFile(dir_ / "blobs" / "README", "not ours");  // foreign files are left alone
+
+  auto stats = blobs_->gc({*keep});
+  ASSERT_TRUE(stats) << stats.error().message;
+  EXPECT_EQ(stats->tmpRemoved, 1u);
+  EXPECT_EQ(stats->blobsRemoved, 1u);
+  EXPECT_EQ(stats->bytesFreed, std::string("half a messa").size() + std::string("drop me").size());
+  EXPECT_TRUE(blobs_->exists(*keep));
+  EXPECT_FALSE(blobs_->exists(*drop));
+  EXPECT_EQ(entries(dir_ / "blobs" / "tmp"), 0u);
+  EXPECT_TRUE(fs::exists(dir_ / "blobs" / "README"));
+}
+
+TEST(StoreBlobOpen, UncreatableRootNamesPath) {
+  auto r = BlobStore::open("/dev/null/blobs");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind, ErrorKind::Io);
+  EXPECT_NE(r.error().message.find("/dev/null/blobs"), std::string::npos) << r.error().message;
+}
+
+}  // namespace
+}  // namespace mb::store

@@ -1,0 +1,121 @@
+// The SQLite wrapper: transactions roll back unless committed, binds and
+// columns round-trip, and errors carry the db path and SQLite's reason.
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "daemon/store/sqlite.h"
+
+namespace mb::store {
+namespace {
+
+class StoreSqlite : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/mb-store-sqlite-XXXXXX";
+    char* p = ::mkdtemp(tmpl);
+    ASSERT_NE(p, nullptr);
+    dir_ = p;
+    path_ = (dir_ / "t.db").string();
+    auto db = Db::open(path_);
+    ASSERT_TRUE(db) << db.error().message;
+    db_.emplace(std::move(*db));
+    ASSERT_TRUE(db_->exec("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER, s TEXT UNIQUE)"));
+  }
+  void TearDown() override {
+    db_.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  int64_t count() { return db_->queryInt("SELECT count(*) FROM t").value_or(-1); }
+
+  std::filesystem::path dir_;
+  std::string path_;
+  std::optional<Db> db_;
+};
+
+TEST_F(StoreSqlite, TransactionRollsBackUnlessCommitted) {
+  {
+    auto tx = Transaction::begin(*db_);
+    ASSERT_TRUE(tx);
+    ASSERT_TRUE(db_->exec("INSERT INTO t (n) VALUES (1)"));
+    EXPECT_TRUE(db_->inTransaction());
+  }
+  EXPECT_FALSE(db_->inTransaction());
+  EXPECT_EQ(count(), 0);
+  {
+    auto tx = Transaction::begin(*db_);
+    ASSERT_TRUE(tx);
+    ASSERT_TRUE(db_->exec("INSERT INTO t (n) VALUES (1)"));
+    ASSERT_TRUE(tx->commit());
+    EXPECT_FALSE(tx->commit());  // a second commit is a bug, reported
+  }
+  EXPECT_EQ(count(), 1);
+}
+
+TEST_F(StoreSqlite, BindAndColumnsRoundTrip) {
+  auto ins = db_->prepare("INSERT INTO t (n, s) VALUES (?1, ?2)");
+  ASSERT_TRUE(ins);
+  ASSERT_TRUE(ins->bind(1, int64_t{1} << 40).bind(2, std::string_view("h\xc3\xa9llo")).run());
+  ins->reset();
+  ASSERT_TRUE(ins->bind(1, std::optional<int>()).bind(2, std::nullopt).run());
+  ins->reset();
+  ASSERT_TRUE(ins->bind(1, 7u).bind(2, std::optional<std::string>("x")).run());
+
+  auto sel = db_->prepare("SELECT n, s FROM t ORDER BY id");
+  ASSERT_TRUE(sel);
+  ASSERT_EQ(sel->step().value_or(false), true);
+  EXPECT_EQ(sel->columnInt64(0), int64_t{1} << 40);
+  EXPECT_EQ(sel->columnText(1), "h\xc3\xa9llo");
+  ASSERT_EQ(sel->step().value_or(false), true);
+  EXPECT_TRUE(sel->columnIsNull(0));
+  EXPECT_EQ(sel->columnOptInt64(0), std::nullopt);
+  EXPECT_EQ(sel->columnOptText(1), std::nullopt);
+  EXPECT_EQ(sel->columnText(1), "");
+  ASSERT_EQ(sel->step().value_or(false), true);
+  EXPECT_EQ(sel->columnOptInt64(0), 7);
+  EXPECT_EQ(sel->columnOptText(1), "x");
+  auto end = sel->step();
+  ASSERT_TRUE(end);
+  EXPECT_FALSE(*end);
+}
+
+TEST_F(StoreSqlite, ErrorsNamePathAndReason) {
+  auto bad = db_->prepare("SELEKT 1");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find(path_ + ": "), std::string::npos) << bad.error().message;
+  EXPECT_NE(bad.error().message.find("syntax error"), std::string::npos) << bad.error().message;
+
+  ASSERT_TRUE(db_->exec("INSERT INTO t (s) VALUES ('dup')"));
+  auto dup = db_->exec("INSERT INTO t (s) VALUES ('dup')");
+  ASSERT_FALSE(dup);
+  EXPECT_EQ(dup.error().kind, ErrorKind::Conflict);
+  EXPECT_NE(dup.error().message.find("UNIQUE"), std::string::npos) << dup.error().message;
+}
+
+TEST_F(StoreSqlite, BindErrorsSurfaceAtStep) {
+  auto st = db_->prepare("INSERT INTO t (n) VALUES (?1)");
+  ASSERT_TRUE(st);
+  auto r = st->bind(2, 1).run();  // no ?2
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("bind ?2"), std::string::npos) << r.error().message;
+  st->reset();
+  auto big = st->bind(1, UINT64_MAX).run();
+  ASSERT_FALSE(big);
+  EXPECT_NE(big.error().message.find("exceeds int64"), std::string::npos) << big.error().message;
+  EXPECT_EQ(count(), 0);
+}
+
+TEST_F(StoreSqlite, OpenFailureNamesPath) {
+  auto r = Db::open("/dev/null/x.db");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind, ErrorKind::Io);
+  EXPECT_NE(r.error().message.find("/dev/null/x.db"), std::string::npos) << r.error().message;
+}
+
+}  // namespace
+}  // namespace mb::store
