@@ -210,6 +210,7 @@ void TlsEngine::advance() {
       return;
     }
     state_ = TlsState::Open;
+    handshakeDone_ = true;
     if (!heldOut_.empty()) {
       std::string held;
       held.swap(heldOut_);

@@ -67,6 +67,8 @@ class TlsEngine {
   Role role() const { return role_; }
   const std::string& error() const { return error_; }
   bool peerClosed() const { return peerClosed_; }
+  // True from the moment the handshake succeeded, whatever happened later.
+  bool handshakeDone() const { return handshakeDone_; }
   // "TLSv1.3", "TLS_AES_256_GCM_SHA384"; empty before the handshake.
   std::string protocol() const;
   std::string cipher() const;
@@ -91,6 +93,7 @@ class TlsEngine {
   std::string plainIn_;
   bool closeSent_ = false;
   bool peerClosed_ = false;
+  bool handshakeDone_ = false;
   std::optional<Sha256> pin_;
   std::string verifyNote_;  // why the pin check refused, for error_
 };
