@@ -225,8 +225,14 @@ FrameEvent Framer::next() {
           // Keep what fits (the tag is at its start), drop the rest.
           line_.append(chunk.substr(0, room));
           inputPos_ += chunk.size();
+          // The tail spans line_ and the dropped bytes: with one-byte feeds
+          // a trailing "{5+}" arrives across many chunks.
+          std::string_view dropped = chunk.substr(room);
+          std::string tail = line_.substr(line_.size() - std::min(line_.size(), kTailKeep));
+          tail.append(dropped.substr(dropped.size() - std::min(dropped.size(), kTailKeep)));
+          if (tail.size() > kTailKeep) tail.erase(0, tail.size() - kTailKeep);
           FrameEvent ev = failCommand(true, "", "Line too long", true);
-          discardTail_ = std::string(chunk.substr(chunk.size() - std::min(chunk.size(), kTailKeep)));
+          discardTail_ = std::move(tail);
           // inputPos_ now points at the LF, if any: DiscardLine ends there.
           return ev;
         }
