@@ -1,0 +1,204 @@
+// analyzeMessage and the stored form of its result.
+#include "protocols/mime/analysis.h"
+
+#include <algorithm>
+#include <charconv>
+
+#include "protocols/mime/bodystructure.h"
+#include "protocols/mime/decode.h"
+#include "protocols/mime/envelope.h"
+#include "protocols/mime/header.h"
+#include "protocols/mime/structure.h"
+
+namespace mb::mime {
+
+namespace {
+
+bool anyAttachment(const Part& p) {
+  if (p.attachment) return true;
+  return std::any_of(p.children.begin(), p.children.end(), anyAttachment);
+}
+
+std::string_view trimBlanks(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r' || s.front() == '\n'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
+    s.remove_suffix(1);
+  return s;
+}
+
+QuickFields quickFields(std::string_view raw, const Part& root) {
+  QuickFields q;
+  q.size = raw.size();
+  q.lines = static_cast<std::uint64_t>(std::count(raw.begin(), raw.end(), '\n'));
+  q.hasAttachments = anyAttachment(root);
+  HeaderReader reader(raw.substr(root.headerBegin, root.headerEnd - root.headerBegin));
+  HeaderField f;
+  auto join = [&](std::string& into) {
+    if (!into.empty()) into += ", ";
+    into += decodeHeaderText(f.value);
+  };
+  while (reader.next(f)) {
+    if (!f.hasColon) continue;
+    if (equalsIgnoreCase(f.name, "message-id")) q.messageId = std::string(trimBlanks(unfold(f.value)));
+    else if (equalsIgnoreCase(f.name, "subject")) q.subject = decodeHeaderText(f.value);
+    else if (equalsIgnoreCase(f.name, "date")) q.date = std::string(trimBlanks(unfold(f.value)));
+    else if (equalsIgnoreCase(f.name, "from")) join(q.from);
+    else if (equalsIgnoreCase(f.name, "to")) join(q.to);
+    else if (equalsIgnoreCase(f.name, "cc")) join(q.cc);
+    else if (equalsIgnoreCase(f.name, "bcc")) join(q.bcc);
+  }
+  if (!q.date.empty()) q.sentAt = parseDate(q.date);
+  return q;
+}
+
+// ---- serialization: netstrings "<len>:<bytes>," in a fixed order ----
+
+void put(std::string& out, std::string_view s) {
+  out += std::to_string(s.size());
+  out += ':';
+  out += s;
+  out += ',';
+}
+
+void putNum(std::string& out, std::uint64_t n) { put(out, std::to_string(n)); }
+
+void putPart(std::string& out, const Part& p) {
+  putNum(out, static_cast<std::uint64_t>(p.kind));
+  putNum(out, p.headerBegin);
+  putNum(out, p.headerEnd);
+  putNum(out, p.bodyEnd);
+  putNum(out, p.bodyLines);
+  put(out, p.mediaType);
+  put(out, p.charset);
+  put(out, p.encoding);
+  put(out, p.filename);
+  putNum(out, p.attachment ? 1 : 0);
+  putNum(out, p.children.size());
+  for (const auto& c : p.children) putPart(out, c);
+}
+
+class Reader {
+ public:
+  explicit Reader(std::string_view data) : data_(data) {}
+
+  bool str(std::string& out) {
+    std::size_t colon = data_.find(':');
+    if (colon == std::string_view::npos || colon == 0 || colon > 20) return false;
+    std::uint64_t len = 0;
+    auto [p, ec] = std::from_chars(data_.data(), data_.data() + colon, len);
+    if (ec != std::errc() || p != data_.data() + colon) return false;
+    if (len > data_.size() - colon - 1 || data_.size() - colon - 1 - len < 1) return false;
+    if (data_[colon + 1 + len] != ',') return false;
+    out.assign(data_.substr(colon + 1, len));
+    data_.remove_prefix(colon + 2 + len);
+    return true;
+  }
+
+  bool num(std::uint64_t& out) {
+    std::string s;
+    if (!str(s) || s.empty()) return false;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+    return ec == std::errc() && p == s.data() + s.size();
+  }
+
+  bool part(Part& p, std::uint64_t size, int depth) {
+    std::uint64_t kind, hb, he, be, lines, att, count;
+    if (depth > kMaxDepth * 2 + 2) return false;
+    if (!num(kind) || !num(hb) || !num(he) || !num(be) || !num(lines)) return false;
+    if (kind > 2 || hb > he || he > be || be > size || lines > be - he) return false;
+    if (!str(p.mediaType) || !str(p.charset) || !str(p.encoding) || !str(p.filename)) return false;
+    if (!num(att) || att > 1 || !num(count) || count > data_.size() / 30) return false;
+    p.kind = static_cast<PartKind>(kind);
+    p.headerBegin = hb;
+    p.headerEnd = he;
+    p.bodyEnd = be;
+    p.bodyLines = static_cast<std::uint32_t>(lines);
+    p.attachment = att == 1;
+    if (p.kind == PartKind::Leaf && count != 0) return false;
+    if (p.kind == PartKind::Message && count != 1) return false;
+    p.children.resize(count);
+    for (auto& c : p.children) {
+      if (!part(c, size, depth + 1)) return false;
+    }
+    return true;
+  }
+
+  bool done() const { return data_.empty(); }
+
+ private:
+  std::string_view data_;
+};
+
+constexpr std::string_view kMagic = "MBMA1";
+
+}  // namespace
+
+Result<MessageAnalysis> analyzeMessage(std::string_view raw) {
+  MessageAnalysis a;
+  Node root = parseStructure(raw);
+  a.envelope = formatEnvelope(parseEnvelope(raw.substr(root.headerBegin, root.headerEnd - root.headerBegin)));
+  a.bodyStructure = formatBodyStructure(root, raw, true);
+  a.body = formatBodyStructure(root, raw, false);
+  a.root = toPart(root);
+  a.quick = quickFields(raw, a.root);
+  return a;
+}
+
+std::string normalizeLineEndings(std::string_view raw) {
+  std::string out;
+  out.reserve(raw.size() + raw.size() / 32);
+  for (std::size_t i = 0; i < raw.size(); ++i) {
+    if (raw[i] == '\n' && (i == 0 || raw[i - 1] != '\r')) out += '\r';
+    out += raw[i];
+  }
+  return out;
+}
+
+std::string serializeAnalysis(const MessageAnalysis& a) {
+  std::string out;
+  out.reserve(a.envelope.size() + a.bodyStructure.size() + a.body.size() + 256);
+  put(out, kMagic);
+  put(out, a.envelope);
+  put(out, a.bodyStructure);
+  put(out, a.body);
+  const QuickFields& q = a.quick;
+  put(out, q.messageId);
+  put(out, q.subject);
+  put(out, q.from);
+  put(out, q.to);
+  put(out, q.cc);
+  put(out, q.bcc);
+  put(out, q.date);
+  put(out, q.sentAt ? std::to_string(*q.sentAt) : std::string());
+  putNum(out, q.size);
+  putNum(out, q.lines);
+  putNum(out, q.hasAttachments ? 1 : 0);
+  putPart(out, a.root);
+  return out;
+}
+
+Result<MessageAnalysis> deserializeAnalysis(std::string_view data) {
+  Reader r(data);
+  MessageAnalysis a;
+  QuickFields& q = a.quick;
+  std::string magic, sentAt;
+  std::uint64_t att = 0;
+  auto corrupt = [] { return fail(ErrorKind::Corrupt, "stored MIME analysis is damaged"); };
+  if (!r.str(magic) || magic != kMagic) return fail(ErrorKind::Corrupt, "not a stored MIME analysis (MBMA1)");
+  if (!r.str(a.envelope) || !r.str(a.bodyStructure) || !r.str(a.body) || !r.str(q.messageId) ||
+      !r.str(q.subject) || !r.str(q.from) || !r.str(q.to) || !r.str(q.cc) || !r.str(q.bcc) || !r.str(q.date) ||
+      !r.str(sentAt) || !r.num(q.size) || !r.num(q.lines) || !r.num(att) || att > 1)
+    return corrupt();
+  q.hasAttachments = att == 1;
+  if (!sentAt.empty()) {
+    std::int64_t v = 0;
+    auto [p, ec] = std::from_chars(sentAt.data(), sentAt.data() + sentAt.size(), v);
+    if (ec != std::errc() || p != sentAt.data() + sentAt.size()) return corrupt();
+    q.sentAt = v;
+  }
+  if (!r.part(a.root, q.size, 0) || !r.done()) return corrupt();
+  return a;
+}
+
+}  // namespace mb::mime

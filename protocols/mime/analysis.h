@@ -1,0 +1,53 @@
+// MIME analysis of a message, done once when it enters the store: ENVELOPE,
+// BODY, BODYSTRUCTURE, the part tree with byte offsets and the fields SEARCH
+// and SORT need, plus the compact serialization kept in a SQLite column.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "protocols/common/result.h"
+#include "protocols/mime/part.h"
+
+namespace mb::mime {
+
+struct QuickFields {
+  std::string messageId;  // raw Message-ID value (last one), trimmed
+  std::string subject;    // RFC 2047 decoded, UTF-8
+  std::string from;       // decoded header text, UTF-8
+  std::string to;
+  std::string cc;
+  std::string bcc;
+  std::string date;                    // raw Date value
+  std::optional<std::int64_t> sentAt;  // Date as unix seconds, for SEARCH SENT*
+  std::uint64_t size = 0;              // RFC822.SIZE of the stored bytes
+  std::uint64_t lines = 0;             // LF count of the whole message
+  bool hasAttachments = false;
+};
+
+struct MessageAnalysis {
+  std::string envelope;       // "(...)" for FETCH ENVELOPE
+  std::string bodyStructure;  // "(...)" for FETCH BODYSTRUCTURE
+  std::string body;           // "(...)" for FETCH BODY (non-extensible)
+  Part root;                  // offsets refer to the analysed bytes
+  QuickFields quick;
+};
+
+// Never fails on content: any byte string is some message (at worst one
+// text/plain part holding everything). The offsets, and therefore every size
+// in BODYSTRUCTURE, are of exactly these bytes: store them unchanged (after
+// normalizeLineEndings() if they may carry bare LFs) and slice the same bytes.
+Result<MessageAnalysis> analyzeMessage(std::string_view raw);
+
+// Bare LF -> CRLF, the form IMAP sends. Dovecot stores bare-LF mail the same
+// way as far as sizes go, so analysing the normalized bytes matches its numbers.
+std::string normalizeLineEndings(std::string_view raw);
+
+// One string for the store. Binary-safe, versioned ("MBMA1"), validated on
+// the way back: a damaged value is ErrorKind::Corrupt, never a crash.
+std::string serializeAnalysis(const MessageAnalysis& analysis);
+Result<MessageAnalysis> deserializeAnalysis(std::string_view data);
+
+}  // namespace mb::mime

@@ -1,0 +1,63 @@
+// ENVELOPE construction from raw header fields.
+#include "protocols/mime/envelope.h"
+
+#include "protocols/mime/header.h"
+#include "protocols/mime/imap_quote.h"
+
+namespace mb::mime {
+
+Envelope parseEnvelope(std::string_view headerBlock) {
+  Envelope env;
+  HeaderReader reader(headerBlock);
+  HeaderField f;
+  auto addTo = [&](std::vector<Address>& list) {
+    std::vector<Address> more = parseAddressList(unfold(f.value));
+    for (auto& a : more) list.push_back(std::move(a));
+  };
+  while (reader.next(f)) {
+    if (!f.hasColon) continue;
+    std::string_view n = f.name;
+    if (equalsIgnoreCase(n, "date")) env.date = std::string(f.value);
+    else if (equalsIgnoreCase(n, "subject")) env.subject = std::string(f.value);
+    else if (equalsIgnoreCase(n, "from")) addTo(env.from);
+    else if (equalsIgnoreCase(n, "sender")) addTo(env.sender);
+    else if (equalsIgnoreCase(n, "reply-to")) addTo(env.replyTo);
+    else if (equalsIgnoreCase(n, "to")) addTo(env.to);
+    else if (equalsIgnoreCase(n, "cc")) addTo(env.cc);
+    else if (equalsIgnoreCase(n, "bcc")) addTo(env.bcc);
+    else if (equalsIgnoreCase(n, "in-reply-to")) env.inReplyTo = std::string(f.value);
+    else if (equalsIgnoreCase(n, "message-id")) env.messageId = std::string(f.value);
+  }
+  return env;
+}
+
+std::string formatEnvelope(const Envelope& env) {
+  std::string out = "(";
+  appendImapNStringNoLf(out, env.date);
+  out += ' ';
+  if (env.subject) {
+    appendImapHumanString(out, *env.subject);
+  } else {
+    out += "NIL";
+  }
+  out += ' ';
+  appendAddressList(out, env.from);
+  out += ' ';
+  appendAddressList(out, env.sender.empty() ? env.from : env.sender);
+  out += ' ';
+  appendAddressList(out, env.replyTo.empty() ? env.from : env.replyTo);
+  out += ' ';
+  appendAddressList(out, env.to);
+  out += ' ';
+  appendAddressList(out, env.cc);
+  out += ' ';
+  appendAddressList(out, env.bcc);
+  out += ' ';
+  appendImapNStringNoLf(out, env.inReplyTo);
+  out += ' ';
+  appendImapNStringNoLf(out, env.messageId);
+  out += ')';
+  return out;
+}
+
+}  // namespace mb::mime

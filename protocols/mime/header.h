@@ -1,0 +1,47 @@
+// Header block scanning over raw bytes (RFC 5322 section 2.2): field lines with
+// their folding, the HEADER.FIELDS filter of RFC 3501 section 6.4.5, unfolding.
+#pragma once
+
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace mb::mime {
+
+struct HeaderField {
+  std::string_view name;      // before the colon, trailing blanks trimmed; the whole line if no colon
+  std::string_view value;     // after the colon and leading blanks, folding kept, final EOL dropped
+  std::string_view lines;     // the field's full lines including continuation lines and final EOL
+  bool hasColon = false;
+};
+
+// Walks the fields of a header block. The block may end with the empty line
+// or just stop (a message with no body); the empty line ends the walk. Lines
+// without a colon are fields too (Dovecot keeps them in the header, and so
+// must we or BODY[HEADER] would change size).
+class HeaderReader {
+ public:
+  explicit HeaderReader(std::string_view block) : block_(block) {}
+  bool next(HeaderField& field);
+
+ private:
+  std::string_view block_;
+  std::size_t pos_ = 0;
+};
+
+// Where the header block starting at `begin` ends: just after the empty line,
+// or at raw.size() when there is none.
+std::size_t findHeaderEnd(std::string_view raw, std::size_t begin);
+
+// RFC 5322 unfolding: CR and LF removed, the blanks of continuation lines kept.
+std::string unfold(std::string_view value);
+
+bool equalsIgnoreCase(std::string_view a, std::string_view b);
+std::string asciiLower(std::string_view s);
+
+// BODY[HEADER.FIELDS (names)] / HEADER.FIELDS.NOT: the matching (or
+// non-matching) fields with their folding, each line ending in CRLF, then the
+// empty line that RFC 3501 section 6.4.5 says the result keeps.
+std::string filterHeaderFields(std::string_view block, std::span<const std::string> names, bool exclude);
+
+}  // namespace mb::mime

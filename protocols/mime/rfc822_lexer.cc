@@ -1,0 +1,124 @@
+// Lenient RFC 5322 / RFC 2045 lexer for address lists and MIME header values.
+#include "protocols/mime/rfc822_lexer.h"
+
+#include <cstring>
+
+namespace mb::mime {
+
+bool Rfc822Lexer::isAtext(unsigned char c) {
+  if (c >= 0x80) return true;  // 8-bit names happen; Dovecot takes them as atoms
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+  return c != 0 && std::strchr("!#$%&'*+-/=?^_`{|}~", c) != nullptr;
+}
+
+void Rfc822Lexer::skipCfws() {
+  while (!atEnd()) {
+    char c = text_[pos_];
+    if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+      ++pos_;
+      continue;
+    }
+    if (c != '(') return;
+    lastComment_.clear();
+    int depth = 0;
+    while (!atEnd()) {
+      char d = text_[pos_++];
+      if (d == '\\' && !atEnd()) {
+        lastComment_ += text_[pos_++];
+        continue;
+      }
+      if (d == '(') {
+        if (depth++ > 0) lastComment_ += d;
+      } else if (d == ')') {
+        if (--depth == 0) break;
+        lastComment_ += d;
+      } else if (d != '\r' && d != '\n') {
+        lastComment_ += d;
+      }
+    }
+  }
+}
+
+bool Rfc822Lexer::quotedString(std::string& out) {
+  if (peek() != '"') return false;
+  ++pos_;
+  while (!atEnd()) {
+    char c = text_[pos_++];
+    if (c == '"') {
+      skipCfws();
+      return true;
+    }
+    if (c == '\\' && !atEnd()) c = text_[pos_++];
+    else if (c == '\r' || c == '\n') continue;  // folding inside quotes
+    out += c;
+  }
+  return true;  // unterminated: take what is there, as Dovecot does
+}
+
+bool Rfc822Lexer::dotAtom(std::string& out) {
+  if (atEnd() || !isAtext(static_cast<unsigned char>(peek()))) return false;
+  for (;;) {
+    std::size_t start = pos_;
+    while (!atEnd() && isAtext(static_cast<unsigned char>(text_[pos_]))) ++pos_;
+    out.append(text_.substr(start, pos_ - start));
+    skipCfws();
+    if (peek() != '.') return true;
+    ++pos_;
+    out += '.';
+    skipCfws();
+  }
+}
+
+bool Rfc822Lexer::atomOrDot(std::string& out) {
+  std::size_t start = pos_;
+  while (!atEnd() && (isAtext(static_cast<unsigned char>(text_[pos_])) || text_[pos_] == '.')) ++pos_;
+  if (pos_ == start) return false;
+  out.append(text_.substr(start, pos_ - start));
+  skipCfws();
+  return true;
+}
+
+bool Rfc822Lexer::phrase(std::string& out) {
+  if (atEnd() || peek() == '.') return false;
+  bool any = false;
+  for (;;) {
+    bool ok = (peek() == '"') ? quotedString(out) : atomOrDot(out);
+    if (!ok) return any;
+    any = true;
+    unsigned char c = static_cast<unsigned char>(peek());
+    if (atEnd() || (!isAtext(c) && c != '"' && c != '.')) return true;
+    out += ' ';
+  }
+}
+
+bool Rfc822Lexer::mimeToken(std::string& out) {
+  std::size_t start = pos_;
+  while (!atEnd()) {
+    unsigned char c = static_cast<unsigned char>(text_[pos_]);
+    if (c <= ' ' || c == 0x7f || std::strchr("()<>@,;:\\\"/[]?=", c) != nullptr) break;
+    ++pos_;
+  }
+  if (pos_ == start) return false;
+  out.append(text_.substr(start, pos_ - start));
+  skipCfws();
+  return true;
+}
+
+bool Rfc822Lexer::domain(std::string& out) {
+  skipCfws();
+  if (peek() != '[') return dotAtom(out);
+  std::size_t start = pos_;
+  while (!atEnd() && text_[pos_] != ']') {
+    if (text_[pos_] == '\\' && pos_ + 1 < text_.size()) ++pos_;
+    ++pos_;
+  }
+  if (atEnd()) return false;
+  ++pos_;
+  for (char c : text_.substr(start, pos_ - start)) {
+    if (c != '\r' && c != '\n') out += c;
+  }
+  skipCfws();
+  return true;
+}
+
+}  // namespace mb::mime

@@ -1,0 +1,34 @@
+// Text for SEARCH (RFC 3501 section 6.4.4): decoded header values, decoded
+// body text, and the case-insensitive substring match SEARCH uses.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "protocols/mime/part.h"
+
+namespace mb::mime {
+
+// Every value of the named field in a header block, unfolded, RFC 2047
+// decoded, UTF-8. For SEARCH HEADER / FROM / SUBJECT...
+std::vector<std::string> headerValues(std::string_view headerBlock, std::string_view name);
+
+// The message's top-level header block.
+std::string_view topHeader(std::string_view raw, const Part& root);
+
+// The text of every text/* leaf (encapsulated messages included), transfer
+// encoding undone and converted to UTF-8, parts separated by a newline.
+// For SEARCH BODY; SEARCH TEXT is this plus the decoded header.
+std::string bodyText(std::string_view raw, const Part& root);
+
+// Unicode case folding (GLib's) so "STRASSE" finds "straße"... as far as
+// simple folding goes; invalid UTF-8 falls back to ASCII folding.
+std::string foldForSearch(std::string_view text);
+
+// SEARCH's "contains, case-insensitively". Fold the needle once with
+// foldForSearch and use containsFolded when matching many messages.
+bool containsIgnoreCase(std::string_view haystack, std::string_view needle);
+bool containsFolded(std::string_view haystack, std::string_view foldedNeedle);
+
+}  // namespace mb::mime
