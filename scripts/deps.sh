@@ -10,7 +10,16 @@ packages=(build-essential cmake ninja-build pkg-config libuv1-dev libssl-dev lib
 if [[ "${1:-}" == "--test" ]]; then
   # clang-19: the first Debian clang whose C++23 mode has std::expected with
   # libstdc++ 12 (clang 14 lacks the concepts level <expected> requires).
-  packages+=(python3 curl openssl clang-19 libclang-rt-19-dev)
+  # Real peer servers and clients for tests/integration/servers.py (private
+  # instances only; libnet-ssleay-perl is swaks' STARTTLS). Postfix is
+  # preseeded to "No configuration": debconf's default would be "Internet
+  # Site" (a system main.cf listening on all interfaces); unconfigured, it
+  # writes no main.cf and starts nothing, and our instances use postfix -c.
+  packages+=(python3 curl openssl clang-19 libclang-rt-19-dev
+    dovecot-imapd dovecot-pop3d dovecot-lmtpd postfix swaks libnet-ssleay-perl mutt isync)
+  if [[ $(id -u) -eq 0 ]] && ! dpkg-query -W -f='${Status}' postfix 2>/dev/null | grep -q "install ok installed"; then
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  fi
 fi
 
 missing=()
