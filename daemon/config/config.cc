@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 
 #include <nlohmann/json.hpp>
+#include <functional>
 #include <set>
 
 namespace mb {
@@ -94,6 +95,13 @@ bool plausibleAddress(std::string_view addr) {
   return true;
 }
 
+std::string lowerAscii(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
 // Byte offset -> "line L, column C" for JSON syntax errors.
 std::string lineColumn(std::string_view text, size_t offset) {
   size_t line = 1, col = 1;
@@ -106,6 +114,70 @@ std::string lineColumn(std::string_view text, size_t offset) {
     }
   }
   return "line " + std::to_string(line) + ", column " + std::to_string(col);
+}
+
+Result<uint64_t> readUnsigned(ObjectReader& r, const std::string& key, uint64_t fallback, uint64_t min,
+                              uint64_t max) {
+  const json* v = r.find(key);
+  if (!v) return fallback;
+  if (!v->is_number_integer() && !v->is_number_unsigned())
+    return r.errorAt(r.childPath(key), std::string("expected an integer, got ") + typeName(*v));
+  if (v->is_number_integer() && v->get<int64_t>() < 0)
+    return r.errorAt(r.childPath(key), "must be at least " + std::to_string(min));
+  uint64_t n = v->get<uint64_t>();
+  if (n < min || n > max)
+    return r.errorAt(r.childPath(key), "must be between " + std::to_string(min) + " and " + std::to_string(max));
+  return n;
+}
+
+Result<bool> readBool(ObjectReader& r, const std::string& key, bool fallback) {
+  const json* v = r.find(key);
+  if (!v) return fallback;
+  if (!v->is_boolean()) return r.errorAt(r.childPath(key), std::string("expected true or false, got ") + typeName(*v));
+  return v->get<bool>();
+}
+
+// "listen": a string or an array of strings; absent -> `defaults` (optional).
+Status readListenList(ObjectReader& r, const std::string& key, std::vector<ListenAddress> defaults,
+                      std::vector<ListenAddress>& out, std::vector<ListenAddress>& optional) {
+  const json* v = r.find(key);
+  if (!v) {
+    out = defaults;
+    for (const auto& a : defaults)
+      if (a.host == "::1") optional.push_back(a);
+    return {};
+  }
+  std::vector<json> items;
+  if (v->is_string()) {
+    items.push_back(*v);
+  } else if (v->is_array()) {
+    items.assign(v->begin(), v->end());
+  } else {
+    return r.errorAt(r.childPath(key), std::string("expected a string or an array of strings, got ") + typeName(*v));
+  }
+  out.clear();
+  for (size_t i = 0; i < items.size(); ++i) {
+    std::string path = r.childPath(key) + (v->is_array() ? "[" + std::to_string(i) + "]" : "");
+    if (!items[i].is_string()) return r.errorAt(path, std::string("expected a string, got ") + typeName(items[i]));
+    auto addr = parseListenAddress(items[i].get<std::string>());
+    if (!addr) return r.errorAt(path, addr.error().message);
+    out.push_back(*addr);
+  }
+  return {};
+}
+
+Status readEndpoint(const json& obj, const std::string& path, std::string_view source, uint16_t port,
+                    uint16_t tlsPort, EndpointConfig& out, const std::function<Status(ObjectReader&)>& limits) {
+  ObjectReader r(obj, path, source);
+  if (auto s = r.expectObject(); !s) return s;
+  auto both = [](uint16_t p) { return std::vector<ListenAddress>{{"127.0.0.1", p}, {"::1", p}}; };
+  if (auto s = readListenList(r, "listen", both(port), out.listen, out.optional); !s) return s;
+  if (auto s = readListenList(r, "tls_listen", both(tlsPort), out.tlsListen, out.optional); !s) return s;
+  auto require = readBool(r, "require_tls", false);
+  if (!require) return std::unexpected(require.error());
+  out.requireTls = *require;
+  if (auto s = limits(r); !s) return s;
+  return r.finish();
 }
 
 Result<ListenAddress> readListen(ObjectReader& r, const std::string& key, ListenAddress fallback) {
@@ -155,7 +227,8 @@ Result<ListenAddress> parseListenAddress(std::string_view text) {
 }
 
 Config embeddedDefaultConfig() {
-  Config c;
+  // Parsing "{}" gives every default in one place (listeners, limits).
+  Config c = *parseConfig("{}", "(embedded default)");
   c.source = "(embedded default)";
   c.accounts.push_back(AccountConfig{"local", "me@localhost"});
   return c;
@@ -188,6 +261,47 @@ Result<Config> parseConfig(std::string_view text, std::string_view source) {
     if (auto s = r.finish(); !s) return std::unexpected(s.error());
   }
 
+  static const json kEmpty = json::object();
+  {
+    const json* imap = top.find("imap");
+    auto s = readEndpoint(imap ? *imap : kEmpty, "imap", source, 1143, 1993, cfg.imap, [&](ObjectReader& r) -> Status {
+      auto line = readUnsigned(r, "max_line_length", cfg.imapLimits.maxLineLength, 1024, 64ull << 20);
+      if (!line) return std::unexpected(line.error());
+      auto literal = readUnsigned(r, "max_literal_size", cfg.imapLimits.maxLiteralSize, 1024, 4ull << 30);
+      if (!literal) return std::unexpected(literal.error());
+      auto conns = readUnsigned(r, "max_connections_per_account", cfg.imapLimits.maxConnectionsPerAccount, 1, 10000);
+      if (!conns) return std::unexpected(conns.error());
+      auto idle = readUnsigned(r, "idle_timeout_seconds", cfg.imapLimits.idleTimeoutSeconds, 30, 86400);
+      if (!idle) return std::unexpected(idle.error());
+      cfg.imapLimits = {*line, *literal, static_cast<uint32_t>(*conns), static_cast<uint32_t>(*idle)};
+      return {};
+    });
+    if (!s) return std::unexpected(s.error());
+  }
+  {
+    const json* smtp = top.find("smtp");
+    auto s = readEndpoint(smtp ? *smtp : kEmpty, "smtp", source, 1025, 1465, cfg.smtp, [&](ObjectReader& r) -> Status {
+      auto size = readUnsigned(r, "max_message_size", cfg.smtpLimits.maxMessageSize, 1024, 4ull << 30);
+      if (!size) return std::unexpected(size.error());
+      auto rcpts = readUnsigned(r, "max_recipients", cfg.smtpLimits.maxRecipients, 1, 100000);
+      if (!rcpts) return std::unexpected(rcpts.error());
+      cfg.smtpLimits = {*size, static_cast<uint32_t>(*rcpts)};
+      return {};
+    });
+    if (!s) return std::unexpected(s.error());
+  }
+
+  if (const json* tls = top.find("tls")) {
+    ObjectReader r(*tls, "tls", source);
+    if (auto s = r.expectObject(); !s) return std::unexpected(s.error());
+    auto cert = r.getString("cert", true);
+    if (!cert) return std::unexpected(cert.error());
+    auto key = r.getString("key", true);
+    if (!key) return std::unexpected(key.error());
+    cfg.tls = {*cert, *key};
+    if (auto s = r.finish(); !s) return std::unexpected(s.error());
+  }
+
   if (const json* log = top.find("log")) {
     ObjectReader r(*log, "log", source);
     if (auto s = r.expectObject(); !s) return std::unexpected(s.error());
@@ -202,6 +316,7 @@ Result<Config> parseConfig(std::string_view text, std::string_view source) {
     if (!accounts->is_array())
       return top.errorAt("accounts", std::string("expected an array, got ") + typeName(*accounts));
     std::set<std::string> names;
+    std::set<std::string> addresses;
     for (size_t i = 0; i < accounts->size(); ++i) {
       std::string path = "accounts[" + std::to_string(i) + "]";
       ObjectReader r((*accounts)[i], path, source);
@@ -220,6 +335,20 @@ Result<Config> parseConfig(std::string_view text, std::string_view source) {
         return r.errorAt(path + ".address", "\"" + *address + "\" is not an e-mail address");
       a.name = *name;
       a.address = *address;
+      if (!addresses.insert(lowerAscii(*address)).second)
+        return r.errorAt(path + ".address", "\"" + *address + "\" is already used by another account");
+      if (const json* aliases = r.find("aliases")) {
+        if (!aliases->is_array())
+          return r.errorAt(path + ".aliases", std::string("expected an array, got ") + typeName(*aliases));
+        for (size_t j = 0; j < aliases->size(); ++j) {
+          const json& al = (*aliases)[j];
+          std::string apath = path + ".aliases[" + std::to_string(j) + "]";
+          if (!al.is_string()) return r.errorAt(apath, std::string("expected a string, got ") + typeName(al));
+          if (!plausibleAddress(al.get<std::string>()))
+            return r.errorAt(apath, "\"" + al.get<std::string>() + "\" is not an e-mail address");
+          a.aliases.push_back(al.get<std::string>());
+        }
+      }
       if (auto s = r.finish(); !s) return std::unexpected(s.error());
       cfg.accounts.push_back(std::move(a));
     }

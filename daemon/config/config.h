@@ -24,15 +24,49 @@ struct ListenAddress {
 // "127.0.0.1:8025", "[::1]:1143", "localhost:1025" (resolved to 127.0.0.1).
 Result<ListenAddress> parseListenAddress(std::string_view text);
 
+// One local endpoint kind (IMAP or SMTP): plaintext listeners (STARTTLS
+// offered) and implicit-TLS listeners.
+struct EndpointConfig {
+  std::vector<ListenAddress> listen;     // plaintext + STARTTLS
+  std::vector<ListenAddress> tlsListen;  // implicit TLS
+  bool requireTls = false;               // refuse login/AUTH before STARTTLS
+  // Addresses that came from the defaults: failing to bind one of these (no
+  // IPv6 on the host) is a warning; a configured address must bind.
+  std::vector<ListenAddress> optional;
+};
+
+struct ImapLimits {
+  uint64_t maxLineLength = 64 * 1024;               // non-literal bytes of one command
+  uint64_t maxLiteralSize = 64ull * 1024 * 1024;    // one literal; also APPENDLIMIT
+  uint32_t maxConnectionsPerAccount = 20;
+  uint32_t idleTimeoutSeconds = 30 * 60;            // RFC 3501 5.4 autologout
+};
+
+struct SmtpLimits {
+  uint64_t maxMessageSize = 50ull * 1024 * 1024;  // SIZE
+  uint32_t maxRecipients = 100;
+};
+
+struct TlsFiles {
+  std::string cert;  // empty: the generated self-signed identity
+  std::string key;
+};
+
 struct AccountConfig {
   std::string name;     // stable identifier: [a-z0-9][a-z0-9._-]*, unique
-  std::string address;  // the account's primary e-mail address
+  std::string address;  // the account's primary e-mail address; also its local username
+  std::vector<std::string> aliases;  // further addresses it may send from
   bool operator==(const AccountConfig&) const = default;
 };
 
 struct Config {
   std::string source;  // file path, or "(embedded default)"
   ListenAddress api{"127.0.0.1", 8025};
+  EndpointConfig imap;  // defaults: 127.0.0.1 + ::1, ports 1143 / 1993
+  EndpointConfig smtp;  // defaults: 127.0.0.1 + ::1, ports 1025 / 1465
+  ImapLimits imapLimits;
+  SmtpLimits smtpLimits;
+  TlsFiles tls;
   LogLevel logLevel = LogLevel::Info;
   std::vector<AccountConfig> accounts;
 };

@@ -22,6 +22,8 @@ class Daemon:
         self.state_dir = state_dir or os.path.join(self.tmp, "state")
         self.config_path = os.path.join(self.tmp, "config.json")
         cfg = {"api": {"listen": "127.0.0.1:0"}, "log": {"level": log_level},
+               "imap": {"listen": "127.0.0.1:0", "tls_listen": "127.0.0.1:0"},
+               "smtp": {"listen": "127.0.0.1:0", "tls_listen": "127.0.0.1:0"},
                "accounts": [{"name": "local", "address": "me@localhost"}]}
         if config:
             cfg.update(config)
@@ -32,6 +34,7 @@ class Daemon:
         self.listeners = {}
 
     def write_config(self, cfg):
+        self.config = cfg
         with open(self.config_path, "w") as f:
             json.dump(cfg, f)
 

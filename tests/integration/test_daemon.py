@@ -109,8 +109,8 @@ class LifecycleTest(unittest.TestCase):
     def test_sighup_reloads_accounts(self):
         d = Daemon().start()
         try:
-            cfg = {"api": {"listen": "127.0.0.1:0"}, "log": {"level": "debug"},
-                   "accounts": [{"name": "work", "address": "me@work.test"}]}
+            cfg = dict(d.config)
+            cfg["accounts"] = [{"name": "work", "address": "me@work.test"}]
             d.write_config(cfg)
             d.signal(signal.SIGHUP)
             deadline = time.monotonic() + 10

@@ -87,11 +87,59 @@ TEST(Config, EveryErrorPathNamesTheKey) {
        "test.json: accounts[0].pasword: unknown key"},
       {"{\"accounts\": [{\"name\": \"x\", \"address\": \"a@b\"}, {\"name\": \"x\", \"address\": \"c@d\"}]}",
        "test.json: accounts[1].name: duplicate account name \"x\""},
+      {"{\"accounts\": [{\"name\": \"x\", \"address\": \"a@b\"}, {\"name\": \"y\", \"address\": \"A@b\"}]}",
+       "test.json: accounts[1].address: \"A@b\" is already used by another account"},
+      {"{\"accounts\": [{\"name\": \"x\", \"address\": \"a@b\", \"aliases\": \"c@d\"}]}",
+       "test.json: accounts[0].aliases: expected an array, got a string"},
+      {"{\"accounts\": [{\"name\": \"x\", \"address\": \"a@b\", \"aliases\": [\"c@d\", \"nope\"]}]}",
+       "test.json: accounts[0].aliases[1]: \"nope\" is not an e-mail address"},
+      {"{\"imap\": {\"listen\": 1143}}", "test.json: imap.listen: expected a string or an array of strings"},
+      {"{\"imap\": {\"listen\": [\"127.0.0.1:1143\", 5]}}", "test.json: imap.listen[1]: expected a string"},
+      {"{\"imap\": {\"tls_listen\": \"1.2.3:4\"}}", "test.json: imap.tls_listen: \"1.2.3\" is not an IP address"},
+      {"{\"imap\": {\"require_tls\": \"yes\"}}", "test.json: imap.require_tls: expected true or false"},
+      {"{\"imap\": {\"max_literal_size\": 10}}", "test.json: imap.max_literal_size: must be between 1024 and"},
+      {"{\"imap\": {\"max_line_length\": -1}}", "test.json: imap.max_line_length: must be at least 1024"},
+      {"{\"imap\": {\"idle_timeout_seconds\": 1.5}}", "test.json: imap.idle_timeout_seconds: expected an integer"},
+      {"{\"imap\": {\"max_recipients\": 5}}", "test.json: imap.max_recipients: unknown key"},
+      {"{\"smtp\": {\"max_recipients\": 0}}", "test.json: smtp.max_recipients: must be between 1 and"},
+      {"{\"smtp\": {\"listen\": []}, \"smtp2\": 1}", "test.json: smtp2: unknown key"},
+      {"{\"tls\": {\"cert\": \"/x\"}}", "test.json: tls.key: is required"},
   };
   for (const auto& c : cases) {
     std::string e = errorOf(c.text);
     EXPECT_EQ(e.rfind(c.expect, 0), 0u) << "input: " << c.text << "\n got: " << e;
   }
+}
+
+TEST(Config, EndpointDefaultsAndOverrides) {
+  auto d = parseConfig("{}", "t");
+  ASSERT_TRUE(d);
+  ASSERT_EQ(d->imap.listen.size(), 2u);
+  EXPECT_EQ(d->imap.listen[0].toString(), "127.0.0.1:1143");
+  EXPECT_EQ(d->imap.listen[1].toString(), "[::1]:1143");
+  EXPECT_EQ(d->imap.tlsListen[0].toString(), "127.0.0.1:1993");
+  EXPECT_EQ(d->smtp.listen[0].toString(), "127.0.0.1:1025");
+  EXPECT_EQ(d->smtp.tlsListen[1].toString(), "[::1]:1465");
+  EXPECT_EQ(d->imap.optional.size(), 2u);  // the ::1 defaults may fail to bind
+  EXPECT_FALSE(d->imap.requireTls);
+
+  auto c = parseConfig(R"({"imap": {"listen": "127.0.0.1:0", "tls_listen": [], "require_tls": true,
+                                    "max_literal_size": 2048, "idle_timeout_seconds": 60},
+                           "smtp": {"listen": ["[::1]:2525"], "max_message_size": 4096, "max_recipients": 3},
+                           "accounts": [{"name": "a", "address": "a@b.test", "aliases": ["c@b.test"]}]})",
+                       "t");
+  ASSERT_TRUE(c) << c.error().message;
+  ASSERT_EQ(c->imap.listen.size(), 1u);
+  EXPECT_EQ(c->imap.listen[0].port, 0);
+  EXPECT_TRUE(c->imap.tlsListen.empty());
+  EXPECT_TRUE(c->imap.optional.empty());
+  EXPECT_TRUE(c->imap.requireTls);
+  EXPECT_EQ(c->imapLimits.maxLiteralSize, 2048u);
+  EXPECT_EQ(c->imapLimits.idleTimeoutSeconds, 60u);
+  EXPECT_EQ(c->smtp.listen[0].toString(), "[::1]:2525");
+  EXPECT_EQ(c->smtp.tlsListen.size(), 2u);
+  EXPECT_EQ(c->smtpLimits.maxRecipients, 3u);
+  EXPECT_EQ(c->accounts[0].aliases, std::vector<std::string>{"c@b.test"});
 }
 
 TEST(Config, ListenAddressForms) {
