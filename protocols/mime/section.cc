@@ -110,7 +110,10 @@ Result<ResolvedSection> resolveSection(const Part& root, const SectionSpec& spec
     if (part->kind == PartKind::Multipart) {
       if (n > part->children.size()) return fail(ErrorKind::NotFound, "no such part");
       part = &part->children[n - 1];
-    } else if (n != 1) {
+    } else if (n != 1 || (part == &root && i > 0)) {
+      // Only "1" names the body of a non-multipart entity; the top-level
+      // body takes it once (Dovecot answers BODY[1.1] of a one-part message
+      // with nothing, but BODY[2.1] of a leaf inside a multipart with it).
       return fail(ErrorKind::NotFound, "no such part");
     }
     if (part->kind == PartKind::Message && i + 1 < spec.path.size() && !part->children.empty()) {

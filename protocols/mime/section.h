@@ -41,7 +41,8 @@ struct ResolvedSection {
 // NotFound when the numbers lead nowhere, or HEADER/TEXT is asked of a part
 // that is not message/rfc822. Dovecot answers those with an empty string; the
 // server should do the same (RFC 3501 leaves it open). Rules as in Dovecot:
-// "1" of a non-multipart is its body (and so are 1.1, 1.1.1...), numbers
+// "1" of a non-multipart is its body (for a leaf inside a multipart "2.1"
+// too, but not "1.1" of a one-part message), numbers
 // after a message/rfc822 part go into the encapsulated message, MIME of a
 // top-level non-multipart body is the message header.
 Result<ResolvedSection> resolveSection(const Part& root, const SectionSpec& spec);
