@@ -1,0 +1,264 @@
+// MIME analysis behaviour not covered by the Dovecot comparison: empty and
+// garbage input, offsets, section syntax, BINARY, SEARCH text, serialization.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "protocols/mime/address.h"
+#include "protocols/mime/analysis.h"
+#include "protocols/mime/decode.h"
+#include "protocols/mime/header.h"
+#include "protocols/mime/imap_quote.h"
+#include "protocols/mime/search.h"
+#include "protocols/mime/section.h"
+
+namespace mb::mime {
+namespace {
+
+std::string loadRaw(const std::string& name) {
+  std::string dir(__FILE__);
+  dir.resize(dir.rfind('/') + 1);
+  std::ifstream in(dir + "../fixtures/mime/" + name, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+MessageAnalysis analyze(std::string_view raw) {
+  auto a = analyzeMessage(raw);
+  EXPECT_TRUE(a.has_value());
+  return a ? *a : MessageAnalysis{};
+}
+
+std::string fetch(const std::string& raw, const MessageAnalysis& a, std::string_view section) {
+  auto r = resolveSection(a.root, section);
+  return r ? extractSection(raw, *r) : std::string("<notfound>");
+}
+
+// Dovecot refuses to store an empty message, so this one is by hand from
+// RFC 3501 section 7.4.2: all-NIL envelope, one empty text/plain body.
+TEST(MimeAnalysis, EmptyMessage) {
+  auto a = analyze("");
+  EXPECT_EQ(a.envelope, "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)");
+  EXPECT_EQ(a.bodyStructure, "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0 NIL NIL NIL NIL)");
+  EXPECT_EQ(a.body, "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0)");
+  EXPECT_EQ(a.quick.size, 0u);
+  EXPECT_EQ(fetch("", a, "HEADER"), "");
+  EXPECT_EQ(fetch("", a, "1"), "");
+}
+
+TEST(MimeAnalysis, GarbageIsOneTextPart) {
+  std::string raw = "\x01\x02 not a header at all\r\n\xff\xfe binary";
+  auto a = analyze(raw);
+  EXPECT_EQ(a.root.kind, PartKind::Leaf);
+  EXPECT_EQ(a.root.mediaType, "text/plain");
+  EXPECT_EQ(a.root.bodyEnd, raw.size());
+  EXPECT_TRUE(a.bodyStructure.starts_with("(\"text\" \"plain\""));
+}
+
+// Offsets are of the bytes given: a bare-LF message sliced as stored.
+TEST(MimeAnalysis, BareLfOffsetsAreOfTheStoredBytes) {
+  std::string raw = loadRaw("bare_lf.eml");
+  ASSERT_EQ(raw.find('\r'), std::string::npos);
+  auto a = analyze(raw);
+  ASSERT_EQ(a.root.kind, PartKind::Multipart);
+  ASSERT_EQ(a.root.children.size(), 2u);
+  EXPECT_EQ(fetch(raw, a, "1"), "line one\nline two");
+  EXPECT_EQ(fetch(raw, a, "1.MIME"), "Content-Type: text/plain\n\n");
+  EXPECT_EQ(fetch(raw, a, "2"), "AAECAwQF");
+  EXPECT_NE(a.bodyStructure.find("\"7bit\" 17 1"), std::string::npos) << a.bodyStructure;
+  // HEADER.FIELDS always answers CRLF lines.
+  EXPECT_EQ(fetch(raw, a, "HEADER.FIELDS (subject)"), "Subject: Bare LF\r\n\r\n");
+  EXPECT_EQ(normalizeLineEndings("a\nb\r\nc\n"), "a\r\nb\r\nc\r\n");
+}
+
+TEST(MimeAnalysis, NestedOffsets) {
+  std::string raw = loadRaw("nested_rfc822.eml");
+  auto a = analyze(raw);
+  ASSERT_EQ(a.root.children.size(), 2u);
+  const Part& msg = a.root.children[1];
+  EXPECT_EQ(msg.kind, PartKind::Message);
+  ASSERT_EQ(msg.children.size(), 1u);
+  const Part& inner = msg.children[0];
+  EXPECT_EQ(inner.headerBegin, msg.headerEnd);
+  EXPECT_EQ(inner.bodyEnd, msg.bodyEnd);
+  EXPECT_EQ(inner.kind, PartKind::Multipart);
+  EXPECT_EQ(inner.children.size(), 2u);
+  EXPECT_EQ(fetch(raw, a, "2.1"), "plain body");
+  EXPECT_EQ(fetch(raw, a, "2.2.MIME"), "Content-Type: text/html\r\n\r\n");
+  EXPECT_EQ(fetch(raw, a, "2.TEXT").substr(0, 8), "--inner\r");
+  EXPECT_EQ(fetch(raw, a, "1.TEXT"), "<notfound>");
+  EXPECT_EQ(fetch(raw, a, "3"), "<notfound>");
+}
+
+// RFC 3501 section 6.4.5: the subset keeps the blank line; we also end the
+// last field with CRLF when the header had none (Dovecot does not).
+TEST(MimeSection, HeaderFieldsWithoutBlankLine) {
+  std::string raw = loadRaw("no_blank_line.eml");
+  auto a = analyze(raw);
+  EXPECT_EQ(fetch(raw, a, "HEADER.FIELDS.NOT (From Subject)"), "To: b@example.com\r\n\r\n");
+  EXPECT_EQ(fetch(raw, a, "HEADER.FIELDS (\"TO\")"), "To: b@example.com\r\n\r\n");
+}
+
+TEST(MimeSection, FoldedFieldsKeepTheirContinuation) {
+  std::string block = "Subject: a\r\n b\r\nX-A: 1\r\nsubject: c\r\n\r\n";
+  std::vector<std::string> names{"SUBJECT"};
+  EXPECT_EQ(filterHeaderFields(block, names, false), "Subject: a\r\n b\r\nsubject: c\r\n\r\n");
+  EXPECT_EQ(filterHeaderFields(block, names, true), "X-A: 1\r\n\r\n");
+}
+
+TEST(MimeSection, SpecSyntax) {
+  EXPECT_TRUE(parseSectionSpec(""));
+  EXPECT_TRUE(parseSectionSpec("1.2.3.MIME"));
+  EXPECT_TRUE(parseSectionSpec("header.fields (a b)"));
+  auto s = parseSectionSpec("4.HEADER.FIELDS.NOT (X-A \"Y\")");
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->path, (std::vector<std::uint32_t>{4}));
+  EXPECT_EQ(s->text, SectionText::HeaderFieldsNot);
+  EXPECT_EQ(s->fields, (std::vector<std::string>{"X-A", "Y"}));
+  for (const char* bad : {"0", "1.", "1..2", "MIME", "HEADER.FIELDS", "HEADER.FIELDS ()", "TEXTX", "1.FOO",
+                          "99999999999"}) {
+    auto r = parseSectionSpec(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(r.error().kind, ErrorKind::Syntax) << bad;
+  }
+}
+
+TEST(MimeBinary, DecodesTransferEncoding) {
+  std::string raw = loadRaw("mixed_attachment.eml");
+  auto a = analyze(raw);
+  auto bin = extractBinary(raw, a.root, "2");
+  ASSERT_TRUE(bin);
+  ASSERT_EQ(bin->size(), 768u);
+  for (std::size_t i = 0; i < bin->size(); ++i) ASSERT_EQ(static_cast<unsigned char>((*bin)[i]), i % 256);
+  auto text = extractBinary(raw, a.root, "1");
+  ASSERT_TRUE(text);
+  EXPECT_EQ(*text, "Please find the invoice attached.");
+  std::string qp = loadRaw("alternative.eml");
+  auto b = analyze(qp);
+  auto dec = extractBinary(qp, b.root, "1");
+  ASSERT_TRUE(dec);
+  EXPECT_EQ(*dec, "Caf\xc3\xa9 numbers are up \xe2\x80\x94 see the HTML version.\r\nSecond line.");
+}
+
+TEST(MimeBinary, UnknownEncodingIsUnknownCte) {
+  std::string raw = "Content-Transfer-Encoding: x-rot13\r\n\r\nuryyb";
+  auto a = analyze(raw);
+  auto r = extractBinary(raw, a.root, "1");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().respCode, "UNKNOWN-CTE");
+}
+
+TEST(MimeSearch, QuickFieldsAreDecoded) {
+  std::string raw = loadRaw("encoded_headers.eml");
+  auto a = analyze(raw);
+  // Decoded text keeps the blanks between words as written (folding removed).
+  EXPECT_EQ(a.quick.subject, "Gr\xc3\xbc\xc3\x9f" "e aus   K\xc3\xb6ln\t \"quoted\" and tab");
+  EXPECT_NE(a.quick.from.find("J\xc3\xbcrgen M\xc3\xbcller"), std::string::npos) << a.quick.from;
+  EXPECT_EQ(a.quick.messageId, "<enc-5@example.de>");
+  ASSERT_TRUE(a.quick.sentAt.has_value());
+  EXPECT_EQ(*a.quick.sentAt, 1704563100);  // 2024-01-06T17:45:00Z
+  EXPECT_TRUE(containsIgnoreCase(a.quick.subject, "K\xc3\x96LN"));
+  EXPECT_TRUE(containsIgnoreCase(a.quick.from, "J\xc3\x9cRGEN"));
+  EXPECT_FALSE(containsIgnoreCase(a.quick.subject, "Berlin"));
+  auto cc = headerValues(topHeader(raw, a.root), "CC");
+  ASSERT_EQ(cc.size(), 1u);
+  EXPECT_NE(cc[0].find("uni@example.com"), std::string::npos);
+}
+
+TEST(MimeSearch, BodyTextIsDecodedToUtf8) {
+  std::string raw = loadRaw("encoded_headers.eml");
+  auto a = analyze(raw);
+  // ISO-8859-1 quoted-printable becomes UTF-8.
+  EXPECT_EQ(bodyText(raw, a.root), "Gr\xc3\xbc\xc3\x9f" "e aus K\xc3\xb6ln.\r\n");
+  std::string alt = loadRaw("alternative.eml");
+  auto b = analyze(alt);
+  std::string text = bodyText(alt, b.root);
+  EXPECT_NE(text.find("Caf\xc3\xa9 numbers"), std::string::npos);
+  EXPECT_NE(text.find("<b>up</b>"), std::string::npos);
+  EXPECT_TRUE(containsIgnoreCase(text, "CAF\xc3\x89"));
+}
+
+TEST(MimeSearch, AttachmentsAndDates) {
+  EXPECT_TRUE(analyze(loadRaw("mixed_attachment.eml")).quick.hasAttachments);
+  EXPECT_TRUE(analyze(loadRaw("signed.eml")).quick.hasAttachments);
+  EXPECT_FALSE(analyze(loadRaw("alternative.eml")).quick.hasAttachments);
+  EXPECT_FALSE(analyze(loadRaw("simple_text.eml")).quick.hasAttachments);
+  EXPECT_EQ(parseDate("Mon, 7 Feb 1994 21:52:25 -0800 (PST)"), 760686745);  // 1994-02-08T05:52:25Z
+  EXPECT_FALSE(parseDate("not a date").has_value());
+}
+
+TEST(MimeSerialize, RoundTripsEveryFixture) {
+  for (const char* name : {"simple_text.eml", "nested_rfc822.eml", "signed.eml", "digest.eml", "empty.eml",
+                           "params_quirks.eml"}) {
+    std::string raw = loadRaw(name);
+    auto a = analyze(raw);
+    std::string blob = serializeAnalysis(a);
+    auto back = deserializeAnalysis(blob);
+    ASSERT_TRUE(back) << name;
+    EXPECT_EQ(back->envelope, a.envelope);
+    EXPECT_EQ(back->bodyStructure, a.bodyStructure);
+    EXPECT_EQ(back->body, a.body);
+    EXPECT_EQ(back->quick.sentAt, a.quick.sentAt);
+    EXPECT_EQ(back->quick.subject, a.quick.subject);
+    EXPECT_EQ(serializeAnalysis(*back), blob) << name;
+    EXPECT_EQ(fetch(raw, *back, "1"), fetch(raw, a, "1"));
+  }
+}
+
+TEST(MimeSerialize, DamageIsCorruptNotACrash) {
+  std::string blob = serializeAnalysis(analyze(loadRaw("nested_rfc822.eml")));
+  for (std::size_t cut = 0; cut < blob.size(); cut += 7) {
+    auto r = deserializeAnalysis(blob.substr(0, cut));
+    ASSERT_FALSE(r) << cut;
+    EXPECT_EQ(r.error().kind, ErrorKind::Corrupt);
+  }
+  std::string flipped = blob;
+  flipped[flipped.size() / 2] ^= 0x5a;
+  (void)deserializeAnalysis(flipped);  // may or may not parse, must not crash
+  EXPECT_FALSE(deserializeAnalysis("garbage"));
+}
+
+TEST(MimeAddress, GroupsAndMissingParts) {
+  std::string out;
+  appendAddressList(out, parseAddressList("G: a@b;, \"x y\" <c@d>, e"));
+  EXPECT_EQ(out,
+            "((NIL NIL \"G\" NIL)(NIL NIL \"a\" \"b\")(NIL NIL NIL NIL)(\"x y\" NIL \"c\" \"d\")"
+            "(NIL NIL \"e\" \"MISSING_DOMAIN\"))");
+  out.clear();
+  appendAddressList(out, parseAddressList(""));
+  EXPECT_EQ(out, "NIL");
+}
+
+TEST(MimeQuote, OneRuleForStrings) {
+  std::string out;
+  appendImapString(out, "a\"b\\c");
+  EXPECT_EQ(out, "\"a\\\"b\\\\c\"");
+  out.clear();
+  appendImapString(out, "caf\xc3\xa9");
+  EXPECT_EQ(out, "{5}\r\ncaf\xc3\xa9");
+  out.clear();
+  appendImapHumanString(out, "  a \t b  ");
+  EXPECT_EQ(out, "{3}\r\na b");
+  out.clear();
+  appendImapHumanString(out, "plain");
+  EXPECT_EQ(out, "\"plain\"");
+}
+
+// Deep nesting must not recurse without bound.
+TEST(MimeAnalysis, DeepNestingIsBounded) {
+  std::string raw;
+  for (int i = 0; i < 5000; ++i) raw += "Content-Type: message/rfc822\r\n\r\n";
+  raw += "body";
+  auto a = analyze(raw);
+  EXPECT_FALSE(a.bodyStructure.empty());
+  std::string mp;
+  for (int i = 0; i < 3000; ++i) mp += "Content-Type: multipart/mixed; boundary=b" + std::to_string(i) + "\r\n\r\n--b" + std::to_string(i) + "\r\n";
+  auto b = analyze(mp);
+  EXPECT_TRUE(deserializeAnalysis(serializeAnalysis(b)).has_value());
+}
+
+}  // namespace
+}  // namespace mb::mime
