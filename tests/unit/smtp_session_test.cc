@@ -4,6 +4,7 @@
 // byte by byte, and must give identical replies and host requests.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <functional>
 #include <string>
 #include <vector>
@@ -99,14 +100,13 @@ Transcript drive(const SessionOptions& options, const std::vector<std::string>& 
   return run;
 }
 
-Transcript driveWhole(const SessionOptions& options, const std::string& input, Host host = {}) {
-  return drive(options, {input}, std::move(host));
-}
-
-// The transcript must not depend on how TCP cut the input.
-void expectSplitInvariant(const SessionOptions& options, const std::string& input, Host host = {}) {
-  Transcript whole = driveWhole(options, input, host);
-  for (size_t k = 1; k < input.size(); ++k) {
+// The transcript must not depend on how TCP cut the input: replayed split at
+// every offset (every 61st for long inputs) and byte by byte, the replies and
+// the host requests are the same.
+void expectSplitInvariant(const SessionOptions& options, const std::string& input, const Host& host,
+                          const Transcript& whole) {
+  size_t step = input.size() > 4096 ? 61 : 1;
+  for (size_t k = 1; k < input.size(); k += step) {
     Transcript split = drive(options, {input.substr(0, k), input.substr(k)}, host);
     ASSERT_EQ(whole.output, split.output) << "split at " << k;
     ASSERT_EQ(whole.events, split.events) << "split at " << k;
@@ -116,6 +116,16 @@ void expectSplitInvariant(const SessionOptions& options, const std::string& inpu
   Transcript single = drive(options, bytes, host);
   EXPECT_EQ(whole.output, single.output) << "byte by byte";
   EXPECT_EQ(whole.events, single.events) << "byte by byte";
+}
+
+// Runs a transcript in one write, and checks it split everywhere too, except
+// after STARTTLS where the split decides what was plaintext (see the STARTTLS
+// tests). Hosts must decide from the request alone for this to hold.
+Transcript driveWhole(const SessionOptions& options, const std::string& input, Host host = {}) {
+  Transcript whole = drive(options, {input}, host);
+  if (std::find(whole.events.begin(), whole.events.end(), "STARTTLS") == whole.events.end())
+    expectSplitInvariant(options, input, host, whole);
+  return whole;
 }
 
 const std::string kGreeting = "220 mx.test ESMTP mailbridge ready\r\n";
@@ -153,8 +163,6 @@ TEST(SmtpSession, FullTransactionTranscript) {
   EXPECT_EQ(m.envelope.params.body, BodyType::EightBitMime);
   EXPECT_EQ(m.envelope.recipients[1].notify, "NEVER");
 }
-
-TEST(SmtpSession, FullTransactionSplitAtEveryByte) { expectSplitInvariant(tlsOptions(), kTransaction); }
 
 // RFC 2920 section 3.1: the client sends the whole transaction in one write;
 // the host answers each request later, from its own callbacks. Replies must
@@ -251,7 +259,6 @@ TEST(SmtpSession, AuthPlainChallengeCancelAndErrors) {
                                   "504 5.5.4 Unrecognised authentication mechanism", "334 ",
                                   "235 2.7.0 Authentication successful", "503 5.5.1 Already authenticated"}));
   EXPECT_EQ(run.events, std::vector<std::string>{"AUTH PLAIN /alice/pw"});
-  expectSplitInvariant(tlsOptions(), in);
 }
 
 TEST(SmtpSession, AuthPlainWithAuthzid) {
@@ -268,7 +275,6 @@ TEST(SmtpSession, AuthLogin) {
   EXPECT_EQ(run.output, kGreeting + kEhloTls + crlf({"334 VXNlcm5hbWU6", "334 UGFzc3dvcmQ6",
                                                      "235 2.7.0 Authentication successful"}));
   EXPECT_EQ(run.events, std::vector<std::string>{"AUTH LOGIN /alice/pw"});
-  expectSplitInvariant(tlsOptions(), in);
 
   run = driveWhole(tlsOptions(), "EHLO c\r\nAUTH LOGIN " + base64Encode("bob") + "\r\n*\r\n");
   EXPECT_EQ(run.output, kGreeting + kEhloTls + crlf({"334 UGFzc3dvcmQ6", "501 5.7.0 Authentication cancelled"}));
@@ -276,8 +282,9 @@ TEST(SmtpSession, AuthLogin) {
 
 TEST(SmtpSession, AuthFailureAndTemporaryFailure) {
   Host host;
-  int n = 0;
-  host.decide = [&](const Request&) { return n++ == 0 ? Verdict::Reject : Verdict::TempFail; };
+  host.decide = [](const Request& r) {
+    return std::get<AuthRequest>(r).user == "alice" ? Verdict::Reject : Verdict::TempFail;
+  };
   Transcript run = driveWhole(tlsOptions(), kLogin + "AUTH PLAIN " + plain("a", "b") + "\r\n", host);
   EXPECT_EQ(run.output, kGreeting + kEhloTls + crlf({"535 5.7.8 Authentication credentials invalid",
                                                      "454 4.7.0 Temporary authentication failure"}));
@@ -350,7 +357,6 @@ TEST(SmtpSession, SenderRefusedByHost) {
   EXPECT_EQ(run.output, kGreeting + kLoginReplies +
                             crlf({"553 5.7.1 Sender address not allowed for this user", "503 5.5.1 Need MAIL command",
                                   "503 5.5.1 Need MAIL command", "250 2.0.0 OK"}));
-  expectSplitInvariant(tlsOptions(), in, host);
 }
 
 TEST(SmtpSession, HostTextReplacesDefaultAndCannotInjectLines) {
@@ -469,7 +475,6 @@ TEST(SmtpSession, DotUnstuffing) {
   Transcript run = driveWhole(tlsOptions(), in);
   ASSERT_EQ(run.messages.size(), 1u);
   EXPECT_EQ(run.messages[0].data, ".\r\na\r\n..b\r\nc.\r\n");
-  expectSplitInvariant(tlsOptions(), in);
 }
 
 // RFC 5321 section 4.1.1.4: the CRLF ending DATA starts the terminator, so
@@ -499,7 +504,6 @@ TEST(SmtpSession, BareLfAndBareCrRejected) {
     Transcript run = driveWhole(tlsOptions(), dataTransaction(body) + "NOOP\r\n");
     EXPECT_EQ(run.output, kDataReplies + "550 5.6.0 Bare CR or LF in message; lines must end with CRLF\r\n250 2.0.0 OK\r\n")
         << ::testing::PrintToString(body);
-    expectSplitInvariant(tlsOptions(), dataTransaction(body));
   }
 }
 
@@ -540,7 +544,6 @@ TEST(SmtpSession, BdatChunks) {
                                   "503 5.5.1 Need MAIL command"}));
   ASSERT_EQ(run.messages.size(), 1u);
   EXPECT_EQ(run.messages[0].data, ".a\r\nb\r\n.\r\n\r\n");
-  expectSplitInvariant(tlsOptions(), in);
 }
 
 TEST(SmtpSession, BdatRulesAndRefusals) {
