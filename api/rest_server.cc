@@ -46,15 +46,22 @@ void sendError(httplib::Response& res, const Error& e) {
   sendError(res, httpStatusFor(e.kind), errorKindName(e.kind), e.message);
 }
 
+json toJson(const AccountStatus& a) {
+  return json{{"id", a.id},
+              {"name", a.name},
+              {"address", a.address},
+              {"local_username", a.localUsername.empty() ? json(nullptr) : json(a.localUsername)},
+              {"kind", a.kind},
+              {"state", a.state}};
+}
+
 json toJson(const StatusSnapshot& s) {
   auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - s.started);
   json listeners = json::array();
   for (const auto& l : s.listeners)
     listeners.push_back({{"name", l.name}, {"address", l.address}, {"tls", l.tls}});
   json accounts = json::array();
-  for (const auto& a : s.accounts)
-    accounts.push_back(
-        {{"id", a.id}, {"name", a.name}, {"address", a.address}, {"kind", a.kind}, {"state", a.state}});
+  for (const auto& a : s.accounts) accounts.push_back(toJson(a));
   return json{{"version", s.version},
               {"uptime_seconds", uptime.count()},
               {"config", s.configSource},
@@ -139,6 +146,21 @@ void RestServer::routes() {
 
   srv.Get("/v1/status", [this](const httplib::Request&, httplib::Response& res) {
     sendJson(res, 200, toJson(*board_.current()));
+  });
+
+  srv.Get("/v1/accounts", [this](const httplib::Request&, httplib::Response& res) {
+    json accounts = json::array();
+    for (const auto& a : board_.current()->accounts) accounts.push_back(toJson(a));
+    sendJson(res, 200, json{{"accounts", accounts}});
+  });
+
+  srv.Post(R"(/v1/accounts/(\d{1,18})/password)", [this](const httplib::Request& req, httplib::Response& res) {
+    int64_t id = std::stoll(req.matches[1]);
+    auto result = queue_.call([this, id] { return commands_.issuePassword(id); }, kCommandTimeout);
+    if (!result) return sendError(res, result.error());
+    res.set_header("Cache-Control", "no-store");
+    res.status = 200;
+    res.set_content(*result, "application/json");
   });
 
   srv.Post("/v1/reload", [this](const httplib::Request&, httplib::Response& res) {

@@ -22,6 +22,8 @@ namespace mb {
 // What the API can ask the loop to do. Each runs on the loop thread.
 struct ApiCommands {
   std::function<Status()> reload;  // re-read the config, like SIGHUP
+  // New local password for an account: JSON {"username","password"}.
+  std::function<Result<std::string>(int64_t accountId)> issuePassword;
 };
 
 class RestServer {

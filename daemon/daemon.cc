@@ -4,9 +4,12 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "daemon/auth/authenticator.h"
+#include "daemon/store/credentials.h"
 #include "daemon/store/state_lock.h"
 #include "daemon/store/store.h"
 #include "daemon/tls/self_signed.h"
@@ -65,6 +68,7 @@ Daemon::Daemon(DaemonOptions options) : options_(std::move(options)), loop_(new 
 
 Daemon::~Daemon() {
   commands_.reset();
+  authenticator_.reset();
   store_.reset();  // closes the database before the lock is released
   lock_.reset();
 }
@@ -96,7 +100,9 @@ Result<std::unique_ptr<Daemon>> Daemon::open(const DaemonOptions& options) {
 
   if (auto s = d->applyAccounts(d->config_); !s) return std::unexpected(s.error());
   d->commands_ = std::make_unique<CommandQueue>(d->loop());
+  d->authenticator_ = std::make_unique<auth::Authenticator>(d->loop(), *d->store_);
   d->publishStatus();
+  d->greetNewAccounts();
   logInfo("daemon.opened")
       .kv("version", MAILBRIDGE_VERSION)
       .kv("config", d->config_.source)
@@ -123,6 +129,42 @@ Status Daemon::applyAccounts(const Config& config) {
   return {};
 }
 
+void Daemon::greetNewAccounts() {
+  // Someone is watching the terminal (the quick start): give each account
+  // without a local password one, on stdout. Never into the log, and not when
+  // stdout is a journal or a file.
+  if (!::isatty(STDOUT_FILENO)) return;
+  auto rows = store_->listAccounts();
+  if (!rows) return;
+  for (const auto& row : *rows) {
+    if (row.localUsername) continue;
+    auto password = authenticator_->issuePassword(row.id, row.address);
+    if (!password) continue;
+    std::printf(
+        "account %s: local login username %s password %s\n"
+        "  (shown once; a new one: curl -X POST -H \"Authorization: Bearer $(cat %s)\" "
+        "http://%s/v1/accounts/%lld/password)\n",
+        row.name.c_str(), row.address.c_str(), password->reveal().c_str(),
+        (options_.stateDir / "api-token").c_str(), config_.api.toString().c_str(), static_cast<long long>(row.id));
+  }
+  std::fflush(stdout);
+  publishStatus();
+}
+
+Result<std::string> Daemon::issueLocalPassword(int64_t accountId) {
+  auto rows = store_->listAccounts();
+  if (!rows) return std::unexpected(rows.error());
+  for (const auto& row : *rows) {
+    if (row.id != accountId) continue;
+    auto password = authenticator_->issuePassword(row.id, row.address);
+    if (!password) return std::unexpected(password.error());
+    publishStatus();
+    nlohmann::json body{{"username", row.address}, {"password", password->reveal()}};
+    return body.dump();
+  }
+  return fail(ErrorKind::NotFound, "no account with id " + std::to_string(accountId));
+}
+
 void Daemon::publishStatus() {
   auto snap = std::make_shared<StatusSnapshot>();
   snap->version = MAILBRIDGE_VERSION;
@@ -131,7 +173,8 @@ void Daemon::publishStatus() {
   snap->stateDir = options_.stateDir.string();
   snap->listeners = listeners_;
   if (auto rows = store_->listAccounts()) {
-    for (const auto& row : *rows) snap->accounts.push_back({row.id, row.name, row.address, "local", "ready"});
+    for (const auto& row : *rows)
+      snap->accounts.push_back({row.id, row.name, row.address, row.localUsername.value_or(""), "local", "ready"});
   } else {
     logError("status.accounts_unreadable").kv("error", rows.error().message);
   }

@@ -19,6 +19,10 @@
 
 namespace mb {
 
+namespace auth {
+class Authenticator;
+}
+
 namespace store {
 class StateDirLock;
 class Store;
@@ -52,6 +56,13 @@ class Daemon {
   // Records a bound listener for the status and <state dir>/listeners.json.
   Status addListener(ListenerStatus listener);
 
+  auth::Authenticator& authenticator() { return *authenticator_; }
+  store::Store& store() { return *store_; }
+
+  // Issues a new local password for an account (loop thread). Returns
+  // {"username","password"} as JSON text for the API; NotFound for a bad id.
+  Result<std::string> issueLocalPassword(int64_t accountId);
+
   // Re-reads the config file: applies account additions/removals and the log
   // level; a bad file is reported and changes nothing. Loop thread only.
   Status reload();
@@ -64,6 +75,7 @@ class Daemon {
   explicit Daemon(DaemonOptions options);
   Status applyAccounts(const Config& config);
   void publishStatus();
+  void greetNewAccounts();
   void beginShutdown(const char* why);
 
   struct LoopDeleter {
@@ -76,6 +88,7 @@ class Daemon {
   std::unique_ptr<store::StateDirLock> lock_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<CommandQueue> commands_;
+  std::unique_ptr<auth::Authenticator> authenticator_;
   StatusBoard status_;
   std::chrono::steady_clock::time_point started_;
   std::vector<ListenerStatus> listeners_;

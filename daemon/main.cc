@@ -89,7 +89,7 @@ int main(int argc, char** argv) {
   }
   mb::Daemon& d = **daemon;
 
-  mb::RestServer api(d.status(), d.commands(), mb::ApiCommands{[&d] { return d.reload(); }}, d.apiToken());
+  mb::RestServer api(d.status(), d.commands(), mb::ApiCommands{[&d] { return d.reload(); }, [&d](int64_t id) { return d.issueLocalPassword(id); }}, d.apiToken());
   auto bound = api.start(d.config().api);
   if (!bound) {
     std::fprintf(stderr, "mailbridged: %s\n", bound.error().message.c_str());

@@ -22,6 +22,7 @@ struct AccountStatus {
   int64_t id = 0;
   std::string name;
   std::string address;
+  std::string localUsername;  // empty until a local password was issued
   std::string kind;   // "local" (no upstream), later "imap", "pop3", "eas"
   std::string state;  // "ready", "connecting", "syncing", "offline", "auth_failed"
 };

@@ -52,6 +52,26 @@ class ApiTest(unittest.TestCase):
         self.assertEqual([(a["name"], a["address"], a["kind"], a["state"]) for a in body["accounts"]],
                          [("local", "me@localhost", "local", "ready")])
 
+    def test_accounts_and_local_password(self):
+        status, body = self.d.api("GET", "/v1/accounts")
+        self.assertEqual(status, 200)
+        [acct] = body["accounts"]
+        self.assertEqual((acct["name"], acct["address"]), ("local", "me@localhost"))
+        status, first = self.d.api("POST", "/v1/accounts/%d/password" % acct["id"])
+        self.assertEqual(status, 200, first)
+        self.assertEqual(first["username"], "me@localhost")
+        self.assertRegex(first["password"], r"^[A-Za-z2-9]{20}$")
+        status, second = self.d.api("POST", "/v1/accounts/%d/password" % acct["id"])
+        self.assertEqual(status, 200)
+        self.assertNotEqual(first["password"], second["password"])
+        self.assertEqual(self.d.api("GET", "/v1/accounts")[1]["accounts"][0]["local_username"], "me@localhost")
+        self.assertNotIn(first["password"], self.d.log())
+        self.assertNotIn(second["password"], self.d.log())
+        status, body = self.d.api("POST", "/v1/accounts/999999/password")
+        self.assertEqual(status, 404)
+        self.assertEqual(body["error"]["code"], "not_found")
+        self.assertEqual(self.d.api("POST", "/v1/accounts/%d/password" % acct["id"], token=None)[0], 401)
+
     def test_unknown_endpoint_is_json_404(self):
         status, body = self.d.api("GET", "/v1/nope")
         self.assertEqual(status, 404)
