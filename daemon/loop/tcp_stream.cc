@@ -18,7 +18,12 @@ constexpr size_t kReadChunk = 64 * 1024;
 // with unread input would send RST and could destroy our last reply in flight.
 constexpr uint64_t kLingerMs = 2000;
 
-std::string uvError(int code) { return uv_strerror(code); }
+// uv_strerror() leaks a malloc'd string for codes it does not know; the _r form
+// does not.
+std::string uvError(int code) {
+  char buf[128];
+  return uv_strerror_r(code, buf, sizeof buf);
+}
 
 std::string formatAddress(const sockaddr* sa) {
   char ip[INET6_ADDRSTRLEN] = {};
@@ -274,7 +279,8 @@ struct StreamCore {
     delete req;
     c->shutdownPending = false;
     if (c->phase == Phase::Closed) return;
-    if (status < 0 || c->eof) return c->closeNow({kindOf(status), "shutdown: " + uvError(status)});
+    if (status < 0) return c->closeNow({kindOf(status), "shutdown: " + uvError(status)});
+    if (c->eof) return c->closeNow({CloseKind::Local, "closed"});  // the peer is done too: nothing to linger for
     c->phase = Phase::HalfClosed;
     uv_timer_start(&c->timer, onTimer, kLingerMs, 0);
   }
