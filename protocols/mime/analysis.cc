@@ -30,7 +30,7 @@ std::string_view trimBlanks(std::string_view s) {
 QuickFields quickFields(std::string_view raw, const Part& root) {
   QuickFields q;
   q.size = raw.size();
-  q.lines = static_cast<std::uint64_t>(std::count(raw.begin(), raw.end(), '\n'));
+  q.lines = countLf(raw);
   q.hasAttachments = anyAttachment(root);
   HeaderReader reader(raw.substr(root.headerBegin, root.headerEnd - root.headerBegin));
   HeaderField f;

@@ -73,6 +73,19 @@ std::string unfold(std::string_view value) {
   return out;
 }
 
+std::size_t countLf(std::string_view s) {
+  std::size_t n = 0;
+  const char* p = s.data();
+  const char* end = p + s.size();
+  while (p < end) {
+    const void* lf = std::memchr(p, '\n', static_cast<std::size_t>(end - p));
+    if (!lf) break;
+    ++n;
+    p = static_cast<const char*>(lf) + 1;
+  }
+  return n;
+}
+
 bool equalsIgnoreCase(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (std::size_t i = 0; i < a.size(); ++i) {

@@ -36,6 +36,9 @@ std::size_t findHeaderEnd(std::string_view raw, std::size_t begin);
 // RFC 5322 unfolding: CR and LF removed, the blanks of continuation lines kept.
 std::string unfold(std::string_view value);
 
+// Number of LF bytes (memchr strides beat a byte loop on big attachments).
+std::size_t countLf(std::string_view s);
+
 bool equalsIgnoreCase(std::string_view a, std::string_view b);
 std::string asciiLower(std::string_view s);
 

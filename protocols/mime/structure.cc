@@ -84,9 +84,7 @@ class Parser {
       }
     }
     node.bodyEnd = bodyEndFor(stop, bodyBegin);
-    node.bodyLines = static_cast<std::uint32_t>(
-        std::count(raw_.begin() + static_cast<std::ptrdiff_t>(bodyBegin),
-                   raw_.begin() + static_cast<std::ptrdiff_t>(node.bodyEnd), '\n'));
+    node.bodyLines = static_cast<std::uint32_t>(countLf(raw_.substr(bodyBegin, node.bodyEnd - bodyBegin)));
     return stop;
   }
 

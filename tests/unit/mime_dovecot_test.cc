@@ -980,7 +980,9 @@ TEST_P(DovecotSection, MatchesReference) {
   std::string got = fetchSection(raw, a->root, e.section);
   EXPECT_EQ(got.size(), e.size) << e.section;
   EXPECT_EQ(fnv1a(got), e.fnv1a) << e.section;
-  if (e.bytes) EXPECT_EQ(got, e.bytes) << e.section;
+  if (e.bytes) {
+    EXPECT_EQ(got, e.bytes) << e.section;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, DovecotSection, ::testing::ValuesIn(kSections), [](const auto& info) {

@@ -1,0 +1,37 @@
+// libFuzzer target for MIME analysis: analyse any bytes, store and reload the
+// result, resolve sections and decode; none of it may crash or read out of bounds.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "protocols/mime/analysis.h"
+#include "protocols/mime/search.h"
+#include "protocols/mime/section.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  std::string_view raw(reinterpret_cast<const char*>(data), size);
+  auto a = mb::mime::analyzeMessage(raw);
+  if (!a) __builtin_trap();  // analysis never fails
+  std::string blob = mb::mime::serializeAnalysis(*a);
+  auto back = mb::mime::deserializeAnalysis(blob);
+  if (!back || back->bodyStructure != a->bodyStructure || mb::mime::serializeAnalysis(*back) != blob)
+    __builtin_trap();
+  // A damaged stored value must be refused or accepted, never crash.
+  if (!blob.empty()) (void)mb::mime::deserializeAnalysis(blob.substr(0, blob.size() / 2));
+  (void)mb::mime::deserializeAnalysis(raw);
+  for (std::string_view section : {"", "HEADER", "TEXT", "1", "1.MIME", "2", "2.HEADER", "2.TEXT", "1.2",
+                                    "1.1.1", "2.1.MIME", "3.HEADER.FIELDS (From Subject)",
+                                    "HEADER.FIELDS.NOT (To)"}) {
+    auto r = mb::mime::resolveSection(back->root, section);
+    if (r) {
+      if (r->range.end > raw.size() || r->range.begin > r->range.end) __builtin_trap();
+      (void)mb::mime::extractSection(raw, *r);
+    }
+    if (section.empty() || (section.front() >= '0' && section.front() <= '9' && section.find('M') == section.npos &&
+                            section.find('H') == section.npos && section.find('T') == section.npos))
+      (void)mb::mime::extractBinary(raw, back->root, section);
+  }
+  if (size < 65536) (void)mb::mime::bodyText(raw, back->root);
+  return 0;
+}
