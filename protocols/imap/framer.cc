@@ -109,6 +109,8 @@ void Framer::resetCommand() {
 }
 
 std::string Framer::tagOfCurrent() const {
+  // A raw line (DONE, a SASL response) has no tag of its own.
+  if (mode_ == Mode::Line) return "*";
   std::string_view first = current_.lines.empty() ? std::string_view(line_) : std::string_view(current_.lines[0]);
   size_t n = 0;
   while (n < first.size() && isTagChar(static_cast<unsigned char>(first[n]))) ++n;
@@ -121,6 +123,8 @@ FrameEvent Framer::failCommand(bool bad, std::string respCode, std::string messa
   std::string tail = line_.size() > kTailKeep ? line_.substr(line_.size() - kTailKeep) : line_;
   resetCommand();
   if (discardRest) {
+    // Decided now: the session may switch modes before the line ends.
+    discardLiterals_ = mode_ == Mode::Command;
     state_ = State::DiscardLine;
     discardTail_ = std::move(tail);
   } else {
@@ -132,14 +136,8 @@ FrameEvent Framer::failCommand(bool bad, std::string respCode, std::string messa
 // A whole line (without its LF) is in line_.
 FrameEvent Framer::lineComplete() {
   if (!line_.empty() && line_.back() == '\r') line_.pop_back();
-  if (mode_ == Mode::Line) {
-    current_.lines.push_back(std::move(line_));
-    ready_ = std::move(current_);
-    resetCommand();
-    return FrameEvent::Command;
-  }
   // Blank lines between commands carry nothing; some clients send them.
-  if (current_.lines.empty() && line_.empty()) return FrameEvent::NeedMore;
+  if (mode_ == Mode::Command && current_.lines.empty() && line_.empty()) return FrameEvent::NeedMore;
   if (lineBytes_ + line_.size() > limits_.maxLineLength) {
     // The line is whole, so dropping "the rest" starts with any literal it
     // announces: reuse the discard path on its tail.
@@ -150,7 +148,7 @@ FrameEvent Framer::lineComplete() {
     state_ = State::DiscardLine;
     // Re-enter DiscardLine as if its LF had just been read.
     LiteralHeader h;
-    if (findLiteralHeader(discardTail_, h) && h.nonSync) {
+    if (mode_ == Mode::Command && findLiteralHeader(discardTail_, h) && h.nonSync) {
       if (h.overflow || h.size > limits_.maxDiscard) {
         error_.closeConnection = true;
         state_ = State::Closed;
@@ -165,7 +163,7 @@ FrameEvent Framer::lineComplete() {
     return FrameEvent::Error;
   }
   LiteralHeader h;
-  if (!findLiteralHeader(line_, h) || endsInsideQuote(std::string_view(line_).substr(0, h.start))) {
+  if (mode_ == Mode::Line || !findLiteralHeader(line_, h) || endsInsideQuote(std::string_view(line_).substr(0, h.start))) {
     current_.lines.push_back(std::move(line_));
     ready_ = std::move(current_);
     resetCommand();
@@ -271,7 +269,7 @@ FrameEvent Framer::next() {
         inputPos_ += lf + 1;
         if (!discardTail_.empty() && discardTail_.back() == '\r') discardTail_.pop_back();
         LiteralHeader h;
-        bool more = findLiteralHeader(discardTail_, h) && h.nonSync;
+        bool more = discardLiterals_ && findLiteralHeader(discardTail_, h) && h.nonSync;
         discardTail_.clear();
         if (!more) {
           // A synchronizing literal here is never sent: the client has its

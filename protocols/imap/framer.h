@@ -111,6 +111,7 @@ class Framer {
   uint64_t literalBytes_ = 0;   // literal bytes of current_ so far
   uint64_t remaining_ = 0;      // literal bytes still to read or drop
   std::string discardTail_;     // last bytes of a dropped line: finds {N+}
+  bool discardLiterals_ = true;  // the dropped line may announce literals
   FrameError error_;
 };
 

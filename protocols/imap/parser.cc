@@ -1231,6 +1231,9 @@ CommandParser::Event CommandParser::next() {
     case FrameEvent::Continuation:
       return Event::Continuation;
     case FrameEvent::Error: {
+      // A failed DONE or SASL line ends that exchange, as a wrong line does.
+      expect_ = Expect::Command;
+      framer_.setMode(Framer::Mode::Command);
       const FrameError& fe = framer_.error();
       error_ = ParseError{fe.tag, fe.bad, fe.respCode, fe.message, fe.closeConnection};
       return Event::Error;

@@ -229,5 +229,12 @@ TEST(ImapFramerTest, LineModeReturnsRawLinesWithoutLiteralProcessing) {
   EXPECT_TRUE(raw.literals.empty());
 }
 
+// RFC 2177 3: while idling only DONE is read, as a raw line. An over-long
+// line there is BAD, has no tag, and "{5+}" at its end announces nothing.
+TEST(ImapFramerTest, OverlongLineWhileIdlingRfc2177Section3) {
+  std::string wire = "a IDLE\r\n" + std::string(60, 'x') + " {5+}\r\nb NOOP\r\n";
+  EXPECT_EQ(tags(runEverySplit(wire, small())), (std::vector<std::string>{"a", "ERR:*::Line too long", "b"}));
+}
+
 }  // namespace
 }  // namespace mb::imap
