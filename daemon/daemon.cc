@@ -223,6 +223,7 @@ void Daemon::beginShutdown(const char* why) {
   if (onShutdown_) onShutdown_();
 
   auto* grace = new uv_timer_t;
+  grace_ = grace;
   uv_timer_init(loop(), grace);
   uv_timer_start(
       grace, [](uv_timer_t* t) {
@@ -255,6 +256,11 @@ int Daemon::run(std::function<void()> onShutdown) {
   }
   logInfo("daemon.running").kv("pid", static_cast<int64_t>(::getpid()));
   uv_run(loop(), UV_RUN_DEFAULT);
+  if (grace_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(grace_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    grace_ = nullptr;
+    uv_run(loop(), UV_RUN_NOWAIT);
+  }
   store_.reset();
   logInfo("daemon.stopped");
   return 0;

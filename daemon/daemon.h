@@ -95,6 +95,7 @@ class Daemon {
   std::vector<uv_signal_t*> signals_;
   std::function<void()> onShutdown_;
   bool shuttingDown_ = false;
+  uv_timer_t* grace_ = nullptr;  // shutdown deadline; freed by its close callback
   Secret apiToken_;
   std::filesystem::path certPath_;
   std::filesystem::path keyPath_;
