@@ -32,6 +32,13 @@ bool iequals(std::string_view a, std::string_view b) {
 
 bool isDigit(char c) { return c >= '0' && c <= '9'; }
 
+// Digits only, already length-checked by the caller; std::sto* would throw.
+uint64_t digitsValue(std::string_view d) {
+  uint64_t v = 0;
+  for (char c : d) v = v * 10 + static_cast<uint64_t>(c - '0');
+  return v;
+}
+
 // ATOM-CHAR: any CHAR except atom-specials (RFC 3501 9).
 bool isAtomChar(char ch) {
   auto c = static_cast<unsigned char>(ch);
@@ -276,7 +283,7 @@ class Reader {
     Date d;
     std::string_view day = takeWhile(isDigit);
     if (day.empty() || day.size() > 2) return bad(describe("Invalid day in date"));
-    d.day = std::stoi(std::string(day));
+    d.day = static_cast<int>(digitsValue(day));
     if (auto s = expect('-', "in date"); !s) return std::unexpected(s.error());
     auto m = month();
     if (!m) return std::unexpected(m.error());
@@ -284,7 +291,7 @@ class Reader {
     if (auto s = expect('-', "in date"); !s) return std::unexpected(s.error());
     std::string_view year = takeWhile(isDigit);
     if (year.size() != 4) return bad("Invalid year in date");
-    d.year = std::stoi(std::string(year));
+    d.year = static_cast<int>(digitsValue(year));
     if (d.day < 1 || d.day > 31) return bad("Invalid day in date");
     return d;
   }
@@ -844,10 +851,10 @@ Result<Section> section(Reader& r, bool binary) {
     size_t j = i;
     while (j < spec.size() && isDigit(spec[j])) ++j;
     std::string_view num = spec.substr(i, j - i);
-    if (num[0] == '0' || num.size() > 10 || std::stoull(std::string(num)) > UINT32_MAX) {
+    if (num[0] == '0' || num.size() > 10 || digitsValue(num) > UINT32_MAX) {
       return bad("Invalid section part number " + std::string(num));
     }
-    sec.part.push_back(static_cast<uint32_t>(std::stoul(std::string(num))));
+    sec.part.push_back(static_cast<uint32_t>(digitsValue(num)));
     i = j;
     if (i == spec.size()) break;
     if (spec[i] != '.') return bad("Invalid section " + std::string(spec));

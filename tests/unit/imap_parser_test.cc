@@ -513,6 +513,11 @@ TEST(ImapParserTest, FetchBinaryRfc3516Section4_2) {
 TEST(ImapParserTest, FetchSectionErrorsRfc3501Section6_4_5) {
   EXPECT_EQ(badReason("a FETCH 1 BODY[MIME]\r\n"), "MIME section needs a part number");
   EXPECT_EQ(badReason("a FETCH 1 BODY[0]\r\n"), "Invalid section part number 0");
+  EXPECT_EQ(badReason("a FETCH 1 BODY[4294967296]\r\n"), "Invalid section part number 4294967296");
+  EXPECT_EQ(badReason("a FETCH 1 BODY[99999999999999999999999]\r\n"),
+            "Invalid section part number 99999999999999999999999");
+  EXPECT_EQ(as<FetchCmd>(parseOne("a FETCH 1 BODY[4294967295]\r\n")).items[0].section.part,
+            std::vector<uint32_t>{4294967295u});
   EXPECT_EQ(badReason("a FETCH 1 BODY[1.]\r\n"), "Section ends with '.'");
   EXPECT_EQ(badReason("a FETCH 1 BODY[FOO]\r\n"), "Unknown section text FOO");
   EXPECT_EQ(badReason("a FETCH 1 BODY[HEADER.FIELDS]\r\n"), "Expected SP before header list (found ']')");
