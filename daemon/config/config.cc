@@ -238,6 +238,9 @@ Result<Config> parseConfig(std::string_view text, std::string_view source) {
   json root;
   try {
     root = json::parse(text.begin(), text.end(), nullptr, true, /*ignore_comments=*/true);
+  } catch (const json::out_of_range& e) {
+    // A number too large for any C++ type (nlohmann reports it as a range error).
+    return fail(ErrorKind::Config, std::string(source) + ": invalid JSON: number out of range");
   } catch (const json::parse_error& e) {
     std::string what = e.what();
     // nlohmann prefixes "[json.exception.parse_error.101] parse error at line 1, column 2: ".

@@ -58,6 +58,12 @@ TEST(Config, SyntaxErrorNamesLineAndColumn) {
   EXPECT_NE(e.find("invalid JSON"), std::string::npos) << e;
 }
 
+TEST(Config, HugeNumberIsAnErrorNotACrash) {
+  // Found by fuzz_config: nlohmann reports overflow as out_of_range, not parse_error.
+  std::string e = errorOf("{\"x\": 5555555.5555E37961038278}");
+  EXPECT_EQ(e, "test.json: invalid JSON: number out of range");
+}
+
 TEST(Config, EveryErrorPathNamesTheKey) {
   struct Case {
     const char* text;
