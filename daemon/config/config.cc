@@ -188,6 +188,63 @@ Result<ListenAddress> readListen(ObjectReader& r, const std::string& key, Listen
   return addr;
 }
 
+// An account's "smtp" object: the upstream relay.
+Result<RelayConfig> readRelay(const json& obj, const std::string& path, std::string_view source) {
+  ObjectReader r(obj, path, source);
+  if (auto s = r.expectObject(); !s) return std::unexpected(s.error());
+  RelayConfig c;
+  auto host = r.getString("host", true);
+  if (!host) return std::unexpected(host.error());
+  if (host->empty() || host->find_first_of(" \t\r\n/") != std::string::npos)
+    return r.errorAt(path + ".host", "\"" + *host + "\" is not a host name");
+  c.host = *host;
+  auto security = r.getString("security", false, "starttls");
+  if (!security) return std::unexpected(security.error());
+  if (*security == "starttls") c.security = RelaySecurity::StartTls;
+  else if (*security == "tls") c.security = RelaySecurity::Tls;
+  else if (*security == "none") c.security = RelaySecurity::None;
+  else return r.errorAt(path + ".security", "expected one of starttls, tls, none; got \"" + *security + "\"");
+  auto port = readUnsigned(r, "port", c.security == RelaySecurity::Tls ? 465 : 587, 1, 65535);
+  if (!port) return std::unexpected(port.error());
+  c.port = static_cast<uint16_t>(*port);
+  auto user = r.getString("username", false);
+  if (!user) return std::unexpected(user.error());
+  c.username = *user;
+  auto password = r.getString("password", false);
+  if (!password) return std::unexpected(password.error());
+  c.password = Secret(*password);
+  auto command = r.getString("password_command", false);
+  if (!command) return std::unexpected(command.error());
+  c.passwordCommand = *command;
+  if (!c.password.empty() && !c.passwordCommand.empty())
+    return r.errorAt(path + ".password_command", "give either password or password_command, not both");
+  bool haveSecret = !c.password.empty() || !c.passwordCommand.empty();
+  auto auth = r.getString("auth", false, haveSecret ? "plain" : "none");
+  if (!auth) return std::unexpected(auth.error());
+  if (*auth == "plain") c.auth = RelayAuth::Plain;
+  else if (*auth == "login") c.auth = RelayAuth::Login;
+  else if (*auth == "xoauth2") c.auth = RelayAuth::Xoauth2;
+  else if (*auth == "none") c.auth = RelayAuth::None;
+  else return r.errorAt(path + ".auth", "expected one of plain, login, xoauth2, none; got \"" + *auth + "\"");
+  if (c.auth != RelayAuth::None && !haveSecret)
+    return r.errorAt(path + ".auth", "\"" + *auth + "\" needs password or password_command");
+  auto ehlo = r.getString("ehlo", false, "localhost");
+  if (!ehlo) return std::unexpected(ehlo.error());
+  if (ehlo->empty() || ehlo->find_first_of(" \t\r\n") != std::string::npos)
+    return r.errorAt(path + ".ehlo", "\"" + *ehlo + "\" is not a host name");
+  c.ehlo = *ehlo;
+  auto ca = r.getString("ca_file", false);
+  if (!ca) return std::unexpected(ca.error());
+  c.caFile = *ca;
+  auto pin = r.getString("pin_sha256", false);
+  if (!pin) return std::unexpected(pin.error());
+  c.pinSha256 = *pin;
+  if (c.security == RelaySecurity::None && (!c.caFile.empty() || !c.pinSha256.empty()))
+    return r.errorAt(path + ".security", "ca_file and pin_sha256 need security starttls or tls");
+  if (auto s = r.finish(); !s) return std::unexpected(s.error());
+  return c;
+}
+
 }  // namespace
 
 std::string ListenAddress::toString() const {
@@ -288,7 +345,13 @@ Result<Config> parseConfig(std::string_view text, std::string_view source) {
       if (!size) return std::unexpected(size.error());
       auto rcpts = readUnsigned(r, "max_recipients", cfg.smtpLimits.maxRecipients, 1, 100000);
       if (!rcpts) return std::unexpected(rcpts.error());
-      cfg.smtpLimits = {*size, static_cast<uint32_t>(*rcpts)};
+      auto initial = readUnsigned(r, "retry_initial_seconds", cfg.smtpLimits.retryInitialSeconds, 1, 86400);
+      if (!initial) return std::unexpected(initial.error());
+      auto maxDelay = readUnsigned(r, "retry_max_seconds", cfg.smtpLimits.retryMaxSeconds, 1, 7 * 86400);
+      if (!maxDelay) return std::unexpected(maxDelay.error());
+      if (*maxDelay < *initial) return r.errorAt(r.childPath("retry_max_seconds"), "must be at least retry_initial_seconds");
+      cfg.smtpLimits = {*size, static_cast<uint32_t>(*rcpts), static_cast<uint32_t>(*initial),
+                        static_cast<uint32_t>(*maxDelay)};
       return {};
     });
     if (!s) return std::unexpected(s.error());
@@ -352,6 +415,20 @@ Result<Config> parseConfig(std::string_view text, std::string_view source) {
           a.aliases.push_back(al.get<std::string>());
         }
       }
+      if (const json* relay = r.find("smtp")) {
+        auto rc = readRelay(*relay, path + ".smtp", source);
+        if (!rc) return std::unexpected(rc.error());
+        a.relay = std::move(*rc);
+        if (a.relay->username.empty()) a.relay->username = a.address;
+      }
+      auto sent = r.getString("sent_copy", false, "sent");
+      if (!sent) return std::unexpected(sent.error());
+      if (*sent == "sent") a.sentCopy = SentCopy::Sent;
+      else if (*sent == "none") a.sentCopy = SentCopy::None;
+      else return r.errorAt(path + ".sent_copy", "expected \"none\" or \"sent\", got \"" + *sent + "\"");
+      auto maxAge = readUnsigned(r, "retry_max_age_seconds", a.retryMaxAgeSeconds, 60, 30ull * 86400);
+      if (!maxAge) return std::unexpected(maxAge.error());
+      a.retryMaxAgeSeconds = *maxAge;
       if (auto s = r.finish(); !s) return std::unexpected(s.error());
       cfg.accounts.push_back(std::move(a));
     }

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -45,6 +46,11 @@ struct ImapLimits {
 struct SmtpLimits {
   uint64_t maxMessageSize = 50ull * 1024 * 1024;  // SIZE
   uint32_t maxRecipients = 100;
+  // Outbox retry schedule for transient relay failures: the first retry waits
+  // retryInitialSeconds, each later one twice as long (with jitter), capped
+  // at retryMaxSeconds.
+  uint32_t retryInitialSeconds = 60;
+  uint32_t retryMaxSeconds = 3600;
 };
 
 struct TlsFiles {
@@ -52,10 +58,41 @@ struct TlsFiles {
   std::string key;
 };
 
+// How the outbox relays an account's mail upstream ("smtp" in an account).
+enum class RelaySecurity { StartTls, Tls, None };
+enum class RelayAuth { Plain, Login, Xoauth2, None };
+
+struct RelayConfig {
+  std::string host;
+  uint16_t port = 587;  // default: 587 for starttls/none, 465 for tls
+  RelaySecurity security = RelaySecurity::StartTls;
+  std::string username;       // default: the account address
+  Secret password;            // or the XOAUTH2 token; never logged
+  std::string passwordCommand;  // run through /bin/sh; its first output line is the password
+  RelayAuth auth = RelayAuth::Plain;  // default: plain, or none without credentials
+  std::string ehlo = "localhost";
+  std::string caFile;     // trust these CAs instead of the system store
+  std::string pinSha256;  // accept exactly this leaf certificate
+  bool operator==(const RelayConfig& o) const {
+    return host == o.host && port == o.port && security == o.security && username == o.username &&
+           password.reveal() == o.password.reveal() && passwordCommand == o.passwordCommand && auth == o.auth &&
+           ehlo == o.ehlo && caFile == o.caFile && pinSha256 == o.pinSha256;
+  }
+};
+
+// Where a copy of submitted mail goes: nowhere (the provider keeps one) or
+// the account's local Sent mailbox.
+enum class SentCopy { None, Sent };
+
 struct AccountConfig {
   std::string name;     // stable identifier: [a-z0-9][a-z0-9._-]*, unique
   std::string address;  // the account's primary e-mail address; also its local username
   std::vector<std::string> aliases;  // further addresses it may send from
+  std::optional<RelayConfig> relay;  // absent: a local account (mail to its own addresses stays local)
+  // Default: Sent for every account. A provider that files sent mail itself
+  // (Gmail, Outlook.com) wants "none", or the copy appears twice once synced.
+  SentCopy sentCopy = SentCopy::Sent;
+  uint64_t retryMaxAgeSeconds = 2 * 86400;  // then a transient failure bounces
   bool operator==(const AccountConfig&) const = default;
 };
 

@@ -180,5 +180,83 @@ TEST(Config, LoadFileNamesThePath) {
   std::filesystem::remove_all(dir);
 }
 
+// Outbox relay per account ("smtp"), Sent copy and retry schedule.
+TEST(Config, AccountRelayDefaults) {
+  auto c = parseConfig(R"({"accounts": [{"name": "a", "address": "me@example.com",
+                          "smtp": {"host": "smtp.example.com", "password": "pw"}}]})",
+                       "test.json");
+  ASSERT_TRUE(c) << c.error().message;
+  const auto& a = c->accounts[0];
+  ASSERT_TRUE(a.relay);
+  EXPECT_EQ(a.relay->host, "smtp.example.com");
+  EXPECT_EQ(a.relay->port, 587);
+  EXPECT_EQ(a.relay->security, RelaySecurity::StartTls);
+  EXPECT_EQ(a.relay->auth, RelayAuth::Plain);
+  EXPECT_EQ(a.relay->username, "me@example.com");
+  EXPECT_EQ(a.relay->password.reveal(), "pw");
+  EXPECT_EQ(a.relay->ehlo, "localhost");
+  EXPECT_EQ(a.sentCopy, SentCopy::Sent);
+  EXPECT_EQ(a.retryMaxAgeSeconds, 2u * 86400);
+  EXPECT_EQ(c->smtpLimits.retryInitialSeconds, 60u);
+  EXPECT_EQ(c->smtpLimits.retryMaxSeconds, 3600u);
+}
+
+TEST(Config, AccountRelayFull) {
+  auto c = parseConfig(R"({"smtp": {"retry_initial_seconds": 2, "retry_max_seconds": 10},
+    "accounts": [{"name": "a", "address": "me@example.com", "sent_copy": "none",
+                  "retry_max_age_seconds": 600,
+                  "smtp": {"host": "127.0.0.1", "port": 2525, "security": "tls", "username": "u",
+                           "password_command": "cat /x", "auth": "xoauth2", "ehlo": "me.test",
+                           "ca_file": "/ca.pem", "pin_sha256": "ab"}}]})",
+                       "test.json");
+  ASSERT_TRUE(c) << c.error().message;
+  const auto& a = c->accounts[0];
+  EXPECT_EQ(a.relay->port, 2525);
+  EXPECT_EQ(a.relay->security, RelaySecurity::Tls);
+  EXPECT_EQ(a.relay->auth, RelayAuth::Xoauth2);
+  EXPECT_EQ(a.relay->username, "u");
+  EXPECT_EQ(a.relay->passwordCommand, "cat /x");
+  EXPECT_EQ(a.relay->caFile, "/ca.pem");
+  EXPECT_EQ(a.sentCopy, SentCopy::None);
+  EXPECT_EQ(a.retryMaxAgeSeconds, 600u);
+  EXPECT_EQ(c->smtpLimits.retryInitialSeconds, 2u);
+  EXPECT_EQ(c->smtpLimits.retryMaxSeconds, 10u);
+}
+
+TEST(Config, AccountRelayTlsPortDefaultsTo465AndNoAuthWithoutPassword) {
+  auto c = parseConfig(R"({"accounts": [{"name": "a", "address": "me@example.com",
+                          "smtp": {"host": "h", "security": "tls"}}]})",
+                       "test.json");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->accounts[0].relay->port, 465);
+  EXPECT_EQ(c->accounts[0].relay->auth, RelayAuth::None);
+}
+
+TEST(Config, AccountRelayErrors) {
+  auto acct = [](std::string smtp) {
+    return R"({"accounts": [{"name": "a", "address": "me@example.com", "smtp": )" + smtp + "}]}";
+  };
+  EXPECT_NE(errorOf(acct(R"({"port": 25})")).find("accounts[0].smtp.host: is required"), std::string::npos);
+  EXPECT_NE(errorOf(acct(R"({"host": "h", "security": "ssl"})")).find("accounts[0].smtp.security"), std::string::npos);
+  EXPECT_NE(errorOf(acct(R"({"host": "h", "auth": "cram-md5", "password": "x"})")).find("accounts[0].smtp.auth"),
+            std::string::npos);
+  EXPECT_NE(errorOf(acct(R"({"host": "h", "auth": "login"})")).find("needs password"), std::string::npos);
+  EXPECT_NE(errorOf(acct(R"({"host": "h", "password": "a", "password_command": "b"})")).find("not both"),
+            std::string::npos);
+  EXPECT_NE(errorOf(acct(R"({"host": "h", "port": 0})")).find("accounts[0].smtp.port"), std::string::npos);
+  EXPECT_NE(errorOf(acct(R"({"host": "h", "pasword": "x"})")).find("accounts[0].smtp.pasword: unknown key"),
+            std::string::npos);
+  EXPECT_NE(errorOf(acct(R"({"host": "h", "security": "none", "ca_file": "/x"})")).find("security"),
+            std::string::npos);
+  EXPECT_NE(errorOf(R"({"accounts": [{"name": "a", "address": "me@example.com", "sent_copy": "drafts"}]})")
+                .find("accounts[0].sent_copy"),
+            std::string::npos);
+  EXPECT_NE(errorOf(R"({"accounts": [{"name": "a", "address": "me@example.com", "retry_max_age_seconds": 1}]})")
+                .find("retry_max_age_seconds"),
+            std::string::npos);
+  EXPECT_NE(errorOf(R"({"smtp": {"retry_initial_seconds": 100, "retry_max_seconds": 10}})").find("retry_max_seconds"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace mb

@@ -1,0 +1,235 @@
+// Outbox rows (see outbox.h). Recipients are one JSON array per row so that a
+// delivery attempt's per-recipient results commit together with its bookkeeping.
+#include "daemon/store/outbox.h"
+
+#include <algorithm>
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+namespace mb::store {
+namespace {
+
+using nlohmann::json;
+
+template <class T>
+std::unexpected<Error> propagate(const Result<T>& r) {
+  return std::unexpected(r.error());
+}
+
+RecipientState parseState(std::string_view s) {
+  if (s == "sent") return RecipientState::Sent;
+  if (s == "failed") return RecipientState::Failed;
+  return RecipientState::Pending;
+}
+
+std::string recipientsJson(const std::vector<OutboxRecipient>& recipients) {
+  json arr = json::array();
+  for (const auto& r : recipients) {
+    json o{{"address", r.address}, {"state", recipientStateName(r.state)}};
+    if (r.code) o["code"] = r.code;
+    if (!r.status.empty()) o["status"] = r.status;
+    if (!r.diagnostic.empty()) o["diagnostic"] = r.diagnostic;
+    arr.push_back(std::move(o));
+  }
+  // Replace, never throw: a server's reply text may hold bytes that are not UTF-8.
+  return arr.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+Result<std::vector<OutboxRecipient>> parseRecipients(const std::string& text) {
+  json arr = json::parse(text, nullptr, false);
+  if (arr.is_discarded() || !arr.is_array()) return fail(ErrorKind::Corrupt, "outbox: recipients are not a JSON array");
+  std::vector<OutboxRecipient> out;
+  for (const auto& o : arr) {
+    if (!o.is_object() || !o.contains("address") || !o["address"].is_string())
+      return fail(ErrorKind::Corrupt, "outbox: malformed recipient");
+    OutboxRecipient r;
+    r.address = o["address"].get<std::string>();
+    r.state = parseState(o.value("state", std::string("pending")));
+    r.code = o.value("code", 0);
+    r.status = o.value("status", std::string());
+    r.diagnostic = o.value("diagnostic", std::string());
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+constexpr const char* kColumns =
+    "SELECT id, account_id, mail_from, recipients, blob_id, size, created_at, attempts, next_attempt, "
+    "last_error, state FROM outbox ";
+
+Result<std::vector<OutboxItem>> query(Store& store, std::string_view where, std::optional<int64_t> arg) {
+  auto st = store.db().prepare(std::string(kColumns) + std::string(where));
+  if (!st) return propagate(st);
+  if (arg) st->bind(1, *arg);
+  std::vector<OutboxItem> items;
+  for (;;) {
+    auto row = st->step();
+    if (!row) return propagate(row);
+    if (!*row) break;
+    OutboxItem it;
+    it.id = st->columnInt64(0);
+    it.accountId = st->columnInt64(1);
+    it.mailFrom = st->columnText(2);
+    auto rcpts = parseRecipients(st->columnText(3));
+    if (!rcpts) return propagate(rcpts);
+    it.recipients = std::move(*rcpts);
+    it.blobId = st->columnText(4);
+    it.size = static_cast<uint64_t>(st->columnOptInt64(5).value_or(0));
+    it.createdAt = st->columnInt64(6);
+    it.attempts = st->columnInt64(7);
+    it.nextAttempt = st->columnInt64(8);
+    it.lastError = st->columnText(9);
+    it.state = st->columnText(10);
+    items.push_back(std::move(it));
+  }
+  return items;
+}
+
+}  // namespace
+
+const char* recipientStateName(RecipientState state) {
+  switch (state) {
+    case RecipientState::Pending: return "pending";
+    case RecipientState::Sent: return "sent";
+    case RecipientState::Failed: return "failed";
+  }
+  return "pending";
+}
+
+bool OutboxItem::hasPending() const {
+  return std::any_of(recipients.begin(), recipients.end(),
+                     [](const OutboxRecipient& r) { return r.state == RecipientState::Pending; });
+}
+
+bool OutboxItem::hasFailed() const {
+  return std::any_of(recipients.begin(), recipients.end(),
+                     [](const OutboxRecipient& r) { return r.state == RecipientState::Failed; });
+}
+
+Result<int64_t> enqueueOutbox(Store& store, const NewOutboxMessage& message) {
+  if (message.recipients.empty()) return fail(ErrorKind::User, "outbox: a message needs at least one recipient");
+  auto blobId = store.blobs().put(message.bytes);
+  if (!blobId) return propagate(blobId);
+  std::vector<OutboxRecipient> rcpts;
+  for (const auto& a : message.recipients) rcpts.push_back(OutboxRecipient{a});
+  auto st = store.db().prepare(
+      "INSERT INTO outbox (account_id, mail_from, recipients, blob_id, size, created_at, attempts, next_attempt, state) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?6, 'queued')");
+  if (!st) return propagate(st);
+  int64_t now = store.now();
+  auto ran = st->bind(1, message.accountId)
+                 .bind(2, message.mailFrom)
+                 .bind(3, recipientsJson(rcpts))
+                 .bind(4, *blobId)
+                 .bind(5, static_cast<int64_t>(message.bytes.size()))
+                 .bind(6, now)
+                 .run();
+  // A single INSERT is its own transaction: committed (and the WAL fsync'd,
+  // synchronous=FULL) when run() returns.
+  if (!ran) {
+    // The blob may be shared with a stored message; only remove an orphan.
+    auto used = store.db().prepare(
+        "SELECT EXISTS (SELECT 1 FROM messages WHERE blob_id = ?1) OR EXISTS (SELECT 1 FROM outbox WHERE blob_id = ?1)");
+    if (used) {
+      auto row = used->bind(1, *blobId).step();
+      if (row && *row && used->columnInt64(0) == 0) (void)store.blobs().remove(*blobId);
+    }
+    return propagate(ran);
+  }
+  return store.db().lastInsertRowid();
+}
+
+Result<std::vector<OutboxItem>> listOutbox(Store& store) { return query(store, "ORDER BY id", std::nullopt); }
+
+Result<std::optional<OutboxItem>> findOutbox(Store& store, int64_t id) {
+  auto items = query(store, "WHERE id = ?1", id);
+  if (!items) return propagate(items);
+  if (items->empty()) return std::optional<OutboxItem>();
+  return std::optional<OutboxItem>(std::move(items->front()));
+}
+
+Result<std::vector<OutboxItem>> dueOutbox(Store& store, int64_t now) {
+  return query(store, "WHERE state = 'queued' AND next_attempt <= ?1 ORDER BY next_attempt, id", now);
+}
+
+Result<std::vector<OutboxItem>> copyingOutbox(Store& store) {
+  return query(store, "WHERE state = 'copying' ORDER BY id", std::nullopt);
+}
+
+Result<std::optional<int64_t>> nextOutboxAttempt(Store& store) {
+  auto st = store.db().prepare("SELECT min(next_attempt) FROM outbox WHERE state = 'queued'");
+  if (!st) return propagate(st);
+  auto row = st->step();
+  if (!row) return propagate(row);
+  return st->columnOptInt64(0);
+}
+
+Status recordOutboxAttempt(Store& store, int64_t id, const std::vector<OutboxRecipient>& recipients,
+                           int64_t nextAttempt, std::string_view lastError, std::string_view state) {
+  auto st = store.db().prepare(
+      "UPDATE outbox SET recipients = ?1, attempts = attempts + 1, next_attempt = ?2, last_error = ?3, state = ?4 "
+      "WHERE id = ?5");
+  if (!st) return propagate(st);
+  std::optional<std::string> err;
+  if (!lastError.empty()) err = std::string(lastError);
+  if (auto s = st->bind(1, recipientsJson(recipients)).bind(2, nextAttempt).bind(3, err).bind(4, state).bind(5, id).run();
+      !s)
+    return s;
+  if (store.db().changes() == 0) return fail(ErrorKind::NotFound, "no outbox message with id " + std::to_string(id));
+  return {};
+}
+
+Status setOutboxState(Store& store, int64_t id, std::string_view state) {
+  auto st = store.db().prepare("UPDATE outbox SET state = ?1 WHERE id = ?2");
+  if (!st) return propagate(st);
+  if (auto s = st->bind(1, state).bind(2, id).run(); !s) return s;
+  if (store.db().changes() == 0) return fail(ErrorKind::NotFound, "no outbox message with id " + std::to_string(id));
+  return {};
+}
+
+Status retryOutbox(Store& store, int64_t id, int64_t now) {
+  auto item = findOutbox(store, id);
+  if (!item) return propagate(item);
+  if (!*item) return fail(ErrorKind::NotFound, "no outbox message with id " + std::to_string(id));
+  if ((*item)->state == kOutboxCopying)
+    return fail(ErrorKind::Conflict, "outbox message " + std::to_string(id) + " is already delivered");
+  auto rcpts = (*item)->recipients;
+  for (auto& r : rcpts)
+    if (r.state == RecipientState::Failed) r.state = RecipientState::Pending;
+  auto st = store.db().prepare("UPDATE outbox SET recipients = ?1, next_attempt = ?2, state = 'queued' WHERE id = ?3");
+  if (!st) return propagate(st);
+  return st->bind(1, recipientsJson(rcpts)).bind(2, now).bind(3, id).run();
+}
+
+Status removeOutbox(Store& store, int64_t id) {
+  auto item = findOutbox(store, id);
+  if (!item) return propagate(item);
+  if (!*item) return fail(ErrorKind::NotFound, "no outbox message with id " + std::to_string(id));
+  auto st = store.db().prepare("DELETE FROM outbox WHERE id = ?1");
+  if (!st) return propagate(st);
+  if (auto s = st->bind(1, id).run(); !s) return s;
+  const std::string& blobId = (*item)->blobId;
+  if (blobId.empty()) return {};
+  auto used = store.db().prepare(
+      "SELECT EXISTS (SELECT 1 FROM messages WHERE blob_id = ?1) OR EXISTS (SELECT 1 FROM outbox WHERE blob_id = ?1)");
+  if (!used) return propagate(used);
+  auto row = used->bind(1, blobId).step();
+  if (!row) return propagate(row);
+  // The row is gone either way; an orphan blob left here is collected at the next open().
+  if (*row && used->columnInt64(0) == 0) (void)store.blobs().remove(blobId);
+  return {};
+}
+
+Result<std::string> outboxBody(Store& store, const OutboxItem& item) { return store.blobs().get(item.blobId, item.size); }
+
+int64_t retryDelaySeconds(int64_t attempts, int64_t initial, int64_t maxDelay, double unit) {
+  if (attempts < 1) attempts = 1;
+  double delay = static_cast<double>(initial);
+  for (int64_t i = 1; i < attempts && delay < static_cast<double>(maxDelay); ++i) delay *= 2;
+  delay = std::min(delay, static_cast<double>(maxDelay));
+  unit = std::clamp(unit, 0.0, 0.999999);
+  delay *= 0.75 + 0.5 * unit;
+  return std::max<int64_t>(1, static_cast<int64_t>(std::llround(delay)));
+}
+
+}  // namespace mb::store

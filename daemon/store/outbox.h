@@ -1,0 +1,97 @@
+// The outbox: submitted messages waiting for the relay, durable before the
+// SMTP 250 (blob fsync'd, then the row committed), with per-recipient results,
+// attempt bookkeeping and the retry schedule.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "daemon/store/store.h"
+#include "protocols/common/result.h"
+
+namespace mb::store {
+
+enum class RecipientState { Pending, Sent, Failed };
+const char* recipientStateName(RecipientState state);
+
+struct OutboxRecipient {
+  std::string address;
+  RecipientState state = RecipientState::Pending;
+  int code = 0;             // last SMTP reply code for this recipient, 0 if none yet
+  std::string status;       // enhanced status code, "5.1.1"
+  std::string diagnostic;   // the server's text (or ours: "connection refused")
+  bool operator==(const OutboxRecipient&) const = default;
+};
+
+// Row states. Queued: the relay works on it. Failed: some recipient failed
+// for good, the bounce is in the INBOX; kept for the REST API until deleted
+// or retried. Copying: every recipient is final and the Sent copy is being
+// made; a row found in this state after a crash is not copied again (no
+// duplicate Sent copies; at worst one is missing).
+inline constexpr std::string_view kOutboxQueued = "queued";
+inline constexpr std::string_view kOutboxFailed = "failed";
+inline constexpr std::string_view kOutboxCopying = "copying";
+
+struct OutboxItem {
+  int64_t id = 0;
+  int64_t accountId = 0;
+  std::string mailFrom;
+  std::vector<OutboxRecipient> recipients;
+  std::string blobId;
+  uint64_t size = 0;
+  int64_t createdAt = 0;
+  int64_t attempts = 0;
+  int64_t nextAttempt = 0;
+  std::string lastError;
+  std::string state;
+
+  bool hasPending() const;
+  bool hasFailed() const;
+};
+
+struct NewOutboxMessage {
+  int64_t accountId = 0;
+  std::string mailFrom;
+  std::vector<std::string> recipients;
+  std::string_view bytes;  // must stay live during the call
+};
+
+// Writes the body durably (BlobStore::put fsyncs file and directories), then
+// commits the row (SQLite synchronous=FULL). Only when this returns the id may
+// the SMTP session answer 250. A crash in between leaves an unreferenced blob
+// that the next Store::open() deletes.
+Result<int64_t> enqueueOutbox(Store& store, const NewOutboxMessage& message);
+
+// Everything, oldest first (the REST listing).
+Result<std::vector<OutboxItem>> listOutbox(Store& store);
+Result<std::optional<OutboxItem>> findOutbox(Store& store, int64_t id);
+// Queued rows with next_attempt <= now, by next_attempt then id.
+Result<std::vector<OutboxItem>> dueOutbox(Store& store, int64_t now);
+// Rows the relay must still finish after a restart (state copying).
+Result<std::vector<OutboxItem>> copyingOutbox(Store& store);
+// The earliest next_attempt of a queued row, nullopt when none is queued.
+Result<std::optional<int64_t>> nextOutboxAttempt(Store& store);
+
+// Stores the outcome of one delivery attempt: recipient results, attempts+1,
+// the next attempt time, the last error and the row state.
+Status recordOutboxAttempt(Store& store, int64_t id, const std::vector<OutboxRecipient>& recipients,
+                           int64_t nextAttempt, std::string_view lastError, std::string_view state);
+Status setOutboxState(Store& store, int64_t id, std::string_view state);
+
+// POST /v1/outbox/{id}/retry: failed and pending recipients become pending
+// again, state queued, due now. NotFound if there is no such row.
+Status retryOutbox(Store& store, int64_t id, int64_t now);
+// Deletes the row and then its blob if nothing else uses it. NotFound if absent.
+Status removeOutbox(Store& store, int64_t id);
+Result<std::string> outboxBody(Store& store, const OutboxItem& item);
+
+// The retry schedule: seconds to wait after the attempts-th failed attempt
+// (1-based): initial * 2^(attempts-1), capped at maxDelay, then scaled by a
+// jitter factor in [0.75, 1.25) taken from unit in [0, 1) so that many
+// messages failing together do not retry in lock step. At least 1.
+int64_t retryDelaySeconds(int64_t attempts, int64_t initial, int64_t maxDelay, double unit);
+
+}  // namespace mb::store
