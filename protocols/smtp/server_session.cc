@@ -1,5 +1,6 @@
-// SMTP submission server session: command dispatch, AUTH exchanges, the
-// mail transaction and the DATA/BDAT body, all driven by fed bytes.
+// SMTP submission server session: input framing, command dispatch, the
+// envelope (EHLO, MAIL, RCPT), STARTTLS and the host's answers. AUTH is in
+// server_auth.cc, DATA/BDAT in server_data.cc.
 // Design rules, kept everywhere below:
 //  - One reply per command, in command order (RFC 2920 section 3.1), even
 //    when a host decision sits between a command and its reply.
@@ -12,7 +13,6 @@
 #include <algorithm>
 #include <utility>
 
-#include "protocols/common/base64.h"
 #include "protocols/smtp/text.h"
 
 namespace mb::smtp {
@@ -206,7 +206,11 @@ void ServerSession::onEhlo(std::string_view args, bool extended) {
 void ServerSession::onMail(std::string_view args) {
   if (helo_.empty()) return badCommand("503 5.5.1", "Send EHLO first");
   // RFC 6409 section 4.3 / RFC 4954 section 6: submission needs AUTH first.
-  if (options_.requireAuth && user_.empty()) return reply("530 5.7.0", "Authentication required");
+  if (options_.requireAuth && user_.empty()) {
+    // RFC 3207 section 4: tell a plaintext client what it has to do first.
+    if (!authAllowed()) return reply("530 5.7.0", "Must issue a STARTTLS command first");
+    return reply("530 5.7.0", "Authentication required");
+  }
   if (inTransaction_) return badCommand("503 5.5.1", "Nested MAIL command");
   auto mail = parseMailArgs(args);
   if (!mail) return badCommand(mail.error().respCode, mail.error().message);
@@ -233,68 +237,6 @@ void ServerSession::onRcpt(std::string_view args) {
   if (envelope_.recipients.size() >= options_.maxRecipients) return reply("452 4.5.3", "Too many recipients");
   envelope_.recipients.push_back(Recipient{std::move(rcpt->path), std::move(rcpt->notify), std::move(rcpt->orcpt)});
   reply("250 2.1.5", "Recipient OK");
-}
-
-void ServerSession::onData(std::string_view args) {
-  if (!args.empty()) return badCommand("501 5.5.4", "DATA takes no arguments");
-  if (!inTransaction_) return badCommand("503 5.5.1", "Need MAIL command");
-  if (bdatUsed_) return badCommand("503 5.5.1", "DATA after BDAT");
-  // RFC 2920 section 3.1: with no good recipient, DATA fails with 554.
-  if (envelope_.recipients.empty()) return reply("554 5.5.1", "No valid recipients");
-  body_ = BodyReader(options_.maxMessageSize);
-  mode_ = Mode::Data;
-  reply("354", "End data with <CR><LF>.<CR><LF>");
-}
-
-void ServerSession::onBdat(std::string_view args) {
-  auto bdat = parseBdatArgs(args);
-  // Without a size we cannot find the next command; the client must resync.
-  if (!bdat) return badCommand(bdat.error().respCode, bdat.error().message);
-  // RFC 3030 section 2: the chunk is read even when it is refused.
-  bdatRefusal_.clear();
-  if (!inTransaction_) {
-    bdatRefusal_ = "503 5.5.1|Need MAIL command";
-  } else if (envelope_.recipients.empty()) {
-    bdatRefusal_ = "554 5.5.1|No valid recipients";
-  } else if (!bdatUsed_) {
-    bdatUsed_ = true;
-    body_ = BodyReader(options_.maxMessageSize);
-  }
-  bdatDiscard_ = !bdatRefusal_.empty();
-  bdatLast_ = bdat->last;
-  bdatChunk_ = bdat->size;
-  bdatRemaining_ = bdat->size;
-  mode_ = Mode::Bdat;
-  if (bdatRemaining_ == 0) finishChunk();
-}
-
-void ServerSession::finishChunk() {
-  mode_ = Mode::Command;
-  if (bdatDiscard_) {
-    bdatDiscard_ = false;
-    size_t bar = bdatRefusal_.find('|');
-    return reply(std::string_view(bdatRefusal_).substr(0, bar), std::string_view(bdatRefusal_).substr(bar + 1));
-  }
-  if (!bdatLast_) return reply("250 2.0.0", std::to_string(bdatChunk_) + " octets received");
-  body_.finishRaw();
-  finishMessage();
-}
-
-void ServerSession::finishMessage() {
-  // Order: size first (we hold no data), then smuggling, then line length.
-  if (body_.tooBig()) {
-    reply("552 5.3.4", "Message size exceeds fixed maximum message size");
-  } else if (body_.bareLineEnding()) {
-    // SMTP smuggling defence: a bare CR or LF could hide a second message
-    // from one parser and not from another. 5.6.0: RFC 3463 "other media error".
-    reply("550 5.6.0", "Bare CR or LF in message; lines must end with CRLF");
-  } else if (body_.lineTooLong()) {
-    reply("500 5.5.0", "Line too long; RFC 5321 allows 1000 octets per line");
-  } else {
-    pending_ = MessageRequest{user_, std::move(envelope_), body_.takeData()};
-    return;
-  }
-  resetTransaction();
 }
 
 void ServerSession::onStartTls(std::string_view args) {
@@ -324,75 +266,6 @@ void ServerSession::restartAfterTls() {
   authStep_ = AuthStep::None;
   wipe(loginUser_);
   resetTransaction();
-}
-
-void ServerSession::onAuth(std::string_view args) {
-  if (!esmtp_) return badCommand("503 5.5.1", "Send EHLO first");
-  if (!user_.empty()) return badCommand("503 5.5.1", "Already authenticated");
-  if (inTransaction_) return badCommand("503 5.5.1", "AUTH not allowed during a mail transaction");
-  if (!authAllowed()) return reply("538 5.7.11", "Encryption required for requested authentication mechanism");
-  size_t sp = args.find(' ');
-  std::string mechanism = upper(args.substr(0, sp));
-  std::string_view initial = sp == std::string_view::npos ? std::string_view{} : args.substr(sp + 1);
-  bool hasInitial = !initial.empty();
-  if (initial == "=") initial = {};  // RFC 4954 section 4: "=" is an empty initial response
-  if (mechanism == "PLAIN") {
-    if (hasInitial) return finishPlain(initial);
-    authStep_ = AuthStep::PlainResponse;
-    mode_ = Mode::AuthResponse;
-    return reply("334", "");
-  }
-  if (mechanism == "LOGIN") {
-    if (hasInitial) {
-      auto user = base64Decode(initial);
-      if (!user) return badCommand("501 5.5.2", "Cannot decode base64 response");
-      loginUser_ = std::move(*user);
-      authStep_ = AuthStep::LoginPassword;
-      mode_ = Mode::AuthResponse;
-      return reply("334", "UGFzc3dvcmQ6");  // "Password:"
-    }
-    authStep_ = AuthStep::LoginUser;
-    mode_ = Mode::AuthResponse;
-    return reply("334", "VXNlcm5hbWU6");  // "Username:"
-  }
-  if (mechanism.empty()) return badCommand("501 5.5.4", "Syntax: AUTH mechanism [initial-response]");
-  badCommand("504 5.5.4", "Unrecognised authentication mechanism");
-}
-
-void ServerSession::onAuthResponse(std::string_view line) {
-  AuthStep step = std::exchange(authStep_, AuthStep::None);
-  if (line == "*") {
-    wipe(loginUser_);
-    return badCommand("501 5.7.0", "Authentication cancelled");
-  }
-  if (step == AuthStep::PlainResponse) return finishPlain(line);
-  auto decoded = base64Decode(line);
-  if (!decoded) {
-    wipe(loginUser_);
-    return badCommand("501 5.5.2", "Cannot decode base64 response");
-  }
-  if (step == AuthStep::LoginUser) {
-    loginUser_ = std::move(*decoded);
-    authStep_ = AuthStep::LoginPassword;
-    mode_ = Mode::AuthResponse;
-    return reply("334", "UGFzc3dvcmQ6");
-  }
-  pending_ = AuthRequest{"LOGIN", "", std::exchange(loginUser_, {}), std::move(*decoded)};
-}
-
-void ServerSession::finishPlain(std::string_view base64) {
-  auto decoded = base64Decode(base64);
-  if (!decoded) return badCommand("501 5.5.2", "Cannot decode base64 response");
-  // RFC 4616 section 2: [authzid] NUL authcid NUL passwd.
-  std::string& msg = *decoded;
-  size_t a = msg.find('\0');
-  size_t b = a == std::string::npos ? a : msg.find('\0', a + 1);
-  if (b == std::string::npos || msg.find('\0', b + 1) != std::string::npos || b == a + 1 || b + 1 == msg.size()) {
-    wipe(msg);
-    return badCommand("501 5.5.2", "Malformed PLAIN response");
-  }
-  pending_ = AuthRequest{"PLAIN", msg.substr(0, a), msg.substr(a + 1, b - a - 1), msg.substr(b + 1)};
-  wipe(msg);
 }
 
 void ServerSession::resetTransaction() {

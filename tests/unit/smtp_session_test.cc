@@ -296,6 +296,8 @@ TEST(SmtpSession, AuthInPlaintextNeedsTls) {
   EXPECT_EQ(run.output.substr(run.output.rfind("250 STARTTLS")),
             crlf({"250 STARTTLS", "538 5.7.11 Encryption required for requested authentication mechanism"}));
   EXPECT_TRUE(run.events.empty());
+  run = driveWhole(plainOptions(), "EHLO c\r\nMAIL FROM:<a@b.c>\r\n");
+  EXPECT_TRUE(run.output.ends_with("250 STARTTLS\r\n530 5.7.0 Must issue a STARTTLS command first\r\n"));
 }
 
 // RFC 3207 section 4.2 and CVE-2011-0411: commands pipelined after STARTTLS
