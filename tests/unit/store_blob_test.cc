@@ -154,6 +154,17 @@ TEST_F(StoreBlob, GcDropsTmpLeftoversAndUnreferencedBlobs) {
   EXPECT_TRUE(fs::exists(dir_ / "blobs" / "README"));
 }
 
+// A put that fails after writing its temp file must not leave it behind: a
+// regular file where the fan-out dir "ba" belongs makes the rename fail.
+TEST_F(StoreBlob, FailedPutLeavesNoTempFile) {
+  writeFile(dir_ / "blobs" / "ba", "in the way");
+  auto id = blobs_->put("abc");
+  ASSERT_FALSE(id);
+  EXPECT_EQ(id.error().kind, ErrorKind::Io);
+  EXPECT_NE(id.error().message.find((dir_ / "blobs" / "ba").string()), std::string::npos) << id.error().message;
+  EXPECT_EQ(entries(dir_ / "blobs" / "tmp"), 0u);
+}
+
 TEST(StoreBlobOpen, UncreatableRootNamesPath) {
   auto r = BlobStore::open("/dev/null/blobs");
   ASSERT_FALSE(r);
