@@ -17,6 +17,7 @@
 
 #include "daemon/log/log.h"
 #include "daemon/tls/openssl_util.h"
+#include "daemon/util/fs.h"
 
 namespace mb::tls {
 namespace {
@@ -26,51 +27,6 @@ constexpr long kRenewBeforeDays = 30;
 constexpr long kBackdateSeconds = 3600;  // tolerate clients whose clock runs a little behind
 
 std::string errnoText(int err) { return std::strerror(err); }
-
-Status fsyncDir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return fail(ErrorKind::Io, "tls: open " + dir + ": " + errnoText(errno));
-  int rc = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  if (rc != 0) return fail(ErrorKind::Io, "tls: fsync " + dir + ": " + errnoText(err));
-  return {};
-}
-
-// Readers see either the old file or the whole new one, even across a crash.
-Status writeFileAtomic(const std::string& dir, const std::string& path, const std::string& data, mode_t mode) {
-  std::string tmp = path + ".tmp-XXXXXX";
-  int fd = ::mkstemp(tmp.data());  // created 0600, so a key is never briefly readable
-  if (fd < 0) return fail(ErrorKind::Io, "tls: create " + tmp + ": " + errnoText(errno));
-  auto bail = [&](const std::string& what) {
-    int err = errno;
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    return fail(ErrorKind::Io, "tls: " + what + " " + path + ": " + errnoText(err));
-  };
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return bail("write");
-    }
-    off += static_cast<size_t>(n);
-  }
-  if (::fchmod(fd, mode) != 0) return bail("chmod");
-  if (::fsync(fd) != 0) return bail("fsync");
-  if (::close(fd) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    return fail(ErrorKind::Io, "tls: close " + path + ": " + errnoText(err));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    return fail(ErrorKind::Io, "tls: rename " + tmp + " to " + path + ": " + errnoText(err));
-  }
-  return fsyncDir(dir);
-}
 
 bool addExtension(X509* cert, int nid, const char* value) {
   X509V3_CTX ctx;
@@ -231,8 +187,8 @@ Result<CertFiles> ensureSelfSignedCert(const std::string& dir) {
   if (!made) return std::unexpected(made.error());
   // Key first: a crash in between leaves a key without a cert, which the next
   // start treats as an unfinished first run.
-  if (auto s = writeFileAtomic(dir, files.keyPath, made->keyPem, 0600); !s) return std::unexpected(s.error());
-  if (auto s = writeFileAtomic(dir, files.certPath, made->certPem, 0644); !s) return std::unexpected(s.error());
+  if (auto s = writeFileAtomic(files.keyPath, made->keyPem, 0600); !s) return std::unexpected(s.error());
+  if (auto s = writeFileAtomic(files.certPath, made->certPem, 0644); !s) return std::unexpected(s.error());
   logInfo("tls.selfsigned.generated")
       .kv("reason", why)
       .kv("cert", files.certPath)
