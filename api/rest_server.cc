@@ -108,6 +108,8 @@ RestServer::RestServer(const StatusBoard& board, CommandQueue& queue, ApiCommand
 
 RestServer::~RestServer() { stop(); }
 
+using Command = CommandQueue::Command;
+
 void RestServer::routes() {
   auto& srv = *server_;
   srv.new_task_queue = [] { return new httplib::ThreadPool(4); };
@@ -161,6 +163,26 @@ void RestServer::routes() {
     res.set_header("Cache-Control", "no-store");
     res.status = 200;
     res.set_content(*result, "application/json");
+  });
+
+  // The SMTP outbox (GET list, POST retry, DELETE), run on the loop thread.
+  auto outboxCall = [this](httplib::Response& res, const std::function<Result<std::string>()>& call) {
+    if (!call) return sendError(res, 404, "not_found", "the SMTP outbox is not running");
+    auto result = queue_.call(call, kCommandTimeout);
+    if (!result) return sendError(res, result.error());
+    res.status = 200;
+    res.set_content(*result, "application/json");
+  };
+  srv.Get("/v1/outbox", [this, outboxCall](const httplib::Request&, httplib::Response& res) {
+    outboxCall(res, commands_.outboxList ? Command([this] { return commands_.outboxList(); }) : Command());
+  });
+  srv.Post(R"(/v1/outbox/(\d{1,18})/retry)", [this, outboxCall](const httplib::Request& req, httplib::Response& res) {
+    int64_t id = std::stoll(req.matches[1]);
+    outboxCall(res, commands_.outboxRetry ? Command([this, id] { return commands_.outboxRetry(id); }) : Command());
+  });
+  srv.Delete(R"(/v1/outbox/(\d{1,18}))", [this, outboxCall](const httplib::Request& req, httplib::Response& res) {
+    int64_t id = std::stoll(req.matches[1]);
+    outboxCall(res, commands_.outboxDelete ? Command([this, id] { return commands_.outboxDelete(id); }) : Command());
   });
 
   srv.Post("/v1/reload", [this](const httplib::Request&, httplib::Response& res) {

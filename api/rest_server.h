@@ -24,6 +24,10 @@ struct ApiCommands {
   std::function<Status()> reload;  // re-read the config, like SIGHUP
   // New local password for an account: JSON {"username","password"}.
   std::function<Result<std::string>(int64_t accountId)> issuePassword;
+  // The SMTP outbox: {"outbox": [...]}, retry now, delete. Unset: 404.
+  std::function<Result<std::string>()> outboxList;
+  std::function<Result<std::string>(int64_t id)> outboxRetry;
+  std::function<Result<std::string>(int64_t id)> outboxDelete;
 };
 
 class RestServer {

@@ -8,6 +8,8 @@
 #include "api/rest_server.h"
 #include "daemon/config/paths.h"
 #include "daemon/daemon.h"
+#include "daemon/smtp/outbox_relay.h"
+#include "daemon/smtp/smtp_server.h"
 #include "mailbridge_version.h"
 
 namespace {
@@ -89,7 +91,22 @@ int main(int argc, char** argv) {
   }
   mb::Daemon& d = **daemon;
 
-  mb::RestServer api(d.status(), d.commands(), mb::ApiCommands{[&d] { return d.reload(); }, [&d](int64_t id) { return d.issueLocalPassword(id); }}, d.apiToken());
+  // SMTP submission and its outbox relay (destroyed before the Daemon and its loop).
+  mb::smtp::OutboxRelay relay(d.loop(), d.config(), d.store());
+  mb::smtp::SmtpServer smtp(mb::smtp::SmtpServerDeps{
+      d.loop(), &d.config(), &d.store(), &d.authenticator(), d.certPath().string(), d.keyPath().string(),
+      [&relay] { relay.wake(); }, [&d](mb::ListenerStatus l) { return d.addListener(std::move(l)); }});
+  if (auto s = smtp.start(); !s) {
+    std::fprintf(stderr, "mailbridged: %s\n", s.error().message.c_str());
+    return kExitFailure;
+  }
+  relay.start();
+
+  mb::ApiCommands commands{[&d] { return d.reload(); }, [&d](int64_t id) { return d.issueLocalPassword(id); }};
+  commands.outboxList = [&relay] { return relay.listJson(); };
+  commands.outboxRetry = [&relay](int64_t id) { return relay.retry(id); };
+  commands.outboxDelete = [&relay](int64_t id) { return relay.remove(id); };
+  mb::RestServer api(d.status(), d.commands(), std::move(commands), d.apiToken());
   auto bound = api.start(d.config().api);
   if (!bound) {
     std::fprintf(stderr, "mailbridged: %s\n", bound.error().message.c_str());
@@ -100,5 +117,9 @@ int main(int argc, char** argv) {
     api.stop();
     return kExitFailure;
   }
-  return d.run([&api] { api.stop(); });
+  return d.run([&api, &smtp, &relay] {
+    api.stop();
+    smtp.shutdown();
+    relay.shutdown();
+  });
 }

@@ -48,7 +48,8 @@ class ApiTest(unittest.TestCase):
         self.assertEqual(status, 200)
         self.assertRegex(body["version"], r"^\d+\.\d+\.\d+$")
         self.assertGreaterEqual(body["uptime_seconds"], 0)
-        self.assertEqual(body["listeners"], [{"name": "api", "address": self.d.listeners["api"], "tls": False}])
+        # The protocol listeners (smtp, smtps, imap...) are checked by their own tests.
+        self.assertIn({"name": "api", "address": self.d.listeners["api"], "tls": False}, body["listeners"])
         self.assertEqual([(a["name"], a["address"], a["kind"], a["state"]) for a in body["accounts"]],
                          [("local", "me@localhost", "local", "ready")])
 

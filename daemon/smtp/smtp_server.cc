@@ -1,0 +1,258 @@
+// SmtpServer listeners and SmtpConnection: socket + TLS + ServerSession + the
+// answers to its requests (see smtp_server.h).
+#include "daemon/smtp/smtp_server.h"
+
+#include <algorithm>
+
+#include "daemon/auth/authenticator.h"
+#include "daemon/log/log.h"
+#include "daemon/tls/tls_engine.h"
+
+namespace mb::smtp {
+namespace {
+
+// "127.0.0.1:5312" -> "127.0.0.1", "[::1]:5312" -> "::1": failures are
+// counted per host, not per source port.
+std::string hostOf(const std::string& peer) {
+  if (!peer.empty() && peer[0] == '[') {
+    auto close = peer.find(']');
+    return close == std::string::npos ? peer : peer.substr(1, close - 1);
+  }
+  auto colon = peer.rfind(':');
+  return colon == std::string::npos ? peer : peer.substr(0, colon);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- connection
+
+SmtpConnection::SmtpConnection(SmtpServer& server, std::unique_ptr<TcpStream> stream, bool implicitTls)
+    : server_(server), stream_(std::move(stream)), session_(server.sessionOptions(implicitTls)) {
+  peerHost_ = hostOf(stream_->peerAddress());
+}
+
+SmtpConnection::~SmtpConnection() = default;
+
+void SmtpConnection::start() {
+  logDebug("smtp.connected").kv("peer", stream_->peerAddress()).kv("tls", stream_->isTls());
+  stream_->start(TcpStreamCallbacks{
+      [this](std::string_view bytes) { onData(bytes); },
+      [this](const CloseReason& why) {
+        if (!why.clean()) logDebug("smtp.connection_lost").kv("peer", peerHost_).kv("reason", why.message);
+        finished();
+      },
+      [this] {
+        if (handshaking_) {
+          busy_ = false;
+          handshaking_ = false;
+          (void)session_.answer(Verdict::Accept);
+          pump();
+        }
+      },
+      [this] {
+        if (paused_ && !busy_ && !session_.pending()) {
+          paused_ = false;
+          stream_->resumeReading();
+        }
+      }});
+  pump();  // the 220 greeting
+}
+
+void SmtpConnection::close() {
+  if (closing_) return;
+  closing_ = true;
+  (void)stream_->write("421 4.3.2 Service shutting down\r\n");
+  stream_->close();
+}
+
+void SmtpConnection::onData(std::string_view bytes) {
+  if (closing_) return;
+  session_.feed(bytes);
+  pump();
+}
+
+void SmtpConnection::flush() {
+  if (!session_.hasOutput()) return;
+  (void)stream_->write(session_.takeOutput());
+}
+
+void SmtpConnection::pump() {
+  while (!closing_ && !busy_) {
+    flush();
+    if (session_.closed()) {
+      closing_ = true;
+      stream_->close();
+      return;
+    }
+    Request* r = session_.pending();
+    if (!r) break;
+    if (!handle(*r)) break;
+  }
+  if (closing_) return;
+  // Back-pressure: stop reading while a decision is owed or replies pile up.
+  // The TLS handshake must keep reading: its bytes go to the engine, not the session.
+  bool stop = (busy_ && !handshaking_) || stream_->queuedBytes() > (1u << 20);
+  if (stop && !paused_) {
+    paused_ = true;
+    stream_->pauseReading();
+  } else if (!stop && paused_) {
+    paused_ = false;
+    stream_->resumeReading();
+  }
+}
+
+bool SmtpConnection::handle(Request& request) {
+  Submission& sub = server_.submission_;
+  if (auto* auth = std::get_if<AuthRequest>(&request)) {
+    // RFC 4616: an authzid other than the user itself would be acting for
+    // someone else, which local accounts cannot do.
+    if (!auth->authzid.empty() && normalizeAddress(auth->authzid) != normalizeAddress(auth->user)) {
+      (void)session_.answer(Verdict::Reject);
+      return true;
+    }
+    busy_ = true;
+    authTicket_ = server_.deps_.authenticator->authenticate(
+        auth->user, Secret(std::move(auth->password)), peerHost_, [this](Result<int64_t> account) {
+          busy_ = false;
+          authTicket_.reset();
+          if (account) {
+            accountId_ = *account;
+            (void)session_.answer(Verdict::Accept);
+          } else {
+            logInfo("smtp.auth_failed").kv("peer", peerHost_).kv("error", account.error().message);
+            (void)session_.answer(account.error().kind == ErrorKind::Auth ? Verdict::Reject : Verdict::TempFail);
+          }
+          pump();
+        });
+    return false;
+  }
+  if (auto* sender = std::get_if<SenderRequest>(&request)) {
+    auto ok = sub.senderAllowed(accountId_, sender->sender.address());
+    if (!ok) {
+      (void)session_.answer(Verdict::TempFail);
+    } else if (!*ok) {
+      logInfo("smtp.sender_refused").kv("peer", peerHost_).kv("user", sender->user).kv("sender", sender->sender.address());
+      (void)session_.answer(Verdict::Reject);
+    } else {
+      (void)session_.answer(Verdict::Accept);
+    }
+    return true;
+  }
+  if (auto* message = std::get_if<MessageRequest>(&request)) {
+    AcceptedMessage m;
+    m.accountId = accountId_;
+    m.mailFrom = message->envelope.from.address();
+    for (const auto& r : message->envelope.recipients) m.recipients.push_back(r.path.address());
+    m.data = std::move(message->data);
+    auto queued = sub.accept(std::move(m));
+    if (!queued) {
+      logError("smtp.store_failed").kv("peer", peerHost_).kv("error", queued.error().message);
+      (void)session_.answer(Verdict::TempFail);
+    } else {
+      (void)session_.answer(Verdict::Accept, *queued);
+    }
+    return true;
+  }
+  // STARTTLS: the 220 goes out in plaintext, then the handshake; onSecure answers.
+  flush();
+  if (!server_.tls_) {
+    (void)session_.answer(Verdict::Reject);
+    return true;
+  }
+  auto engine = tls::TlsEngine::server(*server_.tls_);
+  if (!engine || !stream_->startTls(std::move(*engine))) {
+    (void)session_.answer(Verdict::Reject);
+    return true;
+  }
+  busy_ = true;
+  handshaking_ = true;
+  return false;
+}
+
+void SmtpConnection::finished() {
+  authTicket_.reset();
+  server_.remove(this);  // destroys *this: nothing may follow
+}
+
+// ---------------------------------------------------------------- server
+
+SmtpServer::SmtpServer(SmtpServerDeps deps)
+    : deps_(std::move(deps)), submission_(*deps_.config, *deps_.store, deps_.onQueued) {}
+
+SmtpServer::~SmtpServer() {
+  listeners_.clear();
+  connections_.clear();
+}
+
+SessionOptions SmtpServer::sessionOptions(bool implicitTls) const {
+  SessionOptions o;
+  o.hostname = "localhost";
+  o.maxMessageSize = deps_.config->smtpLimits.maxMessageSize;
+  o.maxRecipients = deps_.config->smtpLimits.maxRecipients;
+  o.tlsActive = implicitTls;
+  o.startTlsAvailable = !implicitTls && tls_.has_value();
+  o.authRequiresTls = deps_.config->smtp.requireTls;
+  o.requireAuth = true;
+  return o;
+}
+
+Status SmtpServer::start() {
+  const Config& cfg = *deps_.config;
+  std::string cert = cfg.tls.cert.empty() ? deps_.certPath : cfg.tls.cert;
+  std::string key = cfg.tls.cert.empty() ? deps_.keyPath : cfg.tls.key;
+  auto ctx = tls::ServerTlsContext::fromPemFiles(cert, key);
+  if (!ctx) return std::unexpected(ctx.error());
+  tls_ = std::move(*ctx);
+
+  int plainCount = 0, tlsCount = 0;
+  auto bindAll = [&](const std::vector<ListenAddress>& addrs, bool implicitTls) -> Status {
+    for (const auto& a : addrs) {
+      auto l = TcpListener::listen(deps_.loop, a.host, a.port, [this, implicitTls](std::unique_ptr<TcpStream> s) {
+        accept(std::move(s), implicitTls);
+      });
+      if (!l) {
+        bool optional = std::find(cfg.smtp.optional.begin(), cfg.smtp.optional.end(), a) != cfg.smtp.optional.end();
+        if (optional) {
+          logWarn("smtp.listen_skipped").kv("addr", a.toString()).kv("error", l.error().message);
+          continue;
+        }
+        return fail(ErrorKind::Io, "smtp listener " + a.toString() + ": " + l.error().message);
+      }
+      // listeners.json has one entry per name: further addresses get a suffix.
+      std::string name = implicitTls ? "smtps" : "smtp";
+      int& count = implicitTls ? tlsCount : plainCount;
+      if (count++ > 0) name += "-" + std::to_string(count);
+      ListenerStatus st{name, (*l)->address(), implicitTls};
+      listeners_.push_back(std::move(*l));
+      if (deps_.addListener) {
+        if (auto s = deps_.addListener(st); !s) return s;
+      }
+    }
+    return {};
+  };
+  if (auto s = bindAll(cfg.smtp.listen, false); !s) return s;
+  if (auto s = bindAll(cfg.smtp.tlsListen, true); !s) return s;
+  return {};
+}
+
+void SmtpServer::shutdown() {
+  listeners_.clear();
+  std::vector<SmtpConnection*> open;
+  for (auto& [p, c] : connections_) open.push_back(p);
+  for (auto* c : open) c->close();
+}
+
+void SmtpServer::accept(std::unique_ptr<TcpStream> stream, bool implicitTls) {
+  if (implicitTls) {
+    auto engine = tls::TlsEngine::server(*tls_);
+    if (!engine || !stream->startTls(std::move(*engine))) return;  // dropping the stream closes it
+  }
+  auto conn = std::make_unique<SmtpConnection>(*this, std::move(stream), implicitTls);
+  SmtpConnection* raw = conn.get();
+  connections_.emplace(raw, std::move(conn));
+  raw->start();
+}
+
+void SmtpServer::remove(SmtpConnection* connection) { connections_.erase(connection); }
+
+}  // namespace mb::smtp

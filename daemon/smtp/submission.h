@@ -1,0 +1,65 @@
+// What the SMTP endpoint decides for a session: which account a login is,
+// which envelope senders it may use, and where an accepted message goes
+// (the durable outbox for relay accounts; straight into local mailboxes for
+// local accounts). Loop thread only.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "daemon/config/config.h"
+#include "daemon/store/store.h"
+#include "protocols/common/result.h"
+
+namespace mb::smtp {
+
+// Lower-cases the domain and, for plain ASCII, the local part too: mail
+// programs vary the case of the user's own address.
+std::string normalizeAddress(std::string_view address);
+
+// Finds or creates a mailbox by name (INBOX, Sent) through the Store API.
+Result<int64_t> ensureMailbox(store::Store& store, int64_t accountId, std::string_view name,
+                              std::string_view specialUse = {});
+
+// Delivers one message into a local mailbox through Store::appendMessage.
+Status deliverLocal(store::Store& store, int64_t accountId, std::string_view mailbox, std::string_view specialUse,
+                    std::string_view bytes, uint32_t flags = 0);
+
+struct AcceptedMessage {
+  int64_t accountId = 0;
+  std::string mailFrom;
+  std::vector<std::string> recipients;
+  std::string data;
+};
+
+class Submission {
+ public:
+  // `config` and `store` must outlive it; `onQueued` runs after each outbox
+  // enqueue (the relay's wake-up).
+  Submission(const Config& config, store::Store& store, std::function<void()> onQueued)
+      : config_(config), store_(store), onQueued_(std::move(onQueued)) {}
+
+  // The account config of a store account id, nullptr if it is not (or no
+  // longer) configured.
+  const AccountConfig* accountConfig(int64_t accountId);
+
+  // May this account use sender as MAIL FROM? Its address and aliases, any case.
+  Result<bool> senderAllowed(int64_t accountId, std::string_view sender);
+
+  // Stores the message durably; returns a short queue reference for the 250.
+  // A failure here is answered 451 4.3.0: the client keeps the message.
+  Result<std::string> accept(AcceptedMessage message);
+
+ private:
+  Result<std::string> deliverForLocalAccount(const AccountConfig& account, AcceptedMessage& message);
+
+  const Config& config_;
+  store::Store& store_;
+  std::function<void()> onQueued_;
+};
+
+}  // namespace mb::smtp
