@@ -92,8 +92,30 @@ CREATE INDEX outbox_by_blob ON outbox (blob_id);
 CREATE INDEX outbox_due ON outbox (state, next_attempt);
 )sql";
 
+// The local IMAP server: the stored MIME analysis (so FETCH never re-parses),
+// the header fields SEARCH reads without touching blobs, and the expunge log
+// that QRESYNC's VANISHED answers from (RFC 7162 3.2.5.1).
+constexpr const char* kV2 = R"sql(
+ALTER TABLE messages ADD COLUMN analysis BLOB;
+ALTER TABLE messages ADD COLUMN subject TEXT;
+ALTER TABLE messages ADD COLUMN from_text TEXT;
+ALTER TABLE messages ADD COLUMN to_text TEXT;
+ALTER TABLE messages ADD COLUMN cc_text TEXT;
+ALTER TABLE messages ADD COLUMN bcc_text TEXT;
+ALTER TABLE messages ADD COLUMN sent_at INTEGER;
+
+CREATE TABLE expunged (
+  mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+  uid        INTEGER NOT NULL,
+  modseq     INTEGER NOT NULL,
+  PRIMARY KEY (mailbox_id, uid)
+) STRICT;
+CREATE INDEX expunged_by_modseq ON expunged (mailbox_id, modseq);
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "initial schema", kV1},
+    {2, "imap: stored analysis, header search columns, expunge log", kV2},
     // {2, "what changed", "ALTER TABLE ...;"},
     // A step that rebuilds a table must run with foreign_keys OFF, which
     // cannot change inside a transaction: give migrate() a flag for it then.

@@ -11,6 +11,7 @@
 
 #include "daemon/log/log.h"
 #include "daemon/store/migrations.h"
+#include "protocols/mime/analysis.h"
 
 namespace mb::store {
 namespace {
@@ -28,27 +29,6 @@ std::optional<AccountSource> parseSource(std::string_view text) {
   if (text == "config") return AccountSource::Config;
   if (text == "api") return AccountSource::Api;
   return std::nullopt;
-}
-
-std::string joinKeywords(const std::vector<std::string>& keywords) {
-  std::string out;
-  for (const auto& k : keywords) {
-    if (!out.empty()) out.push_back(' ');
-    out += k;
-  }
-  return out;
-}
-
-std::vector<std::string> splitKeywords(std::string_view text) {
-  std::vector<std::string> out;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t end = text.find(' ', pos);
-    if (end == std::string_view::npos) end = text.size();
-    if (end > pos) out.emplace_back(text.substr(pos, end - pos));
-    pos = end + 1;
-  }
-  return out;
 }
 
 constexpr const char* kAccountColumns = "id, name, address, local_username, source, created_at";
@@ -116,6 +96,28 @@ Status checkOpenable(Db& db) {
 }
 
 }  // namespace
+
+std::string joinKeywords(const std::vector<std::string>& keywords) {
+  std::string out;
+  for (const auto& k : keywords) {
+    if (!out.empty()) out.push_back(' ');
+    out += k;
+  }
+  return out;
+}
+
+std::vector<std::string> splitKeywords(std::string_view text) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find(' ', pos);
+    if (end == std::string_view::npos) end = text.size();
+    if (end > pos) out.emplace_back(text.substr(pos, end - pos));
+    pos = end + 1;
+  }
+  return out;
+}
+
 
 const char* accountSourceName(AccountSource source) { return source == AccountSource::Api ? "api" : "config"; }
 
@@ -280,7 +282,8 @@ Status Store::removeAccount(int64_t accountId) {
 
 // ---- mailboxes
 
-Result<Mailbox> Store::createMailbox(int64_t accountId, std::string_view name, std::string_view specialUse) {
+Result<Mailbox> Store::createMailbox(int64_t accountId, std::string_view name, std::string_view specialUse,
+                                    const std::optional<JournalEntry>& journal, const void* origin) {
   if (name.empty()) return fail(ErrorKind::User, "mailbox name is empty");
   auto tx = Transaction::begin(db_);
   if (!tx) return propagate(tx);
@@ -323,7 +326,17 @@ Result<Mailbox> Store::createMailbox(int64_t accountId, std::string_view name, s
   m.name = std::string(name);
   m.specialUse = std::string(specialUse);
   m.uidValidity = static_cast<uint32_t>(uidValidity);
+  if (journal) {
+    if (auto s = writeJournal(db_, accountId, *journal, now()); !s) return propagate(s);
+  }
   if (auto s = tx->commit(); !s) return propagate(s);
+  StoreChange change;
+  change.kind = StoreChange::Kind::MailboxCreated;
+  change.accountId = accountId;
+  change.mailboxId = m.id;
+  change.name = m.name;
+  change.origin = origin;
+  changes_.publish(change);
   return m;
 }
 
@@ -368,10 +381,26 @@ Result<AppendResult> Store::appendMessage(int64_t mailboxId, const NewMessage& m
     if (!*row) return fail(ErrorKind::NotFound, "no mailbox with id " + std::to_string(mailboxId));
   }
 
-  auto blobId = blobs_.put(message.bytes);
+  // IMAP sends CRLF only, and the analysis offsets must be of the stored
+  // bytes: normalize first (a copy only when there is a bare LF).
+  std::string normalized;
+  std::string_view bytes = message.bytes;
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    if (bytes[i] == '\n' && (i == 0 || bytes[i - 1] != '\r')) {
+      normalized = mime::normalizeLineEndings(bytes);
+      bytes = normalized;
+      break;
+    }
+  }
+  // Never fails on content; a failure here would be a bug in the analyser,
+  // and the message is still stored (FETCH then answers from the bytes).
+  auto analysis = mime::analyzeMessage(bytes);
+  if (!analysis) logWarn("store.analysis_failed").kv("error", analysis.error().message);
+
+  auto blobId = blobs_.put(bytes);
   if (!blobId) return propagate(blobId);
 
-  auto commitRow = [&]() -> Result<AppendResult> {
+  auto commitRow = [&]() -> Result<std::pair<AppendResult, StoreChange>> {
     auto tx = Transaction::begin(db_);
     if (!tx) return propagate(tx);
     auto mb = db_.prepare("SELECT account_id, uidnext, highest_modseq FROM mailboxes WHERE id = ?1");
@@ -387,18 +416,33 @@ Result<AppendResult> Store::appendMessage(int64_t mailboxId, const NewMessage& m
     if (uid > UINT32_MAX) return fail(ErrorKind::User, "mailbox UID space exhausted", "LIMIT");
 
     auto ins = db_.prepare(
-        "INSERT INTO messages (mailbox_id, uid, flags, keywords, internal_date, size, modseq, upstream_id, blob_id) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+        "INSERT INTO messages (mailbox_id, uid, flags, keywords, internal_date, size, modseq, upstream_id, blob_id, "
+        "message_id, envelope, bodystructure, analysis, subject, from_text, to_text, cc_text, bcc_text, sent_at) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)");
     if (!ins) return propagate(ins);
     ins->bind(1, mailboxId)
         .bind(2, uid)
         .bind(3, message.flags)
         .bind(4, nullIfEmpty(joinKeywords(message.keywords)))
         .bind(5, message.internalDate)
-        .bind(6, message.bytes.size())
+        .bind(6, bytes.size())
         .bind(7, modseq)
         .bind(8, message.upstreamId)
         .bind(9, *blobId);
+    if (analysis) {
+      const mime::QuickFields& q = analysis->quick;
+      std::string serialized = mime::serializeAnalysis(*analysis);
+      ins->bind(10, nullIfEmpty(q.messageId))
+          .bind(11, analysis->envelope)
+          .bind(12, analysis->bodyStructure)
+          .bindBlob(13, std::as_bytes(std::span(serialized.data(), serialized.size())))
+          .bind(14, q.subject)
+          .bind(15, q.from)
+          .bind(16, q.to)
+          .bind(17, q.cc)
+          .bind(18, q.bcc)
+          .bind(19, q.sentAt);
+    }
     if (auto s = ins->run(); !s) return propagate(s);
     int64_t messageId = db_.lastInsertRowid();
 
@@ -407,22 +451,27 @@ Result<AppendResult> Store::appendMessage(int64_t mailboxId, const NewMessage& m
     if (auto s = upd->bind(1, uid + 1).bind(2, modseq).bind(3, mailboxId).run(); !s) return propagate(s);
 
     if (message.journal) {
-      auto j = db_.prepare(
-          "INSERT INTO journal (account_id, op, payload, created_at, attempts, next_attempt) "
-          "VALUES (?1, ?2, ?3, ?4, 0, ?4)");
-      if (!j) return propagate(j);
-      if (auto s = j->bind(1, accountId).bind(2, message.journal->op).bind(3, message.journal->payload).bind(4, now()).run();
-          !s) {
-        return propagate(s);
-      }
+      if (auto s = writeJournal(db_, accountId, *message.journal, now()); !s) return propagate(s);
     }
     if (auto s = tx->commit(); !s) return propagate(s);
-    return AppendResult{messageId, static_cast<uint32_t>(uid), static_cast<uint64_t>(modseq), *blobId};
+    StoreChange change;
+    change.kind = StoreChange::Kind::MessagesAdded;
+    change.accountId = accountId;
+    change.mailboxId = mailboxId;
+    change.messages.push_back({static_cast<uint32_t>(uid), message.flags, message.keywords, static_cast<uint64_t>(modseq)});
+    change.modseq = static_cast<uint64_t>(modseq);
+    change.origin = message.origin;
+    return std::pair{AppendResult{messageId, static_cast<uint32_t>(uid), static_cast<uint64_t>(modseq), *blobId},
+                     std::move(change)};
   };
 
   auto result = commitRow();  // its Transaction has rolled back by now if it failed
-  if (!result) removeBlobIfUnreferenced(*blobId);
-  return result;
+  if (!result) {
+    removeBlobIfUnreferenced(*blobId);
+    return std::unexpected(result.error());
+  }
+  changes_.publish(result->second);
+  return result->first;
 }
 
 Result<std::vector<MessageSummary>> Store::listMessages(int64_t mailboxId) {
@@ -448,6 +497,13 @@ Result<std::vector<MessageSummary>> Store::listMessages(int64_t mailboxId) {
     out.push_back(std::move(m));
   }
   return out;
+}
+
+Status writeJournal(Db& db, int64_t accountId, const JournalEntry& entry, int64_t now) {
+  auto j = db.prepare(
+      "INSERT INTO journal (account_id, op, payload, created_at, attempts, next_attempt) VALUES (?1, ?2, ?3, ?4, 0, ?4)");
+  if (!j) return std::unexpected(j.error());
+  return j->bind(1, accountId).bind(2, entry.op).bind(3, entry.payload).bind(4, now).run();
 }
 
 }  // namespace mb::store

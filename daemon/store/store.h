@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "daemon/store/blob_store.h"
+#include "daemon/store/change_hub.h"
 #include "daemon/store/sqlite.h"
 #include "protocols/common/result.h"
 
@@ -67,6 +68,7 @@ struct NewMessage {
   int64_t internalDate = 0;  // unix seconds
   std::optional<std::string> upstreamId;
   std::optional<JournalEntry> journal;
+  const void* origin = nullptr;  // passed through to the StoreChange
 };
 
 struct AppendResult {
@@ -124,7 +126,11 @@ class Store {
   // within this store, so a mailbox deleted and recreated in the same second
   // still gets a new one (RFC 3501 2.3.1.1). Conflict if the name exists,
   // NotFound if the account does not.
-  Result<Mailbox> createMailbox(int64_t accountId, std::string_view name, std::string_view specialUse = {});
+  // The journal entry, when given, commits with the row; subscribers of
+  // changes() hear MailboxCreated after the commit.
+  Result<Mailbox> createMailbox(int64_t accountId, std::string_view name, std::string_view specialUse = {},
+                                const std::optional<JournalEntry>& journal = std::nullopt,
+                                const void* origin = nullptr);
   Result<std::vector<Mailbox>> listMailboxes(int64_t accountId);
   Result<std::optional<Mailbox>> findMailbox(int64_t accountId, std::string_view name);
 
@@ -133,9 +139,19 @@ class Store {
   // uid = UIDNEXT and a new modseq, inserts the row and the optional journal
   // entry. A crash in between leaves only an unreferenced blob, which the next
   // open() deletes. NotFound if the mailbox does not exist.
+  // This is the one way a message enters a mailbox (IMAP APPEND, SMTP local
+  // delivery, sync): bare LFs become CRLF, the MIME analysis (ENVELOPE,
+  // BODYSTRUCTURE, part offsets) and the searchable header fields are stored
+  // with the row so FETCH and header SEARCH never re-parse, and subscribers
+  // of changes() hear MessagesAdded after the commit.
   Result<AppendResult> appendMessage(int64_t mailboxId, const NewMessage& message);
   // All messages of a mailbox, by ascending UID.
   Result<std::vector<MessageSummary>> listMessages(int64_t mailboxId);
+
+  // Committed changes for local sessions (see change_hub.h).
+  ChangeHub& changes() { return changes_; }
+  // Deletes a blob once no message or outbox row uses it (after expunge).
+  void releaseBlob(const std::string& blobId) { removeBlobIfUnreferenced(blobId); }
 
   // For other parts of daemon/store that extend the Store; must not be kept
   // beyond the Store's life.
@@ -156,8 +172,16 @@ class Store {
   Db db_;
   BlobStore blobs_;
   std::function<int64_t()> clock_;
+  ChangeHub changes_;
 };
 
 const char* accountSourceName(AccountSource source);
+
+// messages.keywords is space-separated text.
+std::string joinKeywords(const std::vector<std::string>& keywords);
+std::vector<std::string> splitKeywords(std::string_view text);
+
+// Inserts one journal row (inside the caller's transaction).
+Status writeJournal(Db& db, int64_t accountId, const JournalEntry& entry, int64_t now);
 
 }  // namespace mb::store

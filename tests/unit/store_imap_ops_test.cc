@@ -1,0 +1,185 @@
+// Store operations behind the local IMAP server: analysis and header columns
+// at append, flags/copy/move/expunge with journal rows and change broadcasts,
+// mailbox rename (INBOX included), delete, subscriptions and counts.
+#include <unistd.h>
+
+#include <filesystem>
+
+#include <gtest/gtest.h>
+
+#include "daemon/store/mailbox_ops.h"
+#include "daemon/store/message_ops.h"
+#include "protocols/mime/analysis.h"
+
+namespace mb::store {
+namespace {
+
+class StoreImapOpsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/mb-storeimap-XXXXXX";
+    dir_ = ::mkdtemp(tmpl);
+    auto s = Store::open(dir_);
+    ASSERT_TRUE(s) << s.error().message;
+    store_ = std::move(*s);
+    auto a = store_->ensureAccount("alice", "alice@example.org", AccountSource::Config);
+    ASSERT_TRUE(a);
+    account_ = *a;
+    ASSERT_TRUE(ensureDefaultMailboxes(*store_, account_));
+    inbox_ = store_->findMailbox(account_, "INBOX").value()->id;
+    store_->changes().subscribe([this](const StoreChange& c) { changes_.push_back(c); });
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  uint32_t append(std::string_view bytes, uint32_t flags = 0) {
+    NewMessage m;
+    m.bytes = bytes;
+    m.flags = flags;
+    m.internalDate = 1700000000;
+    auto r = store_->appendMessage(inbox_, m);
+    EXPECT_TRUE(r) << r.error().message;
+    return r ? r->uid : 0;
+  }
+  int64_t journalCount(std::string_view op) {
+    auto st = store_->db().prepare("SELECT count(*) FROM journal WHERE op = ?1");
+    (void)st->bind(1, op).step();
+    return st->columnInt64(0);
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<Store> store_;
+  int64_t account_ = 0, inbox_ = 0;
+  std::vector<StoreChange> changes_;
+};
+
+TEST_F(StoreImapOpsTest, DefaultMailboxesHaveSpecialUse) {
+  auto boxes = store_->listMailboxes(account_).value();
+  std::vector<std::string> names;
+  for (auto& b : boxes) names.push_back(b.name + ":" + b.specialUse);
+  EXPECT_EQ(names, (std::vector<std::string>{"Archive:\\Archive", "Drafts:\\Drafts", "INBOX:", "Junk:\\Junk",
+                                             "Sent:\\Sent", "Trash:\\Trash"}));
+  EXPECT_EQ(journalCount("mailbox.create"), 6);
+  ASSERT_TRUE(ensureDefaultMailboxes(*store_, account_));  // idempotent
+  EXPECT_EQ(journalCount("mailbox.create"), 6);
+}
+
+TEST_F(StoreImapOpsTest, AppendStoresAnalysisAndHeaderColumnsAndBroadcasts) {
+  uint32_t uid = append("From: Ann <ann@x.org>\nSubject: =?utf-8?q?caf=C3=A9?=\nMessage-ID: <m1@x>\n\nhello\n");
+  ASSERT_EQ(uid, 1u);
+  auto bytes = messageBytes(*store_, inbox_, uid).value();
+  EXPECT_EQ(bytes, "From: Ann <ann@x.org>\r\nSubject: =?utf-8?q?caf=C3=A9?=\r\nMessage-ID: <m1@x>\r\n\r\nhello\r\n");
+  auto analysis = mime::deserializeAnalysis(messageAnalysis(*store_, inbox_, uid).value());
+  ASSERT_TRUE(analysis);
+  EXPECT_NE(analysis->envelope.find("\"ann\" \"x.org\""), std::string::npos) << analysis->envelope;
+  auto cols = headerColumns(*store_, inbox_, uid).value();
+  EXPECT_EQ(cols.subject, "caf\xC3\xA9");
+  EXPECT_EQ(cols.messageId, "<m1@x>");
+  ASSERT_EQ(changes_.size(), 1u);
+  EXPECT_EQ(changes_[0].kind, StoreChange::Kind::MessagesAdded);
+  EXPECT_EQ(changes_[0].messages.at(0).uid, 1u);
+}
+
+TEST_F(StoreImapOpsTest, GarbageMessageIsStillStored) {
+  std::string junk("\0\xff\r\r\n--\n", 8);
+  uint32_t uid = append(junk);
+  EXPECT_EQ(uid, 1u);
+  EXPECT_TRUE(mime::deserializeAnalysis(messageAnalysis(*store_, inbox_, uid).value()));
+}
+
+TEST_F(StoreImapOpsTest, FlagsUpdateModseqJournalAndUnchangedSince) {
+  append("Subject: a\r\n\r\nx\r\n");
+  append("Subject: b\r\n\r\ny\r\n", kFlagSeen);
+  changes_.clear();
+  std::vector<uint32_t> uids{1, 2};
+  FlagUpdate up;
+  up.mode = FlagMode::Add;
+  up.flags = kFlagSeen;
+  up.keywords = {"$Work"};
+  auto r = updateFlags(*store_, inbox_, uids, up).value();
+  EXPECT_EQ(r.changed, (std::vector<uint32_t>{1, 2}));
+  ASSERT_EQ(changes_.size(), 1u);
+  EXPECT_EQ(changes_[0].kind, StoreChange::Kind::FlagsChanged);
+  EXPECT_EQ(journalCount("flags"), 1);
+  auto meta = messageMeta(*store_, inbox_, uids).value();
+  EXPECT_EQ(meta[0].flags, uint32_t(kFlagSeen));
+  EXPECT_EQ(meta[0].keywords, std::vector<std::string>{"$Work"});
+  // Nothing changes: no journal row, no broadcast.
+  auto again = updateFlags(*store_, inbox_, uids, up).value();
+  EXPECT_TRUE(again.changed.empty());
+  EXPECT_EQ(again.current.size(), 2u);
+  EXPECT_EQ(journalCount("flags"), 1);
+  // UNCHANGEDSINCE below the message's modseq refuses (RFC 7162 3.1.3).
+  FlagUpdate cond;
+  cond.mode = FlagMode::Replace;
+  cond.unchangedSince = 1;
+  auto c = updateFlags(*store_, inbox_, uids, cond).value();
+  EXPECT_EQ(c.failed, (std::vector<uint32_t>{1, 2}));
+}
+
+TEST_F(StoreImapOpsTest, CopyMoveExpungeAndVanished) {
+  append("Subject: a\r\n\r\nx\r\n");
+  append("Subject: b\r\n\r\ny\r\n", kFlagDeleted);
+  int64_t trash = store_->findMailbox(account_, "Trash").value()->id;
+  std::vector<uint32_t> one{1};
+  auto copied = copyMessages(*store_, inbox_, one, trash, false, nullptr).value();
+  EXPECT_EQ(copied.destUids, std::vector<uint32_t>{1});
+  EXPECT_EQ(listUids(*store_, inbox_).value().size(), 2u);
+  auto moved = copyMessages(*store_, inbox_, one, trash, true, nullptr).value();
+  EXPECT_EQ(moved.destUids, std::vector<uint32_t>{2});
+  EXPECT_EQ(listUids(*store_, inbox_).value(), std::vector<uint32_t>{2});
+  EXPECT_EQ(listUids(*store_, trash).value(), (std::vector<uint32_t>{1, 2}));
+  auto gone = expungeDeleted(*store_, inbox_, std::nullopt, nullptr).value();
+  EXPECT_EQ(gone, std::vector<uint32_t>{2});
+  EXPECT_EQ(expungedSince(*store_, inbox_, 1).value(), (std::vector<uint32_t>{1, 2}));
+  EXPECT_EQ(journalCount("copy"), 1);
+  EXPECT_EQ(journalCount("move"), 1);
+  EXPECT_EQ(journalCount("expunge"), 1);
+  auto counts = mailboxCounts(*store_, trash).value();
+  EXPECT_EQ(counts.messages, 2u);
+  EXPECT_EQ(counts.unseen, 2u);
+}
+
+TEST_F(StoreImapOpsTest, RenameMovesChildrenAndInboxRenameEmptiesInbox) {
+  ASSERT_TRUE(createMailboxLocal(*store_, account_, "Work", "", nullptr));
+  ASSERT_TRUE(createMailboxLocal(*store_, account_, "Work/2024", "", nullptr));
+  ASSERT_TRUE(createMailboxLocal(*store_, account_, "Workshop", "", nullptr));
+  auto uv = store_->findMailbox(account_, "Work").value()->uidValidity;
+  ASSERT_TRUE(renameMailboxLocal(*store_, account_, "Work", "Job", '/', nullptr));
+  EXPECT_EQ(store_->findMailbox(account_, "Job").value()->uidValidity, uv);
+  EXPECT_TRUE(store_->findMailbox(account_, "Job/2024").value());
+  EXPECT_TRUE(store_->findMailbox(account_, "Workshop").value());
+  EXPECT_EQ(renameMailboxLocal(*store_, account_, "Job", "Sent", '/', nullptr).error().kind, ErrorKind::Conflict);
+
+  append("Subject: a\r\n\r\nx\r\n");
+  ASSERT_TRUE(renameMailboxLocal(*store_, account_, "INBOX", "Old", '/', nullptr));
+  EXPECT_TRUE(listUids(*store_, inbox_).value().empty());
+  EXPECT_EQ(listUids(*store_, store_->findMailbox(account_, "Old").value()->id).value().size(), 1u);
+
+  EXPECT_FALSE(deleteMailboxLocal(*store_, account_, "INBOX", nullptr));
+  ASSERT_TRUE(deleteMailboxLocal(*store_, account_, "Old", nullptr));
+  EXPECT_FALSE(store_->findMailbox(account_, "Old").value());
+  ASSERT_TRUE(setSubscribed(*store_, account_, "Job", false, nullptr));
+  EXPECT_FALSE(store_->findMailbox(account_, "Job").value()->subscribed);
+  EXPECT_EQ(setSubscribed(*store_, account_, "Nope", true, nullptr).error().kind, ErrorKind::NotFound);
+}
+
+TEST(ChangeHubTest, UnsubscribeDuringPublish) {
+  ChangeHub hub;
+  int a = 0, b = 0;
+  uint64_t idB = 0;
+  hub.subscribe([&](const StoreChange&) {
+    ++a;
+    hub.unsubscribe(idB);
+  });
+  idB = hub.subscribe([&](const StoreChange&) { ++b; });
+  hub.publish({});
+  hub.publish({});
+  EXPECT_EQ(a, 2);
+  EXPECT_EQ(b, 0);
+  EXPECT_EQ(hub.subscriberCount(), 1u);
+}
+
+}  // namespace
+}  // namespace mb::store
