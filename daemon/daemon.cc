@@ -67,6 +67,9 @@ Daemon::Daemon(DaemonOptions options) : options_(std::move(options)), loop_(new 
 }
 
 Daemon::~Daemon() {
+  // A start-up that failed after open() (e.g. a port in use) never ran the loop.
+  closeSignals();
+  uv_run(loop(), UV_RUN_NOWAIT);
   commands_.reset();
   authenticator_.reset();
   store_.reset();  // closes the database before the lock is released
@@ -107,6 +110,7 @@ Result<std::unique_ptr<Daemon>> Daemon::open(const DaemonOptions& options) {
       .kv("version", MAILBRIDGE_VERSION)
       .kv("config", d->config_.source)
       .kv("state_dir", options.stateDir.string());
+  d->installSignals();
   return d;
 }
 
@@ -211,14 +215,40 @@ Status Daemon::reload() {
   return {};
 }
 
-void Daemon::beginShutdown(const char* why) {
-  if (shuttingDown_) return;
-  shuttingDown_ = true;
-  logInfo("daemon.stopping").kv("reason", why);
+void Daemon::installSignals() {
+  // Installed before any listener is announced, so a SIGTERM that arrives as
+  // soon as a port is visible is a clean stop, not the default death.
+  std::signal(SIGPIPE, SIG_IGN);
+  for (int signum : {SIGINT, SIGTERM, SIGHUP}) {
+    auto* h = new uv_signal_t;
+    uv_signal_init(loop(), h);
+    h->data = this;
+    uv_signal_start(
+        h, [](uv_signal_t* sig, int num) {
+          auto* self = static_cast<Daemon*>(sig->data);
+          if (num == SIGHUP) {
+            (void)self->reload();
+            return;
+          }
+          self->beginShutdown(num == SIGTERM ? "SIGTERM" : "SIGINT");
+        },
+        signum);
+    signals_.push_back(h);
+  }
+}
+
+void Daemon::closeSignals() {
   for (uv_signal_t* s : signals_) uv_close(reinterpret_cast<uv_handle_t*>(s), [](uv_handle_t* h) {
     delete reinterpret_cast<uv_signal_t*>(h);
   });
   signals_.clear();
+}
+
+void Daemon::beginShutdown(const char* why) {
+  if (shuttingDown_) return;
+  shuttingDown_ = true;
+  logInfo("daemon.stopping").kv("reason", why);
+  closeSignals();
   commands_->close();
   if (onShutdown_) onShutdown_();
 
@@ -237,23 +267,6 @@ void Daemon::beginShutdown(const char* why) {
 
 int Daemon::run(std::function<void()> onShutdown) {
   onShutdown_ = std::move(onShutdown);
-  std::signal(SIGPIPE, SIG_IGN);
-  for (int signum : {SIGINT, SIGTERM, SIGHUP}) {
-    auto* h = new uv_signal_t;
-    uv_signal_init(loop(), h);
-    h->data = this;
-    uv_signal_start(
-        h, [](uv_signal_t* sig, int num) {
-          auto* self = static_cast<Daemon*>(sig->data);
-          if (num == SIGHUP) {
-            (void)self->reload();
-            return;
-          }
-          self->beginShutdown(num == SIGTERM ? "SIGTERM" : "SIGINT");
-        },
-        signum);
-    signals_.push_back(h);
-  }
   logInfo("daemon.running").kv("pid", static_cast<int64_t>(::getpid()));
   uv_run(loop(), UV_RUN_DEFAULT);
   if (grace_) {

@@ -77,6 +77,8 @@ class Daemon {
   void publishStatus();
   void greetNewAccounts();
   void beginShutdown(const char* why);
+  void installSignals();
+  void closeSignals();
 
   struct LoopDeleter {
     void operator()(uv_loop_t* loop) const;
