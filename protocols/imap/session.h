@@ -1,0 +1,183 @@
+// The IMAP4rev1 server session (RFC 3501 + the extensions in capabilities()),
+// sans-I/O: fed client bytes, it produces response bytes and asks its host
+// for the things it cannot do itself (check a login, start TLS). Mail data
+// comes from a Backend; store changes arrive through onEvent().
+//
+// Rules (after mox's imapserver): untagged updates from other sessions are
+// queued and sent only where RFC 3501 7.4.1 allows (no EXPUNGE during
+// FETCH/STORE/SEARCH by sequence number); FETCH output is produced in bounded
+// slices (wantsResume()/resume()) so one client cannot make us hold a whole
+// mailbox in memory.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "protocols/imap/backend.h"
+#include "protocols/imap/command.h"
+#include "protocols/imap/parser.h"
+#include "protocols/imap/writer.h"
+
+namespace mb::imap {
+
+struct SessionOptions {
+  bool tlsActive = false;          // implicit TLS listener
+  bool startTlsAvailable = false;  // a TLS context exists for STARTTLS
+  bool requireTls = false;         // LOGINDISABLED before TLS (RFC 3501 6.2.3)
+  ParserLimits limits;
+  uint64_t appendLimit = 64ull * 1024 * 1024;  // APPENDLIMIT (RFC 7889)
+  // Output bytes after which a FETCH pauses until the host calls resume().
+  size_t outputHighWater = 1 << 20;
+};
+
+class Session {
+ public:
+  enum class State { NotAuthenticated, Authenticated, Selected, Logout };
+
+  struct LoginRequest {
+    std::string user;
+    std::string password;
+  };
+
+  // `backend` must outlive the session.
+  Session(Backend& backend, SessionOptions options);
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // The greeting; call once before feeding.
+  void start();
+  void feed(std::string_view bytes);
+
+  bool hasOutput() const { return !out_.empty(); }
+  std::string takeOutput();
+  size_t outputSize() const { return out_.size(); }
+  // BYE sent: flush the output, then close the connection.
+  bool closed() const { return state_ == State::Logout; }
+  State state() const { return state_; }
+
+  // A LOGIN / AUTHENTICATE is waiting for the host: check it, then call
+  // loginDone(). Input stays buffered meanwhile.
+  const std::optional<LoginRequest>& pendingLogin() const { return login_; }
+  // accountId on success; an error of kind Auth for a bad login, anything
+  // else for a temporary failure.
+  void loginDone(Result<int64_t> accountId);
+
+  // STARTTLS was accepted (the OK is in the output): flush it, start the
+  // handshake, then call tlsStarted(). Bytes fed before are dropped.
+  bool startTlsRequested() const { return startTls_; }
+  void tlsStarted();
+
+  // A FETCH paused at outputHighWater: take the output, wait for the socket
+  // to drain, then resume().
+  bool wantsResume() const { return fetch_.has_value(); }
+  void resume();
+
+  // True while the host should not read more input (login, TLS, paused FETCH).
+  bool busy() const { return login_.has_value() || startTls_ || fetch_.has_value(); }
+  bool idling() const { return idleTag_.has_value(); }
+
+  // A committed store change; `own` when this session's backend made it.
+  void onEvent(const MailboxEvent& event, bool own);
+  // The host's autologout timer fired (RFC 3501 5.4).
+  void autologout();
+  // The server is shutting down.
+  void shutdown(std::string_view why);
+
+  // Account id once authenticated (for per-account connection limits).
+  int64_t accountId() const { return accountId_; }
+  std::string capabilities() const;
+
+ private:
+  struct SearchContext;
+
+  void process();
+  void dispatch(Command& cmd);
+  void answerParseError(const ParseError& e);
+  void tagged(std::string_view tag, std::string_view status, std::string_view code, std::string_view text);
+  void failed(std::string_view tag, const Error& e, std::string_view what);
+
+  // Handlers returning bool: true means "done, send the generic tagged OK";
+  // false means they answered (NO/BAD/special OK) themselves.
+  // not authenticated
+  void cmdLogin(const std::string& tag, std::string user, std::string password);
+  void cmdAuthenticate(const std::string& tag, const AuthenticateCmd& cmd);
+  void authResponse(const std::string& line);
+  // authenticated
+  bool cmdList(const std::string& tag, const ListCmd& cmd);
+  bool cmdLsub(const std::string& tag, const LsubCmd& cmd);
+  bool cmdStatus(const std::string& tag, const StatusCmd& cmd);
+  void writeStatus(const std::string& wireName, const MailboxCountsInfo& c, const std::vector<StatusItem>& items);
+  bool cmdCreate(const std::string& tag, const CreateCmd& cmd);
+  bool cmdDelete(const std::string& tag, const DeleteCmd& cmd);
+  bool cmdRename(const std::string& tag, const RenameCmd& cmd);
+  bool cmdSubscribe(const std::string& tag, const std::string& mailbox, bool on);
+  bool cmdAppend(const std::string& tag, AppendCmd& cmd);
+  void cmdSelect(const std::string& tag, const SelectCmd& cmd);
+  bool cmdEnable(const std::string& tag, const EnableCmd& cmd);
+  void cmdIdle(const std::string& tag);
+  // selected
+  void cmdClose(const std::string& tag, bool expunge);
+  void cmdExpunge(const std::string& tag, const ExpungeCmd& cmd);
+  void cmdSearch(const std::string& tag, const SearchCmd& cmd);
+  void cmdFetch(const std::string& tag, const FetchCmd& cmd);
+  void cmdStore(const std::string& tag, const StoreCmd& cmd);
+  void cmdCopy(const std::string& tag, bool uid, const SequenceSet& set, const std::string& mailbox, bool move);
+
+  void runFetch();
+  bool fetchOne(uint32_t seq, MessageInfo& info);
+  bool matches(const SearchKey& key, SearchContext& ctx);
+
+  // Sequence set -> ascending (seq, uid) pairs of the snapshot; false (and a
+  // BAD already written) when a sequence number is out of range.
+  bool resolve(const std::string& tag, const SequenceSet& set, bool uid, std::vector<uint32_t>& seqs);
+  uint32_t seqOf(uint32_t uid) const;  // 0 when not in the snapshot
+  void removeFromSnapshot(const std::vector<uint32_t>& uids);
+  void writeExpunged(const std::vector<uint32_t>& uids);  // EXPUNGE or VANISHED, updates the snapshot
+  void flushUpdates(bool allowExpunge);
+  void writeFetchFlags(uint32_t seq, const MessageInfo& m, bool withUid);
+  std::optional<std::string> fromWire(const std::string& tag, std::string_view wire);
+  std::string toWire(std::string_view name) const;
+  bool checkReadWrite(const std::string& tag);
+
+  Backend& backend_;
+  SessionOptions options_;
+  CommandParser parser_;
+  ResponseWriter w_;
+  std::string out_;
+  State state_ = State::NotAuthenticated;
+  int64_t accountId_ = 0;
+
+  std::optional<LoginRequest> login_;
+  std::string loginTag_;
+  std::optional<std::string> authTag_;  // AUTHENTICATE waiting for the client's response
+  bool startTls_ = false;
+  std::optional<std::string> idleTag_;
+  bool condstore_ = false, qresync_ = false;
+
+  // Selected mailbox: the snapshot the client's sequence numbers refer to.
+  int64_t selectedId_ = 0;
+  std::string selectedName_;
+  bool readOnly_ = false;
+  std::vector<uint32_t> uids_;
+  uint64_t highestModseq_ = 0;
+  // Changes by others not yet reported.
+  std::set<uint32_t> pendingAdded_, pendingExpunged_;
+  std::map<uint32_t, MessageInfo> pendingFlags_;
+
+  struct FetchState {
+    std::string tag;
+    FetchCmd cmd;
+    std::vector<uint32_t> seqs;
+    size_t next = 0;
+    bool setSeen = false;
+    bool any = false;
+  };
+  std::optional<FetchState> fetch_;
+};
+
+}  // namespace mb::imap

@@ -1,0 +1,637 @@
+// IMAP session: the message commands (FETCH, SEARCH, STORE, COPY/MOVE,
+// EXPUNGE), answered from the snapshot, the stored analysis and byte slices.
+#include <algorithm>
+#include <cstring>
+
+#include "protocols/imap/session.h"
+#include "protocols/imap/session_internal.h"
+#include "protocols/mime/analysis.h"
+#include "protocols/mime/search.h"
+#include "protocols/mime/section.h"
+
+namespace mb::imap {
+
+using namespace detail;
+
+namespace {
+
+constexpr size_t kBatch = 256;  // messages per metadata query
+
+bool needsBytes(const FetchAtt& a) {
+  switch (a.kind) {
+    case FetchAtt::Kind::Rfc822:
+    case FetchAtt::Kind::Rfc822Header:
+    case FetchAtt::Kind::Rfc822Text:
+    case FetchAtt::Kind::BodySection:
+    case FetchAtt::Kind::Binary:
+    case FetchAtt::Kind::BinarySize:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool needsAnalysis(const FetchAtt& a) {
+  switch (a.kind) {
+    case FetchAtt::Kind::Envelope:
+    case FetchAtt::Kind::Body:
+    case FetchAtt::Kind::BodyStructure:
+    case FetchAtt::Kind::BodySection:
+    case FetchAtt::Kind::Binary:
+    case FetchAtt::Kind::BinarySize:
+    case FetchAtt::Kind::Rfc822Header:
+    case FetchAtt::Kind::Rfc822Text:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool setsSeen(const FetchAtt& a) {
+  return (a.kind == FetchAtt::Kind::Rfc822 || a.kind == FetchAtt::Kind::Rfc822Text ||
+          ((a.kind == FetchAtt::Kind::BodySection || a.kind == FetchAtt::Kind::Binary) && !a.peek));
+}
+
+std::string partPath(const std::vector<uint32_t>& part) {
+  std::string out;
+  for (uint32_t p : part) {
+    if (!out.empty()) out += '.';
+    out += std::to_string(p);
+  }
+  return out;
+}
+
+// "1.HEADER.FIELDS (FROM TO)" as echoed in the response (RFC 3501 7.4.2).
+std::string sectionName(const Section& s) {
+  std::string out = partPath(s.part);
+  auto add = [&](const char* t) {
+    if (!out.empty()) out += '.';
+    out += t;
+  };
+  switch (s.text) {
+    case Section::Text::None: break;
+    case Section::Text::Header: add("HEADER"); break;
+    case Section::Text::Text: add("TEXT"); break;
+    case Section::Text::Mime: add("MIME"); break;
+    case Section::Text::HeaderFields:
+    case Section::Text::HeaderFieldsNot: {
+      add(s.text == Section::Text::HeaderFields ? "HEADER.FIELDS" : "HEADER.FIELDS.NOT");
+      out += " (";
+      for (size_t i = 0; i < s.fields.size(); ++i) {
+        if (i) out += ' ';
+        ResponseWriter w;
+        w.astring(s.fields[i]);
+        out += w.take();
+      }
+      out += ')';
+      break;
+    }
+  }
+  return out;
+}
+
+mime::SectionSpec toSpec(const Section& s) {
+  mime::SectionSpec spec;
+  spec.path = s.part;
+  spec.fields = s.fields;
+  switch (s.text) {
+    case Section::Text::None: spec.text = mime::SectionText::None; break;
+    case Section::Text::Header: spec.text = mime::SectionText::Header; break;
+    case Section::Text::HeaderFields: spec.text = mime::SectionText::HeaderFields; break;
+    case Section::Text::HeaderFieldsNot: spec.text = mime::SectionText::HeaderFieldsNot; break;
+    case Section::Text::Text: spec.text = mime::SectionText::Text; break;
+    case Section::Text::Mime: spec.text = mime::SectionText::Mime; break;
+  }
+  return spec;
+}
+
+std::string_view applyPartial(std::string_view data, const std::optional<Partial>& p) {
+  if (!p) return data;
+  if (p->offset >= data.size()) return {};
+  return data.substr(p->offset, p->length);
+}
+
+int64_t dayOf(int64_t unixSeconds) { return unixSeconds >= 0 ? unixSeconds / 86400 : (unixSeconds - 86399) / 86400; }
+
+}  // namespace
+
+// ---------------------------------------------------------------- sets
+
+bool Session::resolve(const std::string& tag, const SequenceSet& set, bool uid, std::vector<uint32_t>& seqs) {
+  seqs.clear();
+  if (set.isSaved()) {
+    tagged(tag, "BAD", "", "SEARCHRES is not supported");
+    return false;
+  }
+  if (uid) {
+    if (uids_.empty()) return true;
+    for (const auto& r : set.resolve(uids_.back())) {
+      auto it = std::lower_bound(uids_.begin(), uids_.end(), r.first);
+      for (; it != uids_.end() && *it <= r.last; ++it) seqs.push_back(static_cast<uint32_t>(it - uids_.begin()) + 1);
+    }
+  } else {
+    uint32_t n = static_cast<uint32_t>(uids_.size());
+    for (const auto& r : set.ranges()) {
+      uint32_t a = r.first == SeqRange::kStar ? n : r.first;
+      uint32_t b = r.last == SeqRange::kStar ? n : r.last;
+      if (a == 0 || b == 0 || a > n || b > n) {
+        tagged(tag, "BAD", "", "invalid message sequence number");
+        return false;
+      }
+    }
+    for (const auto& r : set.resolve(n))
+      for (uint32_t s = r.first; s <= r.last && s <= n; ++s) seqs.push_back(s);
+  }
+  std::sort(seqs.begin(), seqs.end());
+  seqs.erase(std::unique(seqs.begin(), seqs.end()), seqs.end());
+  return true;
+}
+
+bool Session::checkReadWrite(const std::string& tag) {
+  if (!readOnly_) return true;
+  tagged(tag, "NO", "READ-ONLY", "mailbox is read-only");
+  return false;
+}
+
+// ---------------------------------------------------------------- FETCH
+
+void Session::cmdFetch(const std::string& tag, const FetchCmd& cmd) {
+  std::vector<uint32_t> seqs;
+  if (!resolve(tag, cmd.set, cmd.uid, seqs)) return;
+  FetchState st;
+  st.tag = tag;
+  st.cmd = cmd;
+  st.seqs = std::move(seqs);
+  if (cmd.changedSince || cmd.vanished) condstore_ = true;
+  for (const auto& a : cmd.items) {
+    if (a.kind == FetchAtt::Kind::ModSeq) condstore_ = true;
+    if (setsSeen(a) && !readOnly_) st.setSeen = true;
+  }
+  if (cmd.vanished) {
+    if (!cmd.uid || !cmd.changedSince || !qresync_) return tagged(tag, "BAD", "", "VANISHED needs UID FETCH, CHANGEDSINCE and QRESYNC");
+    auto gone = backend_.vanishedSince(selectedId_, *cmd.changedSince);
+    if (gone) {
+      std::vector<uint32_t> v;
+      uint32_t maxUid = uids_.empty() ? 0 : uids_.back();
+      for (uint32_t u : *gone)
+        if (cmd.set.contains(u, std::max(maxUid, u))) v.push_back(u);
+      if (!v.empty()) {
+        w_.untagged().atom("VANISHED").raw(" (EARLIER)").atom(compactSet(v)).end();
+        out_ += w_.take();
+      }
+    }
+  }
+  fetch_ = std::move(st);
+  runFetch();
+}
+
+void Session::resume() {
+  if (fetch_) runFetch();
+  process();
+}
+
+void Session::runFetch() {
+  FetchState& st = *fetch_;
+  while (st.next < st.seqs.size()) {
+    if (out_.size() >= options_.outputHighWater) return;  // the host drains, then resume()
+    size_t n = std::min(kBatch, st.seqs.size() - st.next);
+    std::vector<uint32_t> batchUids;
+    for (size_t i = 0; i < n; ++i) batchUids.push_back(uids_[st.seqs[st.next + i] - 1]);
+    auto metas = backend_.messages(selectedId_, batchUids);
+    if (!metas) {
+      std::string tag = st.tag;
+      fetch_.reset();
+      return failed(tag, metas.error(), "FETCH");
+    }
+    if (st.setSeen) {
+      std::vector<uint32_t> unseen;
+      for (const auto& m : *metas)
+        if (!(m.flags & kSeen)) unseen.push_back(m.uid);
+      if (!unseen.empty()) {
+        auto r = backend_.storeFlags(selectedId_, unseen, FlagOp::Add, kSeen, {}, std::nullopt);
+        if (r) {
+          for (auto& m : *metas)
+            for (const auto& c : r->current)
+              if (c.uid == m.uid) {
+                m.flags = c.flags;
+                m.modseq = c.modseq;
+              }
+        }
+        // The FLAGS the client must see come out in the FETCH itself.
+        for (uint32_t u : unseen) {
+          for (auto& m : *metas)
+            if (m.uid == u) m.flags |= 0x80000000u;  // marker: flags changed by this FETCH
+        }
+      }
+    }
+    size_t mi = 0;
+    for (size_t i = 0; i < n; ++i) {
+      uint32_t seq = st.seqs[st.next + i];
+      uint32_t uid = uids_[seq - 1];
+      while (mi < metas->size() && (*metas)[mi].uid < uid) ++mi;
+      if (mi >= metas->size() || (*metas)[mi].uid != uid) continue;  // expunged meanwhile (RFC 2180 4.1.2)
+      if (st.cmd.changedSince && (*metas)[mi].modseq <= *st.cmd.changedSince) continue;
+      if (!fetchOne(seq, (*metas)[mi])) {
+        std::string tag = st.tag;
+        fetch_.reset();
+        return tagged(tag, "NO", "SERVERBUG", "FETCH failed: message data unreadable");
+      }
+      if (out_.size() >= options_.outputHighWater && i + 1 < n) {
+        st.next += i + 1;  // the rest of this batch is read again on resume()
+        return;
+      }
+    }
+    st.next += n;
+  }
+  std::string tag = st.tag;
+  bool uid = st.cmd.uid;
+  fetch_.reset();
+  flushUpdates(uid);
+  tagged(tag, "OK", "", uid ? "UID FETCH completed" : "FETCH completed");
+}
+
+bool Session::fetchOne(uint32_t seq, MessageInfo& m) {
+  const FetchCmd& cmd = fetch_->cmd;
+  bool flagsChanged = (m.flags & 0x80000000u) != 0;
+  m.flags &= ~0x80000000u;
+  bool wantBytes = false, wantAnalysis = false, wantFlags = false, wantUid = cmd.uid, wantModseq = cmd.changedSince.has_value();
+  for (const auto& a : cmd.items) {
+    wantBytes = wantBytes || needsBytes(a);
+    wantAnalysis = wantAnalysis || needsAnalysis(a);
+    wantFlags = wantFlags || a.kind == FetchAtt::Kind::Flags;
+    wantUid = wantUid || a.kind == FetchAtt::Kind::Uid;
+    wantModseq = wantModseq || a.kind == FetchAtt::Kind::ModSeq;
+  }
+  std::string bytes;
+  std::optional<mime::MessageAnalysis> analysis;
+  if (wantBytes) {
+    auto b = backend_.messageBytes(selectedId_, m.uid);
+    if (!b) return false;
+    bytes = std::move(*b);
+  }
+  if (wantAnalysis) {
+    auto a = backend_.messageAnalysis(selectedId_, m.uid);
+    std::optional<mime::MessageAnalysis> parsed;
+    if (a && !a->empty()) {
+      auto d = mime::deserializeAnalysis(*a);
+      if (d) parsed = std::move(*d);
+    }
+    if (!parsed) {
+      // No stored analysis (or a damaged one): compute it from the bytes.
+      if (!wantBytes) {
+        auto b = backend_.messageBytes(selectedId_, m.uid);
+        if (!b) return false;
+        bytes = std::move(*b);
+        wantBytes = true;
+      }
+      auto d = mime::analyzeMessage(bytes);
+      if (!d) return false;
+      parsed = std::move(*d);
+    }
+    analysis = std::move(parsed);
+  }
+
+  ResponseWriter& w = w_;
+  w.untagged().number(seq).atom("FETCH").beginList();
+  if (wantUid) w.atom("UID").number(m.uid);
+  for (const auto& a : cmd.items) {
+    switch (a.kind) {
+      case FetchAtt::Kind::Uid:
+        break;  // written first
+      case FetchAtt::Kind::Flags:
+        w.atom("FLAGS").atomList(flagAtoms(m.flags, m.keywords));
+        break;
+      case FetchAtt::Kind::InternalDate:
+        w.atom("INTERNALDATE").quoted(formatInternalDate(m.internalDate));
+        break;
+      case FetchAtt::Kind::Rfc822Size:
+        w.atom("RFC822.SIZE").number(m.size);
+        break;
+      case FetchAtt::Kind::Envelope:
+        w.atom("ENVELOPE").atom(analysis->envelope);
+        break;
+      case FetchAtt::Kind::Body:
+        w.atom("BODY").atom(analysis->body);
+        break;
+      case FetchAtt::Kind::BodyStructure:
+        w.atom("BODYSTRUCTURE").atom(analysis->bodyStructure);
+        break;
+      case FetchAtt::Kind::ModSeq:
+        break;  // written last
+      case FetchAtt::Kind::Rfc822:
+        w.atom("RFC822").string(bytes);
+        break;
+      case FetchAtt::Kind::Rfc822Header: {
+        std::string_view raw = bytes;
+        w.atom("RFC822.HEADER").string(raw.substr(0, std::min(raw.size(), analysis->root.headerEnd)));
+        break;
+      }
+      case FetchAtt::Kind::Rfc822Text: {
+        std::string_view raw = bytes;
+        w.atom("RFC822.TEXT").string(raw.substr(std::min(analysis->root.headerEnd, raw.size())));
+        break;
+      }
+      case FetchAtt::Kind::BodySection: {
+        std::string data;
+        auto resolved = mime::resolveSection(analysis->root, toSpec(a.section));
+        if (resolved) data = mime::extractSection(bytes, *resolved);
+        std::string name = "BODY[" + sectionName(a.section) + "]";
+        if (a.partial) name += "<" + std::to_string(a.partial->offset) + ">";
+        w.atom(name).string(applyPartial(data, a.partial));
+        break;
+      }
+      case FetchAtt::Kind::Binary:
+      case FetchAtt::Kind::BinarySize: {
+        std::string path = partPath(a.section.part);
+        auto decoded = mime::extractBinary(bytes, analysis->root, path);
+        if (!decoded) {
+          // An unknown transfer encoding (RFC 3516 4.3 would fail the whole
+          // FETCH with [UNKNOWN-CTE]); NIL keeps the other items usable.
+          w.atom((a.kind == FetchAtt::Kind::BinarySize ? "BINARY.SIZE[" : "BINARY[") + path + "]").nil();
+          break;
+        }
+        if (a.kind == FetchAtt::Kind::BinarySize) {
+          w.atom("BINARY.SIZE[" + path + "]").number(decoded->size());
+        } else {
+          std::string name = "BINARY[" + path + "]";
+          if (a.partial) name += "<" + std::to_string(a.partial->offset) + ">";
+          std::string_view d = applyPartial(*decoded, a.partial);
+          if (d.find('\0') != std::string_view::npos)
+            w.atom(name).literal8(d);
+          else
+            w.atom(name).literal(d);
+        }
+        break;
+      }
+    }
+  }
+  if (flagsChanged && !wantFlags) w.atom("FLAGS").atomList(flagAtoms(m.flags, m.keywords));
+  if (wantModseq || (condstore_ && flagsChanged)) w.atom("MODSEQ").beginList().number(m.modseq).endList();
+  out_ += w.endList().end().take();
+  return true;
+}
+
+// ---------------------------------------------------------------- SEARCH
+
+struct Session::SearchContext {
+  uint32_t seq = 0;
+  const MessageInfo* meta = nullptr;
+  std::optional<HeaderFields> header;
+  std::optional<std::string> bytes;
+  std::optional<mime::MessageAnalysis> analysis;
+  std::optional<std::string> bodyText;
+  bool failed = false;
+};
+
+bool Session::matches(const SearchKey& k, SearchContext& c) {
+  using K = SearchKey::Kind;
+  const MessageInfo& m = *c.meta;
+  auto header = [&]() -> const HeaderFields* {
+    if (!c.header) {
+      auto h = backend_.headerFields(selectedId_, m.uid);
+      if (!h) {
+        c.failed = true;
+        c.header = HeaderFields{};
+      } else {
+        c.header = std::move(*h);
+      }
+    }
+    return &*c.header;
+  };
+  auto raw = [&]() -> std::string_view {
+    if (!c.bytes) {
+      auto b = backend_.messageBytes(selectedId_, m.uid);
+      c.bytes = b ? std::move(*b) : std::string();
+      if (!b) c.failed = true;
+    }
+    return *c.bytes;
+  };
+  auto analysis = [&]() -> const mime::MessageAnalysis& {
+    if (!c.analysis) {
+      auto a = backend_.messageAnalysis(selectedId_, m.uid);
+      if (a && !a->empty()) {
+        if (auto d = mime::deserializeAnalysis(*a)) c.analysis = std::move(*d);
+      }
+      if (!c.analysis) {
+        auto d = mime::analyzeMessage(raw());
+        c.analysis = d ? std::move(*d) : mime::MessageAnalysis{};
+      }
+    }
+    return *c.analysis;
+  };
+  auto body = [&]() -> std::string_view {
+    if (!c.bodyText) c.bodyText = mime::bodyText(raw(), analysis().root);
+    return *c.bodyText;
+  };
+  auto dateKey = [&](int64_t day, int64_t target, K before, K on) {
+    if (k.kind == before) return day < target;
+    if (k.kind == on) return day == target;
+    return day >= target;
+  };
+  auto keyDay = [&] { return daysFromCivil(k.date.year, static_cast<unsigned>(k.date.month), static_cast<unsigned>(k.date.day)); };
+  auto hasKw = [&](const std::string& kw) {
+    for (const auto& x : m.keywords)
+      if (strcasecmp(x.c_str(), kw.c_str()) == 0) return true;
+    return false;
+  };
+  switch (k.kind) {
+    case K::And:
+      for (const auto& ch : k.children)
+        if (!matches(ch, c)) return false;
+      return true;
+    case K::Or: return matches(k.children.at(0), c) || matches(k.children.at(1), c);
+    case K::Not: return !matches(k.children.at(0), c);
+    case K::All: return true;
+    case K::Answered: return m.flags & kAnswered;
+    case K::Unanswered: return !(m.flags & kAnswered);
+    case K::Deleted: return m.flags & kDeleted;
+    case K::Undeleted: return !(m.flags & kDeleted);
+    case K::Draft: return m.flags & kDraft;
+    case K::Undraft: return !(m.flags & kDraft);
+    case K::Flagged: return m.flags & kFlagged;
+    case K::Unflagged: return !(m.flags & kFlagged);
+    case K::Seen: return m.flags & kSeen;
+    case K::Unseen: return !(m.flags & kSeen);
+    case K::Recent:
+    case K::New: return false;  // no session ever sees \Recent here
+    case K::Old: return true;
+    case K::Keyword: return hasKw(k.text);
+    case K::Unkeyword: return !hasKw(k.text);
+    case K::Larger: return m.size > k.number;
+    case K::Smaller: return m.size < k.number;
+    case K::ModSeq: return m.modseq >= k.number;
+    case K::Uid: return k.set.contains(m.uid, uids_.empty() ? 0 : uids_.back());
+    case K::SequenceSet: return k.set.contains(c.seq, static_cast<uint32_t>(uids_.size()));
+    case K::Before:
+    case K::On:
+    case K::Since: return dateKey(dayOf(m.internalDate), keyDay(), K::Before, K::On);
+    case K::SentBefore:
+    case K::SentOn:
+    case K::SentSince: {
+      auto sent = header()->sentAt;
+      if (!sent) return false;
+      return dateKey(dayOf(*sent), keyDay(), K::SentBefore, K::SentOn);
+    }
+    case K::From: return mime::containsIgnoreCase(header()->from, k.text);
+    case K::To: return mime::containsIgnoreCase(header()->to, k.text);
+    case K::Cc: return mime::containsIgnoreCase(header()->cc, k.text);
+    case K::Bcc: return mime::containsIgnoreCase(header()->bcc, k.text);
+    case K::Subject: return mime::containsIgnoreCase(header()->subject, k.text);
+    case K::Header: {
+      std::string field = k.text;
+      for (auto& ch : field) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      if (field == "message-id") return mime::containsIgnoreCase(header()->messageId, k.value);
+      auto values = mime::headerValues(mime::topHeader(raw(), analysis().root), k.text);
+      for (const auto& v : values)
+        if (mime::containsIgnoreCase(v, k.value)) return true;
+      return false;
+    }
+    case K::Body: return mime::containsIgnoreCase(body(), k.text);
+    case K::Text: {
+      std::string_view hdr = mime::topHeader(raw(), analysis().root);
+      return mime::containsIgnoreCase(hdr, k.text) || mime::containsIgnoreCase(body(), k.text);
+    }
+  }
+  return false;
+}
+
+void Session::cmdSearch(const std::string& tag, const SearchCmd& cmd) {
+  if (cmd.charset) {
+    std::string cs = *cmd.charset;
+    for (auto& ch : cs) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    if (cs != "UTF-8" && cs != "US-ASCII") return tagged(tag, "NO", "BADCHARSET (UTF-8 US-ASCII)", "unsupported charset");
+  }
+  bool usesModseq = false;
+  std::vector<const SearchKey*> stack{&cmd.key};
+  while (!stack.empty()) {
+    const SearchKey* k = stack.back();
+    stack.pop_back();
+    if (k->kind == SearchKey::Kind::ModSeq) usesModseq = true;
+    if ((k->kind == SearchKey::Kind::Uid || k->kind == SearchKey::Kind::SequenceSet) && k->set.isSaved())
+      return tagged(tag, "BAD", "", "SEARCHRES is not supported");
+    for (const auto& ch : k->children) stack.push_back(&ch);
+  }
+  if (usesModseq) condstore_ = true;
+  std::vector<uint32_t> hits;
+  uint64_t maxModseq = 0;
+  for (size_t i = 0; i < uids_.size(); i += kBatch) {
+    std::span<const uint32_t> batch(uids_.data() + i, std::min(kBatch, uids_.size() - i));
+    auto metas = backend_.messages(selectedId_, batch);
+    if (!metas) return failed(tag, metas.error(), "SEARCH");
+    for (const auto& m : *metas) {
+      SearchContext ctx;
+      ctx.seq = seqOf(m.uid);
+      ctx.meta = &m;
+      if (matches(cmd.key, ctx)) {
+        hits.push_back(cmd.uid ? m.uid : ctx.seq);
+        maxModseq = std::max(maxModseq, m.modseq);
+      }
+    }
+  }
+  if (cmd.returnOptions) {
+    // RFC 4731 ESEARCH.
+    w_.untagged().atom("ESEARCH").beginList().atom("TAG").quoted(tag).endList();
+    if (cmd.uid) w_.atom("UID");
+    for (SearchReturn r : *cmd.returnOptions) {
+      if (r == SearchReturn::Min && !hits.empty()) w_.atom("MIN").number(hits.front());
+      if (r == SearchReturn::Max && !hits.empty()) w_.atom("MAX").number(hits.back());
+      if (r == SearchReturn::Count) w_.atom("COUNT").number(hits.size());
+      if (r == SearchReturn::All && !hits.empty()) w_.atom("ALL").atom(compactSet(hits));
+    }
+    if (usesModseq && !hits.empty()) w_.atom("MODSEQ").number(maxModseq);
+    out_ += w_.end().take();
+  } else {
+    w_.untagged().atom("SEARCH");
+    for (uint32_t h : hits) w_.number(h);
+    if (usesModseq && !hits.empty()) w_.beginList().atom("MODSEQ").number(maxModseq).endList();
+    out_ += w_.end().take();
+  }
+  flushUpdates(cmd.uid);
+  tagged(tag, "OK", "", cmd.uid ? "UID SEARCH completed" : "SEARCH completed");
+}
+
+// ---------------------------------------------------------------- STORE
+
+void Session::cmdStore(const std::string& tag, const StoreCmd& cmd) {
+  if (!checkReadWrite(tag)) return;
+  uint32_t bits;
+  std::vector<std::string> kws;
+  if (!parseFlags(cmd.flags, bits, kws)) return tagged(tag, "BAD", "", "invalid flag");
+  std::vector<uint32_t> seqs;
+  if (!resolve(tag, cmd.set, cmd.uid, seqs)) return;
+  if (cmd.unchangedSince) condstore_ = true;
+  std::vector<uint32_t> uids;
+  for (uint32_t s : seqs) uids.push_back(uids_[s - 1]);
+  FlagOp op = cmd.mode == StoreCmd::Mode::Add ? FlagOp::Add : cmd.mode == StoreCmd::Mode::Remove ? FlagOp::Remove : FlagOp::Replace;
+  auto r = backend_.storeFlags(selectedId_, uids, op, bits, kws, cmd.unchangedSince);
+  if (!r) return failed(tag, r.error(), "STORE");
+  for (const auto& m : r->current) {
+    // .SILENT: no FETCH for our own change, except that CONDSTORE clients
+    // learn the new MODSEQ (RFC 7162 3.1.3 allows it).
+    if (cmd.silent) continue;
+    writeFetchFlags(seqOf(m.uid), m, cmd.uid || qresync_);
+  }
+  flushUpdates(cmd.uid);
+  if (!r->failed.empty()) {
+    std::vector<uint32_t> failedIds;
+    for (uint32_t u : r->failed) failedIds.push_back(cmd.uid ? u : seqOf(u));
+    std::sort(failedIds.begin(), failedIds.end());
+    return tagged(tag, "OK", "MODIFIED " + compactSet(failedIds), "conditional STORE failed for some messages");
+  }
+  tagged(tag, "OK", "", cmd.uid ? "UID STORE completed" : "STORE completed");
+}
+
+// ---------------------------------------------------------------- COPY / MOVE / EXPUNGE
+
+void Session::cmdCopy(const std::string& tag, bool uid, const SequenceSet& set, const std::string& mailbox, bool move) {
+  const char* what = move ? (uid ? "UID MOVE" : "MOVE") : (uid ? "UID COPY" : "COPY");
+  if (move && !checkReadWrite(tag)) return;
+  auto dest = fromWire(tag, mailbox);
+  if (!dest) return;
+  std::vector<uint32_t> seqs;
+  if (!resolve(tag, set, uid, seqs)) return;
+  std::vector<uint32_t> uids;
+  for (uint32_t s : seqs) uids.push_back(uids_[s - 1]);
+  if (uids.empty()) {
+    flushUpdates(true);
+    return tagged(tag, "OK", "", std::string(what) + " completed (no messages)");
+  }
+  auto r = backend_.copy(selectedId_, uids, *dest, move);
+  if (!r) {
+    if (r.error().kind == ErrorKind::NotFound) return tagged(tag, "NO", "TRYCREATE", "no such mailbox");
+    return failed(tag, r.error(), what);
+  }
+  std::string code;
+  if (!r->sourceUids.empty())
+    code = "COPYUID " + std::to_string(r->uidValidity) + " " + compactSet(r->sourceUids) + " " + compactSet(r->destUids);
+  if (move) {
+    // RFC 6851 4.3: COPYUID in an untagged OK before the expunges.
+    if (!code.empty()) {
+      w_.untaggedStatus("OK", code, "moved");
+      out_ += w_.take();
+    }
+    writeExpunged(r->sourceUids);
+    flushUpdates(true);
+    return tagged(tag, "OK", "", std::string(what) + " completed");
+  }
+  flushUpdates(true);
+  tagged(tag, "OK", code, std::string(what) + " completed");
+}
+
+void Session::cmdExpunge(const std::string& tag, const ExpungeCmd& cmd) {
+  if (!checkReadWrite(tag)) return;
+  std::optional<std::vector<uint32_t>> only;
+  if (cmd.uids) {
+    std::vector<uint32_t> seqs;
+    if (!resolve(tag, *cmd.uids, true, seqs)) return;
+    only.emplace();
+    for (uint32_t s : seqs) only->push_back(uids_[s - 1]);
+  }
+  auto r = only ? backend_.expunge(selectedId_, std::span<const uint32_t>(*only)) : backend_.expunge(selectedId_, std::nullopt);
+  if (!r) return failed(tag, r.error(), "EXPUNGE");
+  writeExpunged(*r);
+  flushUpdates(true);
+  tagged(tag, "OK", "", cmd.uids ? "UID EXPUNGE completed" : "EXPUNGE completed");
+}
+
+}  // namespace mb::imap

@@ -1,0 +1,381 @@
+// IMAP server session transcripts against the in-memory backend. Each test
+// names the RFC section it pins; the whole-session test is replayed split at
+// every byte and must answer identically.
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+
+#include "protocols/imap/memory_backend.h"
+#include "protocols/imap/session.h"
+
+namespace mb::imap {
+namespace {
+
+struct Client {
+  Client(MemoryMailStore& store, SessionOptions o = {}) : store(store), backend(store), session(backend, o) {
+    listener = store.listen([this](const MailboxEvent& ev, const void* origin) { session.onEvent(ev, origin == &backend); });
+    session.start();
+    session.takeOutput();
+  }
+  ~Client() { store.unlisten(listener); }
+
+  // Feeds input (in pieces of `step` bytes, 0 = all at once), answering
+  // login requests from the store, and returns what the session wrote.
+  std::string send(std::string_view input, size_t step = 0) {
+    std::string out;
+    size_t pos = 0;
+    do {
+      size_t n = step ? std::min(step, input.size() - pos) : input.size() - pos;
+      session.feed(input.substr(pos, n));
+      pos += n;
+      for (;;) {
+        if (auto& l = session.pendingLogin()) {
+          session.loginDone(store.checkLogin(l->user, l->password));
+          continue;
+        }
+        if (session.startTlsRequested()) {
+          out += session.takeOutput();
+          session.tlsStarted();
+          continue;
+        }
+        if (session.wantsResume()) {
+          out += session.takeOutput();
+          session.resume();
+          continue;
+        }
+        break;
+      }
+      out += session.takeOutput();
+    } while (pos < input.size());
+    return out;
+  }
+  std::string login() { return send("l1 LOGIN alice secret\r\n"); }
+
+  MemoryMailStore& store;
+  MemoryBackend backend;
+  Session session;
+  size_t listener;
+};
+
+class SessionTest : public ::testing::Test {
+ protected:
+  SessionTest() { store.addUser("alice", "secret", 1); }
+  MemoryMailStore store;
+};
+
+bool has(const std::string& out, const std::string& needle) { return out.find(needle) != std::string::npos; }
+
+const char* kMessage =
+    "From: Ann <ann@example.org>\r\nTo: bob@example.org\r\nSubject: hello world\r\n"
+    "Message-ID: <m1@example.org>\r\nDate: Mon, 7 Feb 1994 21:52:25 -0800\r\n"
+    "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nfirst part\r\n"
+    "--b\r\nContent-Type: text/html\r\n\r\n<p>second</p>\r\n--b--\r\n";
+
+std::string appendCmd(const std::string& tag, const std::string& box, const std::string& msg, const std::string& flags = "") {
+  return tag + " APPEND " + box + " " + (flags.empty() ? "" : "(" + flags + ") ") + "{" + std::to_string(msg.size()) + "+}\r\n" +
+         msg + "\r\n";
+}
+
+// RFC 3501 7.1.1 / 6.1.1: greeting and CAPABILITY; RFC 3501 6.2.3 LOGINDISABLED.
+TEST_F(SessionTest, GreetingAndCapabilities) {
+  MemoryBackend b(store);
+  SessionOptions o;
+  o.startTlsAvailable = true;
+  o.requireTls = true;
+  Session s(b, o);
+  s.start();
+  std::string g = s.takeOutput();
+  EXPECT_EQ(g.rfind("* OK [CAPABILITY IMAP4rev1 ", 0), 0u) << g;
+  EXPECT_TRUE(has(g, "STARTTLS"));
+  EXPECT_TRUE(has(g, "LOGINDISABLED"));
+  EXPECT_FALSE(has(g, "AUTH=PLAIN"));
+  s.feed("a LOGIN alice secret\r\n");
+  EXPECT_EQ(s.takeOutput(), "a NO [PRIVACYREQUIRED] use STARTTLS first\r\n");
+  s.feed("b STARTTLS\r\nc PIPELINED\r\n");
+  EXPECT_EQ(s.takeOutput(), "b OK Begin TLS negotiation now\r\n");
+  ASSERT_TRUE(s.startTlsRequested());
+  s.tlsStarted();
+  // RFC 3501 6.2.1: the pipelined command was dropped, not executed.
+  EXPECT_EQ(s.takeOutput(), "");
+  s.feed("d CAPABILITY\r\n");
+  std::string caps = s.takeOutput();
+  EXPECT_TRUE(has(caps, "AUTH=PLAIN"));
+  EXPECT_FALSE(has(caps, "STARTTLS"));
+}
+
+// RFC 3501 6.2.3 LOGIN, RFC 4959 SASL-IR, RFC 4616 PLAIN, RFC 3501 6.2.2 exchange.
+TEST_F(SessionTest, LoginAndAuthenticatePlain) {
+  Client c(store);
+  EXPECT_EQ(c.send("a LOGIN alice wrong\r\n"), "a NO [AUTHENTICATIONFAILED] authentication failed\r\n");
+  EXPECT_EQ(c.send("x SELECT INBOX\r\n"), "x BAD SELECT needs a login first\r\n");
+  // "\0alice\0secret"
+  std::string out = c.send("b AUTHENTICATE PLAIN AGFsaWNlAHNlY3JldA==\r\n");
+  EXPECT_EQ(out.rfind("b OK [CAPABILITY IMAP4rev1", 0), 0u) << out;
+  Client d(store);
+  EXPECT_EQ(d.send("c AUTHENTICATE PLAIN\r\n"), "+ \r\n");
+  EXPECT_TRUE(has(d.send("AGFsaWNlAHNlY3JldA==\r\n"), "c OK [CAPABILITY"));
+  Client e(store);
+  e.send("c AUTHENTICATE PLAIN\r\n");
+  EXPECT_EQ(e.send("*\r\n"), "c BAD AUTHENTICATE cancelled\r\n");
+  EXPECT_EQ(e.send("d AUTHENTICATE CRAM-MD5\r\n"), "d NO [CANNOT] unsupported authentication mechanism\r\n");
+}
+
+// RFC 3501 6.3.8 LIST, RFC 6154 special-use, RFC 3348 CHILDREN, RFC 5258/5819.
+TEST_F(SessionTest, ListMailboxes) {
+  Client c(store);
+  c.login();
+  EXPECT_EQ(c.send("a LIST \"\" \"\"\r\n"), "* LIST (\\Noselect) \"/\" \"\"\r\na OK LIST completed\r\n");
+  EXPECT_EQ(c.send("b CREATE Work/2024\r\n"), "b OK CREATE completed\r\n");
+  std::string out = c.send("c LIST \"\" %\r\n");
+  EXPECT_TRUE(has(out, "* LIST (\\HasNoChildren) \"/\" INBOX\r\n")) << out;
+  EXPECT_TRUE(has(out, "* LIST (\\HasNoChildren \\Sent) \"/\" Sent\r\n")) << out;
+  EXPECT_TRUE(has(out, "* LIST (\\Noselect \\HasChildren) \"/\" Work\r\n")) << out;
+  EXPECT_FALSE(has(out, "Work/2024"));
+  out = c.send("d LIST (SPECIAL-USE) \"\" * RETURN (STATUS (MESSAGES UIDNEXT))\r\n");
+  EXPECT_TRUE(has(out, "* LIST (\\HasNoChildren \\Trash) \"/\" Trash\r\n* STATUS Trash (MESSAGES 0 UIDNEXT 1)\r\n")) << out;
+  EXPECT_FALSE(has(out, "INBOX"));
+  // Modified UTF-7 names (RFC 3501 5.1.3).
+  EXPECT_EQ(c.send("e CREATE \"Caf&AOk-\"\r\n"), "e OK CREATE completed\r\n");
+  EXPECT_TRUE(has(c.send("f LIST \"\" Caf*\r\n"), "\"/\" Caf&AOk-\r\n"));
+  EXPECT_EQ(c.send("g CREATE \"bad&name\"\r\n"), "g BAD mailbox name is not valid modified UTF-7\r\n");
+  EXPECT_EQ(c.send("h CREATE Sent\r\n"), "h NO [ALREADYEXISTS] CREATE: mailbox exists already\r\n");
+}
+
+// RFC 3501 6.3.5 RENAME (INBOX moves its messages), 6.3.4 DELETE, 6.3.6/6.3.9 LSUB.
+TEST_F(SessionTest, RenameDeleteSubscribe) {
+  Client c(store);
+  c.login();
+  c.send(appendCmd("a", "INBOX", kMessage));
+  EXPECT_EQ(c.send("b RENAME INBOX Old\r\n"), "b OK RENAME completed\r\n");
+  EXPECT_TRUE(has(c.send("c STATUS INBOX (MESSAGES)\r\n"), "* STATUS INBOX (MESSAGES 0)"));
+  EXPECT_TRUE(has(c.send("d STATUS Old (MESSAGES)\r\n"), "* STATUS Old (MESSAGES 1)"));
+  EXPECT_EQ(c.send("e DELETE INBOX\r\n"), "e NO [CANNOT] INBOX cannot be deleted\r\n");
+  EXPECT_EQ(c.send("f DELETE Nope\r\n"), "f NO [NONEXISTENT] DELETE: no such mailbox\r\n");
+  EXPECT_EQ(c.send("g UNSUBSCRIBE Old\r\n"), "g OK UNSUBSCRIBE completed\r\n");
+  std::string lsub = c.send("h LSUB \"\" *\r\n");
+  EXPECT_FALSE(has(lsub, "Old"));
+  EXPECT_TRUE(has(lsub, "* LSUB () \"/\" INBOX\r\n"));
+  EXPECT_EQ(c.send("i DELETE Old\r\n"), "i OK DELETE completed\r\n");
+}
+
+// RFC 3501 6.3.11 APPEND, RFC 4315 APPENDUID, RFC 3502 MULTIAPPEND, 7.5 continuation.
+TEST_F(SessionTest, AppendSyncNonSyncAndMulti) {
+  Client c(store);
+  c.login();
+  std::string m = "Subject: x\r\n\r\nbody\r\n";
+  EXPECT_EQ(c.send("a APPEND INBOX {" + std::to_string(m.size()) + "}\r\n"), "+ Ready for literal data\r\n");
+  EXPECT_EQ(c.send(m + "\r\n"), "a OK [APPENDUID 1000 1] APPEND completed\r\n");
+  std::string multi = "b APPEND INBOX (\\Seen) {" + std::to_string(m.size()) + "+}\r\n" + m + " (\\Flagged $Work) {" +
+                      std::to_string(m.size()) + "+}\r\n" + m + "\r\n";
+  EXPECT_EQ(c.send(multi), "b OK [APPENDUID 1000 2:3] APPEND completed\r\n");
+  EXPECT_EQ(c.send(appendCmd("c", "Nope", m)), "c NO [TRYCREATE] no such mailbox\r\n");
+  EXPECT_EQ(c.send(appendCmd("d", "INBOX", m, "\\Bogus")), "d BAD invalid flag in APPEND\r\n");
+}
+
+// RFC 3501 6.3.1 SELECT responses, 6.3.2 EXAMINE READ-ONLY, 6.4.2 CLOSE, RFC 3691 UNSELECT.
+TEST_F(SessionTest, SelectExamineClose) {
+  Client c(store);
+  c.login();
+  c.send(appendCmd("a", "INBOX", kMessage, "\\Seen"));
+  c.send(appendCmd("a", "INBOX", kMessage, "\\Deleted $Work"));
+  std::string out = c.send("b SELECT INBOX\r\n");
+  EXPECT_EQ(out,
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work)\r\n"
+            "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work \\*)] flags permitted\r\n"
+            "* 2 EXISTS\r\n* 0 RECENT\r\n* OK [UNSEEN 2] first unseen\r\n* OK [UIDVALIDITY 1000] UIDs valid\r\n"
+            "* OK [UIDNEXT 3] predicted next UID\r\n* OK [HIGHESTMODSEQ 3] highest\r\n"
+            "b OK [READ-WRITE] SELECT completed\r\n");
+  EXPECT_EQ(c.send("c UNSELECT\r\n"), "c OK UNSELECT completed\r\n");
+  out = c.send("d EXAMINE INBOX\r\n");
+  EXPECT_TRUE(has(out, "d OK [READ-ONLY] EXAMINE completed")) << out;
+  EXPECT_EQ(c.send("e STORE 1 +FLAGS (\\Seen)\r\n"), "e NO [READ-ONLY] mailbox is read-only\r\n");
+  EXPECT_EQ(c.send("f CLOSE\r\n"), "f OK CLOSE completed\r\n");  // read-only: no expunge
+  c.send("g SELECT INBOX\r\n");
+  EXPECT_EQ(c.send("h CLOSE\r\n"), "h OK CLOSE completed\r\n");
+  EXPECT_TRUE(has(c.send("i STATUS INBOX (MESSAGES)\r\n"), "(MESSAGES 1)"));
+  EXPECT_EQ(c.send("j FETCH 1 FLAGS\r\n"), "j BAD FETCH needs a selected mailbox\r\n");
+}
+
+// RFC 3501 6.4.5 FETCH: items, sections, partials, implicit \Seen (BODY vs BODY.PEEK).
+TEST_F(SessionTest, FetchItems) {
+  Client c(store);
+  c.login();
+  c.send(appendCmd("a", "INBOX", kMessage));
+  c.send("b SELECT INBOX\r\n");
+  std::string out = c.send("c FETCH 1 (FLAGS RFC822.SIZE UID INTERNALDATE)\r\n");
+  EXPECT_EQ(out, "* 1 FETCH (UID 1 FLAGS () RFC822.SIZE " + std::to_string(std::string(kMessage).size()) +
+                     " INTERNALDATE \"14-Nov-2023 22:13:20 +0000\")\r\nc OK FETCH completed\r\n");
+  out = c.send("d FETCH 1 (ENVELOPE)\r\n");
+  EXPECT_TRUE(has(out, "ENVELOPE (\"Mon, 7 Feb 1994 21:52:25 -0800\" \"hello world\" ((\"Ann\" NIL \"ann\" \"example.org\"))")) << out;
+  out = c.send("e FETCH 1 BODYSTRUCTURE\r\n");
+  EXPECT_TRUE(has(out, "BODYSTRUCTURE ((\"text\" \"plain\"")) << out;
+  out = c.send("f FETCH 1 (BODY.PEEK[1] BODY.PEEK[2]<1.3> BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\n");
+  EXPECT_EQ(out,
+            "* 1 FETCH (BODY[1] \"first part\" BODY[2]<1> \"p>s\" BODY[HEADER.FIELDS (SUBJECT)] {24}\r\n"
+            "Subject: hello world\r\n\r\n)\r\nf OK FETCH completed\r\n");
+  out = c.send("g FETCH 1 FLAGS\r\n");
+  EXPECT_TRUE(has(out, "FLAGS ()"));  // PEEK did not set \Seen
+  out = c.send("h FETCH 1 BODY[1.MIME]\r\n");
+  EXPECT_EQ(out, "* 1 FETCH (BODY[1.MIME] {28}\r\nContent-Type: text/plain\r\n\r\n FLAGS (\\Seen))\r\nh OK FETCH completed\r\n");
+  out = c.send("i UID FETCH 1:* (BODY[9])\r\n");
+  EXPECT_EQ(out, "* 1 FETCH (UID 1 BODY[9] \"\")\r\ni OK UID FETCH completed\r\n");
+  EXPECT_EQ(c.send("j FETCH 2 FLAGS\r\n"), "j BAD invalid message sequence number\r\n");
+  EXPECT_EQ(c.send("k UID FETCH 5:9 FLAGS\r\n"), "k OK UID FETCH completed\r\n");
+}
+
+// RFC 3501 6.4.6 STORE, RFC 7162 3.1.3 UNCHANGEDSINCE / MODIFIED.
+TEST_F(SessionTest, StoreFlags) {
+  Client c(store);
+  c.login();
+  c.send(appendCmd("a", "INBOX", kMessage));
+  c.send(appendCmd("a", "INBOX", kMessage));
+  c.send("b SELECT INBOX\r\n");
+  EXPECT_EQ(c.send("c STORE 1:2 +FLAGS (\\Flagged $Todo)\r\n"),
+            "* 1 FETCH (FLAGS (\\Flagged $Todo))\r\n* 2 FETCH (FLAGS (\\Flagged $Todo))\r\nc OK STORE completed\r\n");
+  EXPECT_EQ(c.send("d UID STORE 2 -FLAGS.SILENT ($Todo)\r\n"), "d OK UID STORE completed\r\n");
+  EXPECT_EQ(c.send("e STORE 2 FLAGS (\\Seen)\r\n"), "* 2 FETCH (FLAGS (\\Seen))\r\ne OK STORE completed\r\n");
+  EXPECT_EQ(c.send("f STORE 1 (UNCHANGEDSINCE 1) +FLAGS (\\Deleted)\r\n"), "f OK [MODIFIED 1] conditional STORE failed for some messages\r\n");
+  EXPECT_EQ(c.send("g STORE 1 +FLAGS (\\Bogus)\r\n"), "g BAD invalid flag\r\n");
+}
+
+// RFC 3501 6.4.4 SEARCH (keys, OR/NOT, nesting, CHARSET), RFC 4731 ESEARCH.
+TEST_F(SessionTest, Search) {
+  Client c(store);
+  c.login();
+  c.send(appendCmd("a", "INBOX", kMessage, "\\Seen"));
+  c.send(appendCmd("a", "INBOX", "From: zed@example.net\r\nSubject: other\r\n\r\nnothing here\r\n"));
+  c.send("b SELECT INBOX\r\n");
+  EXPECT_EQ(c.send("c SEARCH SUBJECT hello\r\n"), "* SEARCH 1\r\nc OK SEARCH completed\r\n");
+  EXPECT_EQ(c.send("d SEARCH OR FROM zed (BODY \"first PART\")\r\n"), "* SEARCH 1 2\r\nd OK SEARCH completed\r\n");
+  EXPECT_EQ(c.send("e UID SEARCH NOT SEEN\r\n"), "* SEARCH 2\r\ne OK UID SEARCH completed\r\n");
+  EXPECT_EQ(c.send("f SEARCH CHARSET UTF-8 HEADER Message-ID m1@\r\n"), "* SEARCH 1\r\nf OK SEARCH completed\r\n");
+  EXPECT_EQ(c.send("g SEARCH CHARSET KOI8-R ALL\r\n"), "g NO [BADCHARSET (UTF-8 US-ASCII)] unsupported charset\r\n");
+  EXPECT_EQ(c.send("h SEARCH RETURN (MIN COUNT ALL) ALL\r\n"), "* ESEARCH (TAG \"h\") MIN 1 COUNT 2 ALL 1:2\r\nh OK SEARCH completed\r\n");
+  EXPECT_EQ(c.send("i SEARCH TEXT nothing 2 SENTBEFORE 1-Jan-2000\r\n"), "* SEARCH\r\ni OK SEARCH completed\r\n");
+  EXPECT_EQ(c.send("j SEARCH LARGER 100 UNDELETED\r\n"), "* SEARCH 1\r\nj OK SEARCH completed\r\n");
+  EXPECT_EQ(c.send("k SEARCH MODSEQ 3\r\n"), "* SEARCH 2 (MODSEQ 3)\r\nk OK SEARCH completed\r\n");
+}
+
+// RFC 4315 COPYUID / UID EXPUNGE, RFC 6851 MOVE, RFC 3501 6.4.3 EXPUNGE.
+TEST_F(SessionTest, CopyMoveExpunge) {
+  Client c(store);
+  c.login();
+  for (int i = 0; i < 3; ++i) c.send(appendCmd("a", "INBOX", kMessage));
+  c.send("b SELECT INBOX\r\n");
+  EXPECT_EQ(c.send("c COPY 1:2 Trash\r\n"), "c OK [COPYUID 1003 1:2 1:2] COPY completed\r\n");
+  EXPECT_EQ(c.send("d COPY 1 Nope\r\n"), "d NO [TRYCREATE] no such mailbox\r\n");
+  EXPECT_EQ(c.send("e MOVE 2 Archive\r\n"), "* OK [COPYUID 1005 2 1] moved\r\n* 2 EXPUNGE\r\ne OK MOVE completed\r\n");
+  c.send("f STORE 1:2 +FLAGS.SILENT (\\Deleted)\r\n");
+  EXPECT_EQ(c.send("g UID EXPUNGE 3\r\n"), "* 2 EXPUNGE\r\ng OK UID EXPUNGE completed\r\n");
+  EXPECT_EQ(c.send("h EXPUNGE\r\n"), "* 1 EXPUNGE\r\nh OK EXPUNGE completed\r\n");
+  EXPECT_EQ(c.send("i COPY 1 Trash\r\n"), "i BAD invalid message sequence number\r\n");
+}
+
+// RFC 3501 7.4.1 / 5.5: another session's changes reach us only where allowed;
+// never an EXPUNGE during FETCH/STORE/SEARCH by sequence number. RFC 2177 IDLE.
+TEST_F(SessionTest, ConcurrentSessionsSeeUpdates) {
+  Client a(store), b(store);
+  a.login();
+  b.login();
+  a.send(appendCmd("x", "INBOX", kMessage));
+  a.send(appendCmd("x", "INBOX", kMessage));
+  a.send("s SELECT INBOX\r\n");
+  b.send("s SELECT INBOX\r\n");
+  b.send(appendCmd("t", "INBOX", kMessage));
+  EXPECT_EQ(a.send("n NOOP\r\n"), "* 3 EXISTS\r\nn OK NOOP completed\r\n");
+  b.send("u STORE 1 +FLAGS (\\Deleted)\r\n");
+  b.send("v EXPUNGE\r\n");
+  b.send("w STORE 2 +FLAGS (\\Flagged)\r\n");
+  // FETCH by sequence number: FETCH FLAGS may come, EXPUNGE must wait.
+  std::string out = a.send("f FETCH 2 UID\r\n");
+  EXPECT_EQ(out, "* 2 FETCH (UID 2)\r\n* 1 FETCH (FLAGS (\\Deleted))\r\n* 3 FETCH (FLAGS (\\Flagged))\r\nf OK FETCH completed\r\n");
+  EXPECT_EQ(a.send("g NOOP\r\n"), "* 1 EXPUNGE\r\ng OK NOOP completed\r\n");
+  // IDLE: the update goes out as soon as it happens.
+  EXPECT_EQ(a.send("i IDLE\r\n"), "+ idling\r\n");
+  b.send(appendCmd("t", "INBOX", kMessage));
+  EXPECT_EQ(a.session.takeOutput(), "* 3 EXISTS\r\n");
+  EXPECT_EQ(a.send("DONE\r\n"), "i OK IDLE terminated\r\n");
+}
+
+// RFC 7162 3.2.5 SELECT (QRESYNC ...), 3.2.10 VANISHED, RFC 5161 ENABLE.
+TEST_F(SessionTest, CondstoreQresync) {
+  Client c(store);
+  c.login();
+  for (int i = 0; i < 3; ++i) c.send(appendCmd("a", "INBOX", kMessage));
+  EXPECT_EQ(c.send("e ENABLE QRESYNC\r\n"), "* ENABLED CONDSTORE QRESYNC\r\ne OK ENABLE completed\r\n");
+  c.send("s SELECT INBOX\r\n");
+  c.send("t STORE 1 +FLAGS.SILENT (\\Deleted)\r\n");
+  EXPECT_EQ(c.send("x EXPUNGE\r\n"), "* VANISHED 1\r\nx OK EXPUNGE completed\r\n");
+  c.send("u UID STORE 3 +FLAGS.SILENT (\\Seen)\r\n");
+  std::string out = c.send("q SELECT INBOX (QRESYNC (1000 3 1:3))\r\n");
+  EXPECT_TRUE(has(out, "* OK [CLOSED]")) << out;
+  EXPECT_TRUE(has(out, "* VANISHED (EARLIER) 1\r\n")) << out;
+  EXPECT_TRUE(has(out, "* 2 FETCH (UID 3 FLAGS (\\Seen) MODSEQ (7))\r\n")) << out;
+  out = c.send("f UID FETCH 1:* FLAGS (CHANGEDSINCE 5 VANISHED)\r\n");
+  EXPECT_EQ(out, "* VANISHED (EARLIER) 1\r\n* 2 FETCH (UID 3 FLAGS (\\Seen) MODSEQ (7))\r\nf OK UID FETCH completed\r\n");
+}
+
+// RFC 3501 7.1.5 / 6.1.3 LOGOUT, 2971 ID, 2342 NAMESPACE, BAD for syntax errors.
+TEST_F(SessionTest, MiscAndErrors) {
+  Client c(store);
+  EXPECT_EQ(c.send("a ID NIL\r\n"), "* ID (\"name\" \"mailbridge\")\r\na OK ID completed\r\n");
+  c.login();
+  EXPECT_EQ(c.send("b NAMESPACE\r\n"), "* NAMESPACE ((\"\" \"/\")) NIL NIL\r\nb OK NAMESPACE completed\r\n");
+  EXPECT_EQ(c.send("c FROB\r\n").substr(0, 6), "c BAD ");
+  EXPECT_EQ(c.send("d LOGIN a b\r\n"), "d BAD LOGIN is only valid before login\r\n");
+  EXPECT_EQ(c.send("e LOGOUT\r\n"), "* BYE logging out\r\ne OK LOGOUT completed\r\n");
+  EXPECT_TRUE(c.session.closed());
+}
+
+// A whole session fed one byte (and 7 bytes) at a time answers the same.
+TEST_F(SessionTest, SplitAtEveryByte) {
+  std::string script = "a CAPABILITY\r\nb LOGIN alice secret\r\n" + appendCmd("c", "INBOX", kMessage, "\\Seen") +
+                       "d APPEND INBOX {5}\r\nSub\r\n\r\n" + "e SELECT INBOX\r\nf FETCH 1:* (FLAGS BODY.PEEK[] BODYSTRUCTURE)\r\n"
+                       "g SEARCH TEXT first\r\nh STORE 1 +FLAGS (\\Answered)\r\ni IDLE\r\nDONE\r\nj LOGOUT\r\n";
+  std::string whole, bytewise, chunked;
+  {
+    MemoryMailStore s1;
+    s1.addUser("alice", "secret", 1);
+    Client c(s1);
+    whole = c.send(script);
+  }
+  {
+    MemoryMailStore s2;
+    s2.addUser("alice", "secret", 1);
+    Client c(s2);
+    bytewise = c.send(script, 1);
+  }
+  {
+    MemoryMailStore s3;
+    s3.addUser("alice", "secret", 1);
+    Client c(s3);
+    chunked = c.send(script, 7);
+  }
+  EXPECT_TRUE(has(whole, "j OK LOGOUT completed")) << whole;
+  EXPECT_EQ(whole, bytewise);
+  EXPECT_EQ(whole, chunked);
+}
+
+// A FETCH larger than the output high-water mark pauses and resumes (bounded memory).
+TEST_F(SessionTest, FetchStreamsInSlices) {
+  SessionOptions o;
+  o.outputHighWater = 512;
+  Client c(store, o);
+  c.login();
+  for (int i = 0; i < 20; ++i) c.send(appendCmd("a", "INBOX", kMessage));
+  c.send("s SELECT INBOX\r\n");
+  c.session.feed("f FETCH 1:* BODY.PEEK[]\r\n");
+  EXPECT_TRUE(c.session.wantsResume());
+  EXPECT_LT(c.session.outputSize(), 512u + 2 * std::string(kMessage).size());
+  std::string all = c.session.takeOutput();
+  while (c.session.wantsResume()) {
+    c.session.resume();
+    all += c.session.takeOutput();
+  }
+  EXPECT_TRUE(has(all, "* 20 FETCH")) << all.size();
+  EXPECT_TRUE(has(all, "f OK FETCH completed"));
+}
+
+}  // namespace
+}  // namespace mb::imap
