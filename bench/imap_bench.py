@@ -40,6 +40,8 @@ import servers  # noqa: E402
 
 NEEDLE = "needle-4f2c"   # X-Bench-Tag value carried by ~1% of the messages
 USER = "bench"
+ROW_LOAD = "load INBOX, %(k)d msgs"
+ROW_APPEND = "APPEND first %(k)d msgs, 1 conn"
 
 
 # ------------------------------------------------------------------ corpus
@@ -363,11 +365,12 @@ def imap_date(t):
     return time.strftime("%d-%b-%Y %H:%M:%S +0000", time.gmtime(t)).encode()
 
 
-def append_all(port, user, password, messages, mailbox=b"INBOX", window=256):
+def append_all(port, user, password, messages, mailbox=b"INBOX", window=256, mark=0):
     """APPENDs messages in order on one connection, pipelined: LITERAL+ when
     advertised (no round trip per message), else synchronizing literals (one
     continuation round trip each, the next command sent without waiting for the
-    previous completion). Returns (count, bytes, seconds, mode, first error)."""
+    previous completion). Returns (count, bytes, seconds, mode, first error,
+    seconds until the mark-th completion or None)."""
     c = RawImap(port)
     c.login(user, password)
     caps = c.run(b"CAPABILITY", keep=True)[5].upper()
@@ -375,7 +378,7 @@ def append_all(port, user, password, messages, mailbox=b"INBOX", window=256):
     sock = c.sock
     inflight = threading.Semaphore(window)
     cont = threading.Event()
-    state = {"done": 0, "error": None, "errors": 0, "eof": False}
+    state = {"done": 0, "error": None, "errors": 0, "eof": False, "mark": None}
     sent_tags = []
     total = [0, 0]
 
@@ -406,6 +409,8 @@ def append_all(port, user, password, messages, mailbox=b"INBOX", window=256):
                         if not state["error"]:
                             state["error"] = line.decode("utf-8", "replace")[:300]
                     state["done"] += 1
+                    if state["done"] == mark:
+                        state["mark"] = time.perf_counter() - t0
                     inflight.release()
                     pending += 1
                     if tag == b"alast":
@@ -443,7 +448,8 @@ def append_all(port, user, password, messages, mailbox=b"INBOX", window=256):
         state["error"] = state["error"] or "writer: %s" % e
     secs = time.perf_counter() - t0
     c.sock.close()
-    return n - state["errors"], total[1], secs, "LITERAL+" if plus else "sync literals", state["error"]
+    return (n - state["errors"], total[1], secs, "LITERAL+" if plus else "sync literals", state["error"],
+            state["mark"])
 
 
 # ------------------------------------------------------------------ servers
@@ -639,8 +645,9 @@ def main():
                     help="daemon binary (default: $MAILBRIDGED, else ../build/mailbridged)")
     ap.add_argument("--dovecot-only", action="store_true", help="skip mailbridged")
     ap.add_argument("--no-dovecot", action="store_true", help="skip Dovecot")
-    ap.add_argument("--dovecot-append", type=int, default=5000, metavar="K",
-                    help="also time Dovecot APPENDing the first K messages (another mailbox; 0: skip)")
+    ap.add_argument("--append-sample", type=int, default=5000, metavar="K",
+                    help="compare APPEND of the first K messages: Dovecot into another mailbox, "
+                         "ours from the INBOX load (0: skip)")
     ap.add_argument("--keep", action="store_true", help="leave the servers' dirs behind")
     ap.add_argument("--dump-envelope", metavar="DIR",
                     help="write each server's FETCH ENVELOPE BODYSTRUCTURE answer to DIR")
@@ -665,7 +672,9 @@ def main():
     targets = []
     dc = daemon = None
     mb_tmp = None
-    loads = []
+    loads = []   # (row, target, messages, bytes, seconds, how)
+    k_append = min(args.count, args.append_sample)
+    k_bytes = sum(len(corpus.message(i)[0]) for i in range(k_append))
     try:
         if not args.dovecot_only:
             mb_tmp = tempfile.mkdtemp(prefix="mb-bench-", dir=root)
@@ -674,10 +683,12 @@ def main():
                 mb = Target("mailbridge", port_of(daemon.listeners["imap"]), user, pw,
                             lambda: (vm(daemon.proc.pid, "VmHWM"), vm(daemon.proc.pid, "VmRSS")))
                 log("mailbridge: APPEND %d messages to INBOX..." % args.count)
-                n, nb, secs, mode, err = append_all(mb.port, user, pw, corpus)
+                n, nb, secs, mode, err, at_mark = append_all(mb.port, user, pw, corpus, mark=k_append)
                 log("mailbridge: APPENDed %d messages, %.1f MB in %.1f s (%s, one connection)%s"
                     % (n, nb / 1e6, secs, mode, "; first error: " + err if err else ""))
-                loads.append(("mailbridge", "IMAP APPEND, %s, 1 connection" % mode, n, nb, secs, err))
+                loads.append((ROW_LOAD, "mailbridge", n, nb, secs, "APPEND, " + mode))
+                if at_mark:
+                    loads.append((ROW_APPEND, "mailbridge", k_append, k_bytes, at_mark, "to INBOX, " + mode))
                 if err and n < args.count:
                     mb.error = "load: " + err
                 log("mailbridge RSS after load: VmHWM %s VmRSS %s" % tuple(fmt_kib(k) for k in mb.rss()))
@@ -686,14 +697,14 @@ def main():
                 log("mailbridge: FAILED: %s" % e)
                 if daemon is not None:
                     log("daemon log tail:\n" + daemon.log()[-3000:])
-                loads.append(("mailbridge", "-", 0, 0, 0, str(e)))
+                loads.append((ROW_LOAD, "mailbridge", 0, 0, 0, "FAILED"))
                 mbfail = Target("mailbridge", 0, "", "", lambda: (None, None))
                 mbfail.error = str(e)
                 targets.append(mbfail)
         if not args.no_dovecot:
             dc, info = start_dovecot(corpus, root, log)
-            loads.append(("dovecot", "maildir files + doveadm force-resync", info["count"], info["bytes"],
-                          info["write"] + info["index"], None))
+            loads.append((ROW_LOAD, "dovecot", info["count"], info["bytes"], info["write"] + info["index"],
+                          "maildir files + force-resync"))
 
             def dc_rss():
                 pids = dovecot_imap_pids(dc)
@@ -701,18 +712,18 @@ def main():
                 rss = [vm(p, "VmRSS") or 0 for p in pids]
                 return (max(hwm) if hwm else None), (max(rss) if rss else None)
             targets.append(Target("dovecot", dc.imap_port, USER, "benchpw", dc_rss))
-            k = min(args.count, args.dovecot_append)
-            if k:
+            if k_append:
                 c = RawImap(dc.imap_port)
                 c.login(USER, "benchpw")
                 c.run(b"CREATE Appended")
                 c.close()
-                n, nb, secs, mode, err = append_all(dc.imap_port, USER, "benchpw",
-                                                    (corpus.message(i) for i in range(k)), mailbox=b"Appended")
+                n, nb, secs, mode, err, _ = append_all(dc.imap_port, USER, "benchpw",
+                                                       (corpus.message(i) for i in range(k_append)),
+                                                       mailbox=b"Appended")
                 log("dovecot: APPENDed %d messages, %.1f MB in %.1f s (%s, one connection)%s"
                     % (n, nb / 1e6, secs, mode, "; first error: " + err if err else ""))
-                loads.append(("dovecot", "IMAP APPEND of the first %d, %s, 1 connection, to another mailbox"
-                              % (k, mode), n, nb, secs, err))
+                if not err:
+                    loads.append((ROW_APPEND, "dovecot", n, nb, secs, "to a new mailbox, " + mode))
 
         ops, uids = make_ops(corpus)
         expected_body = sum(len(corpus.message(u - 1)[0]) for u in uids)
@@ -777,7 +788,8 @@ def main():
                 log("mailbridge state kept in " + mb_tmp)
             else:
                 daemon.cleanup()
-                shutil.rmtree(mb_tmp, ignore_errors=True)
+        if mb_tmp and not args.keep:
+            shutil.rmtree(mb_tmp, ignore_errors=True)
         if dc is not None:
             if args.keep:
                 dc.stop()
@@ -819,14 +831,27 @@ def report(args, corpus, ops, targets, results, info, rss, loads, expected_body,
         rows.append(["peak RSS (VmHWM)", fmt_kib(ha), fmt_kib(hb), "%.2f" % (hb / ha) if ha and hb else "-"])
     else:
         rows.append(["peak RSS (VmHWM)"] + [fmt_kib(rss[n][0]) for n in names])
-    for who, how, n, nb, secs, err in loads:
-        if who not in names:
-            continue
-        cells = ["-"] * len(names)
-        cells[names.index(who)] = ("%.1f s, %.0f msg/s, %.0f MB/s (%s)" % (secs, n / secs, nb / secs / 1e6, how)
-                                   if secs else "FAILED")
-        rows.append(["load %d messages (informational)" % n if n else "load (informational)"] + cells
-                    + ([""] if len(names) == 2 else []))
+    notes = []
+    for label in (ROW_LOAD, ROW_APPEND):
+        cells, secs_of = [], {}
+        for n in names:
+            got = [x for x in loads if x[0] == label and x[1] == n]
+            if not got:
+                cells.append("-")
+                continue
+            _, _, count, nb, secs, how = got[0]
+            if not secs:
+                cells.append("FAILED")
+                continue
+            secs_of[n] = secs / count
+            cells.append("%.1f s, %.0f msg/s, %.0f MB/s" % (secs, count / secs, nb / secs / 1e6))
+            notes.append("  %s, %s: %d messages, %.1f MB, %s" % (label % {"k": count}, n, count, nb / 1e6, how))
+        k = next((x[2] for x in loads if x[0] == label and x[2]), 0)
+        row = [(label % {"k": k}) + " (info)"] + cells
+        if len(names) == 2:
+            a, b = secs_of.get(names[0]), secs_of.get(names[1])
+            row.append("%.2f" % (b / a) if a and b else "-")
+        rows.append(row)
     widths = [max(len(r[i]) for r in rows + [hdr]) for i in range(len(hdr))]
     line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"
     print(line(hdr))
@@ -839,6 +864,8 @@ def report(args, corpus, ops, targets, results, info, rss, loads, expected_body,
             if (name, tg.name) in info:
                 nb, nlit, litb = info[(name, tg.name)]
                 print("  %-40s %-10s response %d bytes, %d literals (%d bytes)" % (name, tg.name, nb, nlit, litb))
+    for x in notes:
+        print(x)
     print("  expected: %d SEARCH hits, %d body bytes in the spread fetch" % (needles, expected_body))
     for tg in targets:
         if tg.error:
