@@ -8,6 +8,7 @@
 #include "api/rest_server.h"
 #include "daemon/config/paths.h"
 #include "daemon/daemon.h"
+#include "daemon/imap/imap_server.h"
 #include "daemon/smtp/outbox_relay.h"
 #include "daemon/smtp/smtp_server.h"
 #include "mailbridge_version.h"
@@ -102,6 +103,15 @@ int main(int argc, char** argv) {
   }
   relay.start();
 
+  // Local IMAP (destroyed before the Daemon and its loop).
+  mb::imap::ImapServer imap(mb::imap::ImapServerDeps{
+      d.loop(), &d.config(), &d.store(), &d.authenticator(), d.certPath().string(), d.keyPath().string(),
+      [&d](mb::ListenerStatus l) { return d.addListener(std::move(l)); }});
+  if (auto s = imap.start(); !s) {
+    std::fprintf(stderr, "mailbridged: %s\n", s.error().message.c_str());
+    return kExitFailure;
+  }
+
   mb::ApiCommands commands{[&d] { return d.reload(); }, [&d](int64_t id) { return d.issueLocalPassword(id); }};
   commands.outboxList = [&relay] { return relay.listJson(); };
   commands.outboxRetry = [&relay](int64_t id) { return relay.retry(id); };
@@ -117,9 +127,10 @@ int main(int argc, char** argv) {
     api.stop();
     return kExitFailure;
   }
-  return d.run([&api, &smtp, &relay] {
+  return d.run([&api, &smtp, &relay, &imap] {
     api.stop();
     smtp.shutdown();
+    imap.shutdown();
     relay.shutdown();
   });
 }

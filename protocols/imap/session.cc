@@ -406,6 +406,8 @@ void Session::loginDone(Result<int64_t> account) {
       state_ = State::Authenticated;
       tagged(loginTag_, "OK", "CAPABILITY " + capabilities(), "logged in");
     }
+  } else if (account.error().kind == ErrorKind::User) {
+    tagged(loginTag_, "NO", account.error().respCode, account.error().message);
   } else if (account.error().kind == ErrorKind::Auth) {
     tagged(loginTag_, "NO", "AUTHENTICATIONFAILED", "authentication failed");
   } else {

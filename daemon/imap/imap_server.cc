@@ -1,0 +1,269 @@
+// ImapServer listeners and ImapConnection: socket + TLS + Session + login,
+// timers and change notifications (see imap_server.h).
+#include "daemon/imap/imap_server.h"
+
+#include <algorithm>
+
+#include "daemon/auth/authenticator.h"
+#include "daemon/log/log.h"
+#include "daemon/tls/tls_engine.h"
+
+namespace mb::imap {
+namespace {
+
+// Stop reading while this much output waits for the socket; FETCH resumes
+// below it. Together with the session's high-water mark this bounds what one
+// client can make us buffer.
+constexpr size_t kMaxQueued = 1 << 20;
+
+std::string hostOf(const std::string& peer) {
+  if (!peer.empty() && peer[0] == '[') {
+    auto close = peer.find(']');
+    return close == std::string::npos ? peer : peer.substr(1, close - 1);
+  }
+  auto colon = peer.rfind(':');
+  return colon == std::string::npos ? peer : peer.substr(0, colon);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- connection
+
+ImapConnection::ImapConnection(ImapServer& server, std::unique_ptr<TcpStream> stream, bool implicitTls)
+    : server_(server),
+      stream_(std::move(stream)),
+      backend_(*server.deps_.store),
+      session_(backend_, server.sessionOptions(implicitTls)) {
+  peerHost_ = hostOf(stream_->peerAddress());
+}
+
+ImapConnection::~ImapConnection() {
+  if (subscription_) server_.deps_.store->changes().unsubscribe(subscription_);
+  if (timer_) {
+    timer_->data = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  }
+}
+
+void ImapConnection::start() {
+  logDebug("imap.connected").kv("peer", stream_->peerAddress()).kv("tls", stream_->isTls());
+  subscription_ = server_.deps_.store->changes().subscribe([this](const store::StoreChange& c) { onChange(c); });
+  timer_ = new uv_timer_t;
+  uv_timer_init(server_.deps_.loop, timer_);
+  timer_->data = this;
+  armTimer();
+  stream_->start(TcpStreamCallbacks{
+      [this](std::string_view bytes) { onData(bytes); },
+      [this](const CloseReason& why) {
+        if (!why.clean()) logDebug("imap.connection_lost").kv("peer", peerHost_).kv("reason", why.message);
+        finished();
+      },
+      [this] {
+        if (handshaking_) {
+          handshaking_ = false;
+          session_.tlsStarted();
+          pump();
+        }
+      },
+      [this] { pump(); }});
+  session_.start();
+  pump();
+}
+
+void ImapConnection::armTimer() {
+  // RFC 3501 5.4: at least 30 minutes of inactivity before autologout; an
+  // IDLE client is inactive too but keeps the timer (it re-issues IDLE).
+  uint64_t ms = static_cast<uint64_t>(server_.deps_.config->imapLimits.idleTimeoutSeconds) * 1000;
+  uv_timer_start(
+      timer_,
+      [](uv_timer_t* t) {
+        auto* self = static_cast<ImapConnection*>(t->data);
+        if (!self) return;
+        logDebug("imap.autologout").kv("peer", self->peerHost_);
+        self->session_.autologout();
+        self->pump();
+      },
+      ms, 0);
+}
+
+void ImapConnection::close(std::string_view why) {
+  if (closing_) return;
+  session_.shutdown(why);
+  pump();
+}
+
+void ImapConnection::onData(std::string_view bytes) {
+  if (closing_) return;
+  armTimer();
+  session_.feed(bytes);
+  pump();
+}
+
+void ImapConnection::onChange(const store::StoreChange& change) {
+  if (closing_ || change.accountId != session_.accountId() || session_.accountId() == 0) return;
+  auto ev = StoreBackend::toEvent(change);
+  if (!ev) return;
+  session_.onEvent(*ev, change.origin == &backend_);
+  // Only an idling session writes now (IDLE reports at once); otherwise the
+  // updates wait for the next command. Never re-enter pump() from here: the
+  // change may come from inside this very session's command.
+  if (session_.idling() && !pumping_) flush();
+}
+
+void ImapConnection::flush() {
+  if (!session_.hasOutput()) return;
+  (void)stream_->write(session_.takeOutput());
+}
+
+void ImapConnection::pump() {
+  if (pumping_) return;
+  pumping_ = true;
+  while (!closing_) {
+    flush();
+    if (session_.closed()) {
+      closing_ = true;
+      stream_->close();
+      break;
+    }
+    if (auto& login = session_.pendingLogin(); login && !authTicket_) {
+      auth::Authenticator& a = *server_.deps_.authenticator;
+      authTicket_ = a.authenticate(login->user, Secret(login->password), peerHost_, [this](Result<int64_t> account) {
+        authTicket_.reset();
+        if (account) {
+          size_t max = server_.deps_.config->imapLimits.maxConnectionsPerAccount;
+          if (server_.connectionsOf(*account) >= max) {
+            logInfo("imap.too_many_connections").kv("peer", peerHost_).kv("account_id", *account);
+            account = fail(ErrorKind::User, "too many connections for this account", "LIMIT");
+          }
+        } else {
+          logInfo("imap.login_failed").kv("peer", peerHost_).kv("error", account.error().message);
+        }
+        session_.loginDone(std::move(account));
+        pump();
+      });
+      break;
+    }
+    if (session_.startTlsRequested() && !handshaking_) {
+      auto engine = server_.tls_ ? tls::TlsEngine::server(*server_.tls_) : fail(ErrorKind::Internal, "no TLS");
+      if (!engine || !stream_->startTls(std::move(*engine))) {
+        closing_ = true;
+        stream_->close();
+        break;
+      }
+      handshaking_ = true;
+      break;
+    }
+    if (session_.wantsResume()) {
+      if (stream_->queuedBytes() > kMaxQueued) break;  // onDrain calls pump()
+      session_.resume();
+      continue;
+    }
+    break;
+  }
+  pumping_ = false;
+  if (closing_) return;
+  // Back-pressure: stop reading while the session waits for us or output
+  // piles up. The TLS handshake keeps reading: its bytes go to the engine.
+  bool stop = (session_.busy() && !handshaking_) || stream_->queuedBytes() > kMaxQueued;
+  if (stop && !paused_) {
+    paused_ = true;
+    stream_->pauseReading();
+  } else if (!stop && paused_) {
+    paused_ = false;
+    stream_->resumeReading();
+  }
+}
+
+void ImapConnection::finished() {
+  authTicket_.reset();
+  server_.remove(this);  // destroys *this: nothing may follow
+}
+
+// ---------------------------------------------------------------- server
+
+ImapServer::ImapServer(ImapServerDeps deps) : deps_(std::move(deps)) {}
+
+ImapServer::~ImapServer() {
+  listeners_.clear();
+  connections_.clear();
+}
+
+SessionOptions ImapServer::sessionOptions(bool implicitTls) const {
+  SessionOptions o;
+  const Config& cfg = *deps_.config;
+  o.tlsActive = implicitTls;
+  o.startTlsAvailable = !implicitTls && tls_.has_value();
+  o.requireTls = cfg.imap.requireTls;
+  o.limits.maxLineLength = cfg.imapLimits.maxLineLength;
+  o.limits.maxLiteralSize = cfg.imapLimits.maxLiteralSize;
+  o.limits.maxCommandLiterals = std::max<uint64_t>(o.limits.maxCommandLiterals, cfg.imapLimits.maxLiteralSize);
+  o.appendLimit = cfg.imapLimits.maxLiteralSize;
+  return o;
+}
+
+size_t ImapServer::connectionsOf(int64_t accountId) const {
+  size_t n = 0;
+  for (const auto& [p, c] : connections_) n += c->accountId() == accountId;
+  return n;
+}
+
+Status ImapServer::start() {
+  const Config& cfg = *deps_.config;
+  std::string cert = cfg.tls.cert.empty() ? deps_.certPath : cfg.tls.cert;
+  std::string key = cfg.tls.cert.empty() ? deps_.keyPath : cfg.tls.key;
+  auto ctx = tls::ServerTlsContext::fromPemFiles(cert, key);
+  if (!ctx) return std::unexpected(ctx.error());
+  tls_ = std::move(*ctx);
+
+  int plainCount = 0, tlsCount = 0;
+  auto bindAll = [&](const std::vector<ListenAddress>& addrs, bool implicitTls) -> Status {
+    for (const auto& a : addrs) {
+      auto l = TcpListener::listen(deps_.loop, a.host, a.port, [this, implicitTls](std::unique_ptr<TcpStream> s) {
+        accept(std::move(s), implicitTls);
+      });
+      if (!l) {
+        bool optional = std::find(cfg.imap.optional.begin(), cfg.imap.optional.end(), a) != cfg.imap.optional.end();
+        if (optional) {
+          logWarn("imap.listen_skipped").kv("addr", a.toString()).kv("error", l.error().message);
+          continue;
+        }
+        // The listener's message already names the address.
+        return fail(ErrorKind::Io, "imap listener " + l.error().message);
+      }
+      std::string name = implicitTls ? "imaps" : "imap";
+      int& count = implicitTls ? tlsCount : plainCount;
+      if (count++ > 0) name += "-" + std::to_string(count);
+      ListenerStatus st{name, (*l)->address(), implicitTls};
+      listeners_.push_back(std::move(*l));
+      if (deps_.addListener) {
+        if (auto s = deps_.addListener(st); !s) return s;
+      }
+    }
+    return {};
+  };
+  if (auto s = bindAll(cfg.imap.listen, false); !s) return s;
+  if (auto s = bindAll(cfg.imap.tlsListen, true); !s) return s;
+  return {};
+}
+
+void ImapServer::shutdown() {
+  listeners_.clear();
+  std::vector<ImapConnection*> open;
+  for (auto& [p, c] : connections_) open.push_back(p);
+  for (auto* c : open) c->close("server shutting down");
+}
+
+void ImapServer::accept(std::unique_ptr<TcpStream> stream, bool implicitTls) {
+  if (implicitTls) {
+    auto engine = tls::TlsEngine::server(*tls_);
+    if (!engine || !stream->startTls(std::move(*engine))) return;  // dropping the stream closes it
+  }
+  auto conn = std::make_unique<ImapConnection>(*this, std::move(stream), implicitTls);
+  ImapConnection* raw = conn.get();
+  connections_.emplace(raw, std::move(conn));
+  raw->start();
+}
+
+void ImapServer::remove(ImapConnection* connection) { connections_.erase(connection); }
+
+}  // namespace mb::imap

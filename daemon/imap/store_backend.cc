@@ -1,0 +1,195 @@
+// StoreBackend: the Backend calls mapped onto mailbox_ops / message_ops.
+#include "daemon/imap/store_backend.h"
+
+#include <nlohmann/json.hpp>
+
+#include "daemon/store/mailbox_ops.h"
+#include "daemon/store/message_ops.h"
+
+namespace mb::imap {
+namespace {
+
+MessageInfo fromChanged(const store::ChangedMessage& m) {
+  MessageInfo i;
+  i.uid = m.uid;
+  i.flags = m.flags;
+  i.keywords = m.keywords;
+  i.modseq = m.modseq;
+  return i;
+}
+
+}  // namespace
+
+std::optional<MailboxEvent> StoreBackend::toEvent(const store::StoreChange& c) {
+  MailboxEvent ev;
+  ev.mailboxId = c.mailboxId;
+  ev.modseq = c.modseq;
+  using K = store::StoreChange::Kind;
+  switch (c.kind) {
+    case K::MessagesAdded:
+      ev.kind = MailboxEvent::Kind::Added;
+      for (const auto& m : c.messages) ev.messages.push_back(fromChanged(m));
+      return ev;
+    case K::FlagsChanged:
+      ev.kind = MailboxEvent::Kind::Flags;
+      for (const auto& m : c.messages) ev.messages.push_back(fromChanged(m));
+      return ev;
+    case K::MessagesExpunged:
+      ev.kind = MailboxEvent::Kind::Expunged;
+      ev.uids = c.uids;
+      return ev;
+    case K::MailboxDeleted:
+      ev.kind = MailboxEvent::Kind::Gone;
+      return ev;
+    default:
+      return std::nullopt;
+  }
+}
+
+Result<store::Mailbox> StoreBackend::find(std::string_view name) {
+  auto m = store_.findMailbox(account_, name);
+  if (!m) return std::unexpected(m.error());
+  if (!*m) return fail(ErrorKind::NotFound, "no such mailbox");
+  return std::move(**m);
+}
+
+Status StoreBackend::openAccount(int64_t accountId) {
+  account_ = accountId;
+  return store::ensureDefaultMailboxes(store_, accountId);
+}
+
+Result<std::vector<MailboxInfo>> StoreBackend::listMailboxes() {
+  auto boxes = store_.listMailboxes(account_);
+  if (!boxes) return std::unexpected(boxes.error());
+  std::vector<MailboxInfo> out;
+  for (auto& b : *boxes) out.push_back({b.id, b.name, b.specialUse, b.subscribed});
+  return out;
+}
+
+Status StoreBackend::createMailbox(std::string_view name, std::string_view specialUse) {
+  auto r = store::createMailboxLocal(store_, account_, name, specialUse, this);
+  if (!r) return std::unexpected(r.error());
+  return {};
+}
+
+Status StoreBackend::deleteMailbox(std::string_view name) { return store::deleteMailboxLocal(store_, account_, name, this); }
+
+Status StoreBackend::renameMailbox(std::string_view from, std::string_view to) {
+  return store::renameMailboxLocal(store_, account_, from, to, '/', this);
+}
+
+Status StoreBackend::setSubscribed(std::string_view name, bool subscribed) {
+  return store::setSubscribed(store_, account_, name, subscribed, this);
+}
+
+Result<MailboxCountsInfo> StoreBackend::mailboxCounts(std::string_view name) {
+  auto box = find(name);
+  if (!box) return std::unexpected(box.error());
+  auto c = store::mailboxCounts(store_, box->id);
+  if (!c) return std::unexpected(c.error());
+  MailboxCountsInfo out;
+  out.messages = c->messages;
+  out.unseen = c->unseen;
+  out.deleted = c->deleted;
+  out.size = c->size;
+  out.uidNext = box->uidNext;
+  out.uidValidity = box->uidValidity;
+  out.highestModseq = box->highestModseq;
+  return out;
+}
+
+Result<SelectInfo> StoreBackend::selectMailbox(std::string_view name) {
+  auto box = find(name);
+  if (!box) return std::unexpected(box.error());
+  SelectInfo s;
+  s.id = box->id;
+  s.uidValidity = box->uidValidity;
+  s.uidNext = box->uidNext;
+  s.highestModseq = box->highestModseq;
+  auto uids = store::listUids(store_, box->id);
+  if (!uids) return std::unexpected(uids.error());
+  s.uids = std::move(*uids);
+  auto unseen = store::firstUnseenUid(store_, box->id);
+  if (!unseen) return std::unexpected(unseen.error());
+  s.firstUnseenUid = *unseen;
+  auto keywords = store::keywordsInUse(store_, box->id);
+  if (!keywords) return std::unexpected(keywords.error());
+  s.keywords = std::move(*keywords);
+  return s;
+}
+
+Result<AppendInfo> StoreBackend::append(std::string_view name, std::string_view bytes, uint32_t flags,
+                                        const std::vector<std::string>& keywords, int64_t internalDate) {
+  auto box = find(name);
+  if (!box) return std::unexpected(box.error());
+  store::NewMessage m;
+  m.bytes = bytes;
+  m.flags = flags;
+  m.keywords = keywords;
+  m.internalDate = internalDate ? internalDate : store_.now();
+  m.origin = this;
+  // The journal row names the mailbox; the message itself is the blob.
+  m.journal = store::JournalEntry{"append", nlohmann::json{{"mailbox", box->name}, {"flags", flags}, {"keywords", keywords}}.dump()};
+  auto r = store_.appendMessage(box->id, m);
+  if (!r) return std::unexpected(r.error());
+  return AppendInfo{box->uidValidity, r->uid};
+}
+
+Result<std::vector<MessageInfo>> StoreBackend::messages(int64_t mailboxId, std::span<const uint32_t> uids) {
+  auto metas = store::messageMeta(store_, mailboxId, uids);
+  if (!metas) return std::unexpected(metas.error());
+  std::vector<MessageInfo> out;
+  out.reserve(metas->size());
+  for (auto& m : *metas) out.push_back({m.uid, m.flags, std::move(m.keywords), m.internalDate, m.size, m.modseq});
+  return out;
+}
+
+Result<std::string> StoreBackend::messageBytes(int64_t mailboxId, uint32_t uid) {
+  return store::messageBytes(store_, mailboxId, uid);
+}
+
+Result<std::string> StoreBackend::messageAnalysis(int64_t mailboxId, uint32_t uid) {
+  return store::messageAnalysis(store_, mailboxId, uid);
+}
+
+Result<HeaderFields> StoreBackend::headerFields(int64_t mailboxId, uint32_t uid) {
+  auto h = store::headerColumns(store_, mailboxId, uid);
+  if (!h) return std::unexpected(h.error());
+  return HeaderFields{h->messageId, h->subject, h->from, h->to, h->cc, h->bcc, h->sentAt};
+}
+
+Result<FlagsOutcome> StoreBackend::storeFlags(int64_t mailboxId, std::span<const uint32_t> uids, FlagOp op,
+                                              uint32_t flags, const std::vector<std::string>& keywords,
+                                              std::optional<uint64_t> unchangedSince) {
+  store::FlagUpdate up;
+  up.mode = op == FlagOp::Add ? store::FlagMode::Add : op == FlagOp::Remove ? store::FlagMode::Remove : store::FlagMode::Replace;
+  up.flags = flags;
+  up.keywords = keywords;
+  up.unchangedSince = unchangedSince;
+  up.origin = this;
+  auto r = store::updateFlags(store_, mailboxId, uids, up);
+  if (!r) return std::unexpected(r.error());
+  FlagsOutcome out;
+  for (const auto& m : r->current) out.current.push_back(fromChanged(m));
+  out.failed = std::move(r->failed);
+  return out;
+}
+
+Result<CopyInfo> StoreBackend::copy(int64_t mailboxId, std::span<const uint32_t> uids, std::string_view destination,
+                                    bool move) {
+  auto dest = find(destination);
+  if (!dest) return std::unexpected(dest.error());
+  auto r = store::copyMessages(store_, mailboxId, uids, dest->id, move, this);
+  if (!r) return std::unexpected(r.error());
+  return CopyInfo{r->uidValidity, std::move(r->sourceUids), std::move(r->destUids)};
+}
+
+Result<std::vector<uint32_t>> StoreBackend::expunge(int64_t mailboxId, std::optional<std::span<const uint32_t>> only) {
+  return store::expungeDeleted(store_, mailboxId, only, this);
+}
+
+Result<std::vector<uint32_t>> StoreBackend::vanishedSince(int64_t mailboxId, uint64_t modseq) {
+  return store::expungedSince(store_, mailboxId, modseq);
+}
+
+}  // namespace mb::imap
