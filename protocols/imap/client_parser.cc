@@ -154,7 +154,10 @@ class Cursor {
     if (pos_ < end_) return static_cast<unsigned char>(lines_[seg_][pos_]);
     return seg_ + 1 < lines_.size() ? kLiteral : kEnd;
   }
-  void advance() { ++pos_; }
+  // Never past the visible text: a literal is only left via takeLiteral().
+  void advance() {
+    if (pos_ < end_) ++pos_;
+  }
   bool consume(char c) {
     if (peek() != static_cast<unsigned char>(c)) return false;
     ++pos_;
@@ -896,7 +899,9 @@ std::vector<std::string> upperAtoms(Reader& r) {
   while (!r.cursor().atEnd()) {
     std::string_view w = r.cursor().word();
     if (w.empty()) {
-      r.cursor().advance();  // a stray parenthesis or quote: skip it
+      // A stray parenthesis, quote or literal: skip it, atoms are all we want.
+      if (r.cursor().peek() == kLiteral) r.cursor().takeLiteral(nullptr);
+      else r.cursor().advance();
       continue;
     }
     out.push_back(toUpper(w));

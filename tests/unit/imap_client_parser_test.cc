@@ -336,6 +336,9 @@ TEST(ImapClientParser, CapabilityAndEnabled) {
   EXPECT_EQ(one<EnabledData>("* ENABLED QRESYNC CONDSTORE\r\n").caps,
             (std::vector<std::string>{"QRESYNC", "CONDSTORE"}));
   EXPECT_TRUE(one<EnabledData>("* ENABLED\r\n").caps.empty());
+  // Found by the fuzzer: a literal among capabilities is skipped, not read
+  // past.
+  EXPECT_EQ(one<CapabilityData>("* CAPABILITY A ({3}\r\nabc B\r\n").caps, (std::vector<std::string>{"A", "B"}));
 }
 
 // RFC 3501 7.2.2, RFC 5258 LIST-EXTENDED, RFC 6154, mUTF-7 (RFC 3501 5.1.3).
