@@ -319,16 +319,16 @@ bool Session::fetchOne(uint32_t seq, MessageInfo& m) {
       case FetchAtt::Kind::ModSeq:
         break;  // written last
       case FetchAtt::Kind::Rfc822:
-        w.atom("RFC822").string(bytes);
+        w.atom("RFC822").literal(bytes);
         break;
       case FetchAtt::Kind::Rfc822Header: {
         std::string_view raw = bytes;
-        w.atom("RFC822.HEADER").string(raw.substr(0, std::min(raw.size(), analysis->root.headerEnd)));
+        w.atom("RFC822.HEADER").literal(raw.substr(0, std::min(raw.size(), analysis->root.headerEnd)));
         break;
       }
       case FetchAtt::Kind::Rfc822Text: {
         std::string_view raw = bytes;
-        w.atom("RFC822.TEXT").string(raw.substr(std::min(analysis->root.headerEnd, raw.size())));
+        w.atom("RFC822.TEXT").literal(raw.substr(std::min(analysis->root.headerEnd, raw.size())));
         break;
       }
       case FetchAtt::Kind::BodySection: {
@@ -337,7 +337,14 @@ bool Session::fetchOne(uint32_t seq, MessageInfo& m) {
         if (resolved) data = mime::extractSection(bytes, *resolved);
         std::string name = "BODY[" + sectionName(a.section) + "]";
         if (a.partial) name += "<" + std::to_string(a.partial->offset) + ">";
-        w.atom(name).string(applyPartial(data, a.partial));
+        // Always a literal, as Dovecot does: clients such as curl look for
+        // one, and the section's bytes are the client's to interpret.
+        std::string_view d = applyPartial(data, a.partial);
+        // (literal8 is only for BINARY, RFC 3516 4.3; stored bytes go as they are.)
+        if (d.empty())
+          w.atom(name).quoted("");
+        else
+          w.atom(name).literal(d);
         break;
       }
       case FetchAtt::Kind::Binary:

@@ -212,7 +212,7 @@ TEST_F(SessionTest, FetchItems) {
   EXPECT_TRUE(has(out, "BODYSTRUCTURE ((\"text\" \"plain\"")) << out;
   out = c.send("f FETCH 1 (BODY.PEEK[1] BODY.PEEK[2]<1.3> BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\n");
   EXPECT_EQ(out,
-            "* 1 FETCH (BODY[1] \"first part\" BODY[2]<1> \"p>s\" BODY[HEADER.FIELDS (SUBJECT)] {24}\r\n"
+            "* 1 FETCH (BODY[1] {10}\r\nfirst part BODY[2]<1> {3}\r\np>s BODY[HEADER.FIELDS (SUBJECT)] {24}\r\n"
             "Subject: hello world\r\n\r\n)\r\nf OK FETCH completed\r\n");
   out = c.send("g FETCH 1 FLAGS\r\n");
   EXPECT_TRUE(has(out, "FLAGS ()"));  // PEEK did not set \Seen
