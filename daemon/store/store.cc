@@ -9,6 +9,8 @@
 #include <ctime>
 #include <unordered_set>
 
+#include <nlohmann/json.hpp>
+
 #include "daemon/log/log.h"
 #include "daemon/store/migrations.h"
 #include "protocols/mime/analysis.h"
@@ -451,7 +453,16 @@ Result<AppendResult> Store::appendMessage(int64_t mailboxId, const NewMessage& m
     if (auto s = upd->bind(1, uid + 1).bind(2, modseq).bind(3, mailboxId).run(); !s) return propagate(s);
 
     if (message.journal) {
-      if (auto s = writeJournal(db_, accountId, *message.journal, now()); !s) return propagate(s);
+      JournalEntry entry = *message.journal;
+      // A JSON object payload learns what only this transaction knows (the
+      // UID) and the Message-ID, so the replay upstream can find the message.
+      auto payload = nlohmann::json::parse(entry.payload, nullptr, false);
+      if (payload.is_object()) {
+        payload["uid"] = uid;
+        if (analysis && !analysis->quick.messageId.empty()) payload["message_id"] = analysis->quick.messageId;
+        entry.payload = payload.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      }
+      if (auto s = writeJournal(db_, accountId, entry, now()); !s) return propagate(s);
     }
     if (auto s = tx->commit(); !s) return propagate(s);
     StoreChange change;

@@ -147,7 +147,7 @@ bool wildMatch(std::string_view pat, std::string_view name) {
 Session::Session(Backend& backend, SessionOptions options)
     : backend_(backend),
       options_(options),
-      parser_(ParserOptions{options.limits, false, false, 64}) {}
+      parser_(std::in_place, ParserOptions{options.limits, false, false, 64}) {}
 
 std::string Session::capabilities() const {
   std::string caps = "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN "
@@ -199,13 +199,13 @@ void Session::failed(std::string_view tag, const Error& e, std::string_view what
 
 void Session::feed(std::string_view bytes) {
   if (state_ == State::Logout) return;
-  parser_.feed(bytes);
+  parser_->feed(bytes);
   process();
 }
 
 void Session::process() {
   while (state_ != State::Logout && !busy()) {
-    auto ev = parser_.next();
+    auto ev = parser_->next();
     switch (ev) {
       case CommandParser::Event::NeedMore:
         return;
@@ -227,7 +227,7 @@ void Session::process() {
           tagged(tag, "BAD", "", "invalid AUTHENTICATE response");
           break;
         }
-        answerParseError(parser_.error());
+        answerParseError(parser_->error());
         break;
       case CommandParser::Event::IdleDone: {
         std::string tag = idleTag_.value_or("*");
@@ -237,10 +237,10 @@ void Session::process() {
         break;
       }
       case CommandParser::Event::AuthResponse:
-        authResponse(parser_.takeLine());
+        authResponse(parser_->takeLine());
         break;
       case CommandParser::Event::Command: {
-        Command cmd = parser_.takeCommand();
+        Command cmd = parser_->takeCommand();
         dispatch(cmd);
         break;
       }
@@ -294,8 +294,7 @@ void Session::dispatch(Command& cmd) {
     tagged(tag, "OK", "", "Begin TLS negotiation now");
     // RFC 3501 6.2.1 / CVE-2011-0411: what the client pipelined in plaintext
     // after STARTTLS must not be executed inside the TLS session.
-    parser_.~CommandParser();
-    new (&parser_) CommandParser(ParserOptions{options_.limits, false, false, 64});
+    parser_.emplace(ParserOptions{options_.limits, false, false, 64});
     startTls_ = true;
     return;
   } else if (auto* login = std::get_if<LoginCmd>(&b)) {
@@ -373,7 +372,7 @@ void Session::cmdAuthenticate(const std::string& tag, const AuthenticateCmd& cmd
   w_.continuation("");
   std::string c = w_.take();
   out_ += c.substr(0, 2) + "\r\n";  // "+ " then nothing: an empty challenge (RFC 4616)
-  parser_.expectAuthResponse();
+  parser_->expectAuthResponse();
 }
 
 void Session::authResponse(const std::string& line) {
@@ -459,7 +458,7 @@ void Session::cmdIdle(const std::string& tag) {
   idleTag_ = tag;
   w_.continuation("idling");
   out_ += w_.take();
-  parser_.expectIdleDone();
+  parser_->expectIdleDone();
   if (state_ == State::Selected) flushUpdates(true);
 }
 
@@ -586,7 +585,8 @@ bool Session::cmdCreate(const std::string& tag, const CreateCmd& cmd) {
   if (!name) return false;
   std::string n = *name;
   while (!n.empty() && n.back() == '/') n.pop_back();  // RFC 3501 6.3.3: a trailing delimiter only declares intent
-  if (n.empty() || n.find("//") != std::string::npos || n[0] == '/') {
+  // Wildcards in a name could never be LISTed on their own (RFC 3501 6.3.8).
+  if (n.empty() || n.find("//") != std::string::npos || n[0] == '/' || n.find_first_of("*%") != std::string::npos) {
     tagged(tag, "NO", "CANNOT", "invalid mailbox name");
     return false;
   }
@@ -623,7 +623,10 @@ bool Session::cmdRename(const std::string& tag, const RenameCmd& cmd) {
   if (!from) return false;
   auto to = fromWire(tag, cmd.to);
   if (!to) return false;
-  if (to->empty()) return tagged(tag, "NO", "CANNOT", "invalid mailbox name"), false;
+  if (to->empty() || to->find_first_of("*%") != std::string::npos)
+    return tagged(tag, "NO", "CANNOT", "invalid mailbox name"), false;
+  if (to->compare(0, from->size() + 1, *from + "/") == 0)
+    return tagged(tag, "NO", "CANNOT", "a mailbox cannot become its own child"), false;
   if (auto s = backend_.renameMailbox(*from, *to); !s) return failed(tag, s.error(), "RENAME"), false;
   if (state_ == State::Selected && *from == selectedName_ && *from != "INBOX") selectedName_ = *to;
   return true;

@@ -129,7 +129,8 @@ class Session {
   void cmdCopy(const std::string& tag, bool uid, const SequenceSet& set, const std::string& mailbox, bool move);
 
   void runFetch();
-  bool fetchOne(uint32_t seq, MessageInfo& info);
+  enum class FetchResult { Ok, Unreadable, UnknownCte };
+  FetchResult fetchOne(uint32_t seq, MessageInfo& info);
   bool matches(const SearchKey& key, SearchContext& ctx);
 
   // Sequence set -> ascending (seq, uid) pairs of the snapshot; false (and a
@@ -146,7 +147,7 @@ class Session {
 
   Backend& backend_;
   SessionOptions options_;
-  CommandParser parser_;
+  std::optional<CommandParser> parser_;  // re-made after STARTTLS
   ResponseWriter w_;
   std::string out_;
   State state_ = State::NotAuthenticated;

@@ -231,9 +231,12 @@ void Session::runFetch() {
       while (mi < metas->size() && (*metas)[mi].uid < uid) ++mi;
       if (mi >= metas->size() || (*metas)[mi].uid != uid) continue;  // expunged meanwhile (RFC 2180 4.1.2)
       if (st.cmd.changedSince && (*metas)[mi].modseq <= *st.cmd.changedSince) continue;
-      if (!fetchOne(seq, (*metas)[mi])) {
+      FetchResult fr = fetchOne(seq, (*metas)[mi]);
+      if (fr != FetchResult::Ok) {
         std::string tag = st.tag;
         fetch_.reset();
+        if (fr == FetchResult::UnknownCte)  // RFC 3516 4.3
+          return tagged(tag, "NO", "UNKNOWN-CTE", "cannot decode the content transfer encoding");
         return tagged(tag, "NO", "SERVERBUG", "FETCH failed: message data unreadable");
       }
       if (out_.size() >= options_.outputHighWater && i + 1 < n) {
@@ -250,7 +253,7 @@ void Session::runFetch() {
   tagged(tag, "OK", "", uid ? "UID FETCH completed" : "FETCH completed");
 }
 
-bool Session::fetchOne(uint32_t seq, MessageInfo& m) {
+Session::FetchResult Session::fetchOne(uint32_t seq, MessageInfo& m) {
   const FetchCmd& cmd = fetch_->cmd;
   bool flagsChanged = (m.flags & 0x80000000u) != 0;
   m.flags &= ~0x80000000u;
@@ -266,7 +269,7 @@ bool Session::fetchOne(uint32_t seq, MessageInfo& m) {
   std::optional<mime::MessageAnalysis> analysis;
   if (wantBytes) {
     auto b = backend_.messageBytes(selectedId_, m.uid);
-    if (!b) return false;
+    if (!b) return FetchResult::Unreadable;
     bytes = std::move(*b);
   }
   if (wantAnalysis) {
@@ -280,12 +283,12 @@ bool Session::fetchOne(uint32_t seq, MessageInfo& m) {
       // No stored analysis (or a damaged one): compute it from the bytes.
       if (!wantBytes) {
         auto b = backend_.messageBytes(selectedId_, m.uid);
-        if (!b) return false;
+        if (!b) return FetchResult::Unreadable;
         bytes = std::move(*b);
         wantBytes = true;
       }
       auto d = mime::analyzeMessage(bytes);
-      if (!d) return false;
+      if (!d) return FetchResult::Unreadable;
       parsed = std::move(*d);
     }
     analysis = std::move(parsed);
@@ -351,12 +354,11 @@ bool Session::fetchOne(uint32_t seq, MessageInfo& m) {
       case FetchAtt::Kind::BinarySize: {
         std::string path = partPath(a.section.part);
         auto decoded = mime::extractBinary(bytes, analysis->root, path);
-        if (!decoded) {
-          // An unknown transfer encoding (RFC 3516 4.3 would fail the whole
-          // FETCH with [UNKNOWN-CTE]); NIL keeps the other items usable.
-          w.atom((a.kind == FetchAtt::Kind::BinarySize ? "BINARY.SIZE[" : "BINARY[") + path + "]").nil();
-          break;
+        if (!decoded && decoded.error().respCode == "UNKNOWN-CTE") {
+          w.take();  // drop the half-built response line
+          return FetchResult::UnknownCte;
         }
+        if (!decoded) decoded = std::string();  // a part that is not there reads as empty, like BODY[]
         if (a.kind == FetchAtt::Kind::BinarySize) {
           w.atom("BINARY.SIZE[" + path + "]").number(decoded->size());
         } else {
@@ -375,7 +377,7 @@ bool Session::fetchOne(uint32_t seq, MessageInfo& m) {
   if (flagsChanged && !wantFlags) w.atom("FLAGS").atomList(flagAtoms(m.flags, m.keywords));
   if (wantModseq || (condstore_ && flagsChanged)) w.atom("MODSEQ").beginList().number(m.modseq).endList();
   out_ += w.endList().end().take();
-  return true;
+  return FetchResult::Ok;
 }
 
 // ---------------------------------------------------------------- SEARCH

@@ -328,6 +328,42 @@ TEST_F(SessionTest, MiscAndErrors) {
   EXPECT_TRUE(c.session.closed());
 }
 
+// RFC 3516 BINARY: content decoded; an unknown CTE is NO [UNKNOWN-CTE] (4.3).
+TEST_F(SessionTest, BinaryFetch) {
+  Client c(store);
+  c.login();
+  c.send(appendCmd("a", "INBOX",
+                   "Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+                   "aGVsbG8=\r\n--x\r\nContent-Transfer-Encoding: x-weird\r\n\r\nzz\r\n--x--\r\n"));
+  c.send("s SELECT INBOX\r\n");
+  EXPECT_EQ(c.send("b FETCH 1 (BINARY.PEEK[1] BINARY.SIZE[1])\r\n"),
+            "* 1 FETCH (BINARY[1] {5}\r\nhello BINARY.SIZE[1] 5)\r\nb OK FETCH completed\r\n");
+  EXPECT_EQ(c.send("c FETCH 1 BINARY.PEEK[2]\r\n"), "c NO [UNKNOWN-CTE] cannot decode the content transfer encoding\r\n");
+}
+
+// RFC 3501 6.3.3/6.3.5: names LIST could not show, and renaming into oneself.
+TEST_F(SessionTest, InvalidNames) {
+  Client c(store);
+  c.login();
+  EXPECT_EQ(c.send("a CREATE \"x*y\"\r\n"), "a NO [CANNOT] invalid mailbox name\r\n");
+  EXPECT_EQ(c.send("b CREATE Work/\r\n"), "b OK CREATE completed\r\n");  // trailing delimiter dropped
+  EXPECT_EQ(c.send("c RENAME Work Work/Sub\r\n"), "c NO [CANNOT] a mailbox cannot become its own child\r\n");
+  EXPECT_EQ(c.send("d RENAME Nope Other\r\n"), "d NO [NONEXISTENT] RENAME: no such mailbox\r\n");
+}
+
+// RFC 3501 5.4 autologout and server shutdown: BYE, then the host closes.
+TEST_F(SessionTest, AutologoutAndShutdown) {
+  Client c(store);
+  c.login();
+  c.session.autologout();
+  EXPECT_EQ(c.session.takeOutput(), "* BYE autologout; idle for too long\r\n");
+  EXPECT_TRUE(c.session.closed());
+  EXPECT_EQ(c.send("a NOOP\r\n"), "");
+  Client d(store);
+  d.session.shutdown("server shutting down");
+  EXPECT_EQ(d.session.takeOutput(), "* BYE server shutting down\r\n");
+}
+
 // A whole session fed one byte (and 7 bytes) at a time answers the same.
 TEST_F(SessionTest, SplitAtEveryByte) {
   std::string script = "a CAPABILITY\r\nb LOGIN alice secret\r\n" + appendCmd("c", "INBOX", kMessage, "\\Seen") +

@@ -81,6 +81,16 @@ TEST_F(StoreImapOpsTest, AppendStoresAnalysisAndHeaderColumnsAndBroadcasts) {
   EXPECT_EQ(changes_[0].messages.at(0).uid, 1u);
 }
 
+TEST_F(StoreImapOpsTest, AppendJournalLearnsUidAndMessageId) {
+  NewMessage m;
+  m.bytes = "Message-ID: <j1@x>\r\n\r\nx\r\n";
+  m.journal = JournalEntry{"append", R"({"mailbox":"INBOX"})"};
+  ASSERT_TRUE(store_->appendMessage(inbox_, m));
+  auto st = store_->db().prepare("SELECT payload FROM journal WHERE op = 'append'");
+  ASSERT_TRUE(st->step().value());
+  EXPECT_EQ(st->columnText(0), R"({"mailbox":"INBOX","message_id":"<j1@x>","uid":1})");
+}
+
 TEST_F(StoreImapOpsTest, GarbageMessageIsStillStored) {
   std::string junk("\0\xff\r\r\n--\n", 8);
   uint32_t uid = append(junk);
