@@ -1,6 +1,9 @@
 """The real mailbridged binary: REST health/status, token, signals, and every
 bad-input path of start-up (each gets one clear line and a non-zero exit)."""
+import base64
+import imaplib
 import json
+import smtplib
 import os
 import signal
 import socket
@@ -168,6 +171,25 @@ class LifecycleTest(unittest.TestCase):
             d.api("POST", "/v1/reload")
             with open(os.path.join(d.state_dir, "tls/key.pem")) as f:
                 key_lines = [l for l in f.read().splitlines() if l and not l.startswith("-----")]
+            # A full mail session on each endpoint with the real password,
+            # a wrong one, and a message body that must not be logged either.
+            _, creds = d.api("POST", "/v1/accounts/1/password")
+            user, password = creds["username"], creds["password"]
+            body_marker = "BODY-MARKER-" + "q" * 20
+            host, port = d.listeners["imap"].rsplit(":", 1)
+            imap = imaplib.IMAP4(host, int(port))
+            with self.assertRaises(imaplib.IMAP4.error):
+                imap.login(user, password + "wrong")
+            imap = imaplib.IMAP4(host, int(port))
+            imap.authenticate("PLAIN", lambda _: ("\0%s\0%s" % (user, password)).encode())
+            imap.append("INBOX", None, None, ("Subject: s\r\n\r\n%s\r\n" % body_marker).encode())
+            imap.select("INBOX")
+            imap.fetch("1", "(BODY[])")
+            imap.logout()
+            host, port = d.listeners["smtp"].rsplit(":", 1)
+            with smtplib.SMTP(host, int(port), timeout=10) as smtp:
+                smtp.login(user, password)
+                smtp.sendmail(user, [user], "Subject: t\r\n\r\n%s\r\n" % body_marker)
             d.stop()
             log = d.log()
             self.assertIn("api.request", log)  # debug lines were written
@@ -175,6 +197,9 @@ class LifecycleTest(unittest.TestCase):
             self.assertNotIn("not-the-token-", log)
             for line in key_lines:
                 self.assertNotIn(line, log)
+            plain = base64.b64encode(("\0%s\0%s" % (user, password)).encode()).decode()
+            for secret in (password, password + "wrong", plain, body_marker):
+                self.assertNotIn(secret, log)
         finally:
             d.cleanup()
 
