@@ -144,14 +144,24 @@ bool SmtpConnection::handle(Request& request) {
     m.mailFrom = message->envelope.from.address();
     for (const auto& r : message->envelope.recipients) m.recipients.push_back(r.path.address());
     m.data = std::move(message->data);
-    auto queued = sub.accept(std::move(m));
-    if (!queued) {
-      logError("smtp.store_failed").kv("peer", peerHost_).kv("error", queued.error().message);
-      (void)session_.answer(Verdict::TempFail);
-    } else {
-      (void)session_.answer(Verdict::Accept, *queued);
-    }
-    return true;
+    // The answer may come from inside accept() (local delivery) or after the
+    // outbox commit; the weak pointer drops it if this connection is gone by then.
+    busy_ = true;
+    accepting_ = true;
+    std::weak_ptr<bool> alive = alive_;
+    sub.accept(std::move(m), [this, alive](Result<std::string> queued) {
+      if (alive.expired()) return;
+      busy_ = false;
+      if (!queued) {
+        logError("smtp.store_failed").kv("peer", peerHost_).kv("error", queued.error().message);
+        (void)session_.answer(Verdict::TempFail);
+      } else {
+        (void)session_.answer(Verdict::Accept, *queued);
+      }
+      if (!accepting_) pump();
+    });
+    accepting_ = false;
+    return !busy_;
   }
   // STARTTLS: the 220 goes out in plaintext, then the handshake; onSecure answers.
   flush();
@@ -177,7 +187,7 @@ void SmtpConnection::finished() {
 // ---------------------------------------------------------------- server
 
 SmtpServer::SmtpServer(SmtpServerDeps deps)
-    : deps_(std::move(deps)), submission_(*deps_.config, *deps_.store, deps_.onQueued) {}
+    : deps_(std::move(deps)), submission_(deps_.loop, *deps_.config, *deps_.store, deps_.onQueued) {}
 
 SmtpServer::~SmtpServer() {
   listeners_.clear();

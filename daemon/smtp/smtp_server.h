@@ -51,11 +51,13 @@ class SmtpConnection {
   ServerSession session_;
   std::unique_ptr<auth::AuthTicket> authTicket_;
   int64_t accountId_ = 0;
-  bool busy_ = false;     // an async answer (AUTH, STARTTLS) is outstanding
+  bool busy_ = false;     // an async answer (AUTH, STARTTLS, message stored) is outstanding
+  bool accepting_ = false;  // inside Submission::accept: its answer must not re-enter pump()
   bool handshaking_ = false;  // STARTTLS accepted, waiting for onSecure
   bool paused_ = false;
   bool closing_ = false;
   std::string peerHost_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // expires with *this
 };
 
 struct SmtpServerDeps {

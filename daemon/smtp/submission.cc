@@ -69,19 +69,18 @@ Result<bool> Submission::senderAllowed(int64_t accountId, std::string_view sende
   return false;
 }
 
-Result<std::string> Submission::accept(AcceptedMessage message) {
+void Submission::accept(AcceptedMessage message, AcceptDone done) {
   const AccountConfig* account = accountConfig(message.accountId);
-  if (!account) return fail(ErrorKind::Unavailable, "account is no longer configured");
-  if (!account->relay) return deliverForLocalAccount(*account, message);
-  auto id = store::enqueueOutbox(store_, {message.accountId, message.mailFrom, message.recipients, message.data});
-  if (!id) return std::unexpected(id.error());
-  logInfo("smtp.queued")
-      .kv("account", account->name)
-      .kv("outbox_id", *id)
-      .kv("recipients", message.recipients.size())
-      .kv("size", message.data.size());
-  if (onQueued_) onQueued_();
-  return "Queued as " + std::to_string(*id);
+  if (!account) return done(fail(ErrorKind::Unavailable, "account is no longer configured"));
+  if (!account->relay) return done(deliverForLocalAccount(*account, message));
+  if (message.recipients.empty()) return done(fail(ErrorKind::User, "outbox: a message needs at least one recipient"));
+  std::string name = account->name;
+  size_t recipients = message.recipients.size(), size = message.data.size();
+  outbox_.write(std::move(message), [done = std::move(done), name, recipients, size](Result<int64_t> id) {
+    if (!id) return done(std::unexpected(id.error()));
+    logInfo("smtp.queued").kv("account", name).kv("outbox_id", *id).kv("recipients", recipients).kv("size", size);
+    done("Queued as " + std::to_string(*id));
+  });
 }
 
 // A local account has no upstream: mail for any configured account's address

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "daemon/config/config.h"
+#include "daemon/smtp/outbox_writer.h"
 #include "daemon/store/store.h"
 #include "protocols/common/result.h"
 
@@ -29,19 +30,12 @@ Result<int64_t> ensureMailbox(store::Store& store, int64_t accountId, std::strin
 Status deliverLocal(store::Store& store, int64_t accountId, std::string_view mailbox, std::string_view specialUse,
                     std::string_view bytes, uint32_t flags = 0);
 
-struct AcceptedMessage {
-  int64_t accountId = 0;
-  std::string mailFrom;
-  std::vector<std::string> recipients;
-  std::string data;
-};
-
 class Submission {
  public:
   // `config` and `store` must outlive it; `onQueued` runs after each outbox
-  // enqueue (the relay's wake-up).
-  Submission(const Config& config, store::Store& store, std::function<void()> onQueued)
-      : config_(config), store_(store), onQueued_(std::move(onQueued)) {}
+  // commit (the relay's wake-up).
+  Submission(uv_loop_t* loop, const Config& config, store::Store& store, std::function<void()> onQueued)
+      : config_(config), store_(store), outbox_(loop, store, std::move(onQueued)) {}
 
   // The account config of a store account id, nullptr if it is not (or no
   // longer) configured.
@@ -50,16 +44,19 @@ class Submission {
   // May this account use sender as MAIL FROM? Its address and aliases, any case.
   Result<bool> senderAllowed(int64_t accountId, std::string_view sender);
 
-  // Stores the message durably; returns a short queue reference for the 250.
-  // A failure here is answered 451 4.3.0: the client keeps the message.
-  Result<std::string> accept(AcceptedMessage message);
+  using AcceptDone = std::function<void(Result<std::string>)>;
+  // Stores the message durably, then done gets a short queue reference for
+  // the 250: at once for a local account (delivered before accept returns),
+  // after the outbox commit otherwise (OutboxWriter). A failure is answered
+  // 451 4.3.0: the client keeps the message.
+  void accept(AcceptedMessage message, AcceptDone done);
 
  private:
   Result<std::string> deliverForLocalAccount(const AccountConfig& account, AcceptedMessage& message);
 
   const Config& config_;
   store::Store& store_;
-  std::function<void()> onQueued_;
+  OutboxWriter outbox_;
 };
 
 }  // namespace mb::smtp

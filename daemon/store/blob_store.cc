@@ -129,15 +129,32 @@ bool BlobStore::exists(std::string_view id) const {
   return path && ::stat(path->c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
-Result<std::string> BlobStore::put(std::string_view bytes) {
+void BlobStore::unpin(std::string_view id) {
+  std::lock_guard lock(pins_->mutex);
+  auto it = pins_->count.find(std::string(id));
+  if (it != pins_->count.end() && --it->second <= 0) pins_->count.erase(it);
+}
+
+Result<std::string> BlobStore::put(std::string_view bytes, bool pin) {
   std::string id = idOf(bytes);
   if (id.empty()) return fail(ErrorKind::Internal, "SHA-256 failed");
   auto finalPath = pathOf(id);
   if (!finalPath) return std::unexpected(finalPath.error());
-  std::filesystem::path fanOut = finalPath->parent_path();
+  if (pin) {
+    std::lock_guard lock(pins_->mutex);
+    ++pins_->count[id];
+  }
+  auto result = putFile(bytes, id, *finalPath);
+  if (!result && pin) unpin(id);
+  return result;
+}
+
+Result<std::string> BlobStore::putFile(std::string_view bytes, const std::string& id,
+                                       const std::filesystem::path& finalPath) {
+  std::filesystem::path fanOut = finalPath.parent_path();
 
   struct stat st {};
-  if (::stat(finalPath->c_str(), &st) == 0 && S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) == bytes.size()) {
+  if (::stat(finalPath.c_str(), &st) == 0 && S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) == bytes.size()) {
     if (auto s = fsyncDir(fanOut); !s) return std::unexpected(s.error());
     if (auto s = fsyncDir(root_); !s) return std::unexpected(s.error());
     return id;
@@ -165,8 +182,8 @@ Result<std::string> BlobStore::put(std::string_view bytes) {
   if (newFanOut) {
     if (auto s = fsyncDir(root_); !s) return cleanup(s.error());
   }
-  if (::rename(tmpPath.c_str(), finalPath->c_str()) != 0) {
-    return cleanup(ioError("cannot rename into", *finalPath, errno));
+  if (::rename(tmpPath.c_str(), finalPath.c_str()) != 0) {
+    return cleanup(ioError("cannot rename into", finalPath, errno));
   }
   // From here the tmp name is gone; a failed dir fsync leaves a complete blob
   // that gc() reclaims if no row ever references it.
@@ -216,6 +233,8 @@ Status BlobStore::verify(std::string_view id) const {
 Status BlobStore::remove(std::string_view id) {
   auto path = pathOf(id);
   if (!path) return std::unexpected(path.error());
+  std::lock_guard lock(pins_->mutex);
+  if (pins_->count.contains(std::string(id))) return {};
   if (::unlink(path->c_str()) != 0 && errno != ENOENT) return std::unexpected(ioError("cannot remove", *path, errno));
   // No dir fsync: a removal undone by power loss leaves an unreferenced blob,
   // which the next gc() deletes again.

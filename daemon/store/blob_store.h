@@ -4,9 +4,12 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "protocols/common/result.h"
@@ -22,10 +25,13 @@ struct BlobGcStats {
 // Layout: <root>/ab/cdef... (id = 64 lowercase hex chars, split after two for
 // fan-out) and <root>/tmp/ for puts in progress.
 //
-// Concurrency: put() and get() may run on any thread. remove() and gc() must
-// not run while a put() of the same content is in flight (put may reuse the
-// existing file that remove is about to delete); the Store calls remove only
-// from its owner thread and gc only at open, before anything else runs.
+// Concurrency: put() and get() may run on any thread. A put() on another
+// thread may reuse the existing file of the same content, which a remove()
+// on the owner thread could delete before the caller's row references it:
+// such a put passes pin = true, and remove() leaves a pinned id alone until
+// the owner thread calls unpin() (after the row committed, or after the
+// failure that leaves the blob an orphan). gc() runs only at open, before
+// anything else.
 class BlobStore {
  public:
   // Creates root and root/tmp (0700) if missing.
@@ -34,7 +40,11 @@ class BlobStore {
   // Stores bytes durably and returns their id. Identical content already
   // present is reused (its directory entries are fsynced again, in case the
   // writer crashed between rename and directory fsync).
-  Result<std::string> put(std::string_view bytes);
+  // With pin, the id stays pinned (remove() leaves it alone) until unpin(id);
+  // a put that fails releases its own pin.
+  Result<std::string> put(std::string_view bytes, bool pin = false);
+  // Ends one pin of put(bytes, true); any thread.
+  void unpin(std::string_view id);
 
   // Reads a blob. Missing -> Corrupt naming the id (a row points at it, so
   // this is lost data, not a user error); a size other than expectedSize
@@ -47,7 +57,8 @@ class BlobStore {
   bool exists(std::string_view id) const;
   Result<std::filesystem::path> pathOf(std::string_view id) const;
 
-  // Deletes one blob; a blob that is already gone is not an error.
+  // Deletes one blob; a blob that is already gone is not an error. A pinned
+  // blob is kept (see put): its pending row will reference it.
   Status remove(std::string_view id);
 
   // Deletes everything in tmp/ and every blob not in referenced. Call only
@@ -60,9 +71,19 @@ class BlobStore {
   static std::string idOf(std::string_view bytes);  // SHA-256, lowercase hex
 
  private:
-  explicit BlobStore(std::filesystem::path root) : root_(std::move(root)) {}
+  Result<std::string> putFile(std::string_view bytes, const std::string& id, const std::filesystem::path& finalPath);
+
+  explicit BlobStore(std::filesystem::path root) : root_(std::move(root)), pins_(std::make_shared<Pins>()) {}
+
+  // Held across remove()'s unlink and put()'s pin, so a put either pins
+  // before the unlink (kept) or looks for the file after it (writes anew).
+  struct Pins {
+    std::mutex mutex;
+    std::unordered_map<std::string, int> count;
+  };
 
   std::filesystem::path root_;
+  std::shared_ptr<Pins> pins_;  // shared so BlobStore stays movable
 };
 
 }  // namespace mb::store

@@ -57,10 +57,10 @@ constexpr const char* kColumns =
     "SELECT id, account_id, mail_from, recipients, blob_id, size, created_at, attempts, next_attempt, "
     "last_error, state FROM outbox ";
 
-Result<std::vector<OutboxItem>> query(Store& store, std::string_view where, std::optional<int64_t> arg) {
+Result<std::vector<OutboxItem>> query(Store& store, std::string_view where, std::vector<int64_t> args) {
   auto st = store.db().prepare(std::string(kColumns) + std::string(where));
   if (!st) return propagate(st);
-  if (arg) st->bind(1, *arg);
+  for (size_t i = 0; i < args.size(); ++i) st->bind(static_cast<int>(i + 1), args[i]);
   std::vector<OutboxItem> items;
   for (;;) {
     auto row = st->step();
@@ -106,54 +106,105 @@ bool OutboxItem::hasFailed() const {
                      [](const OutboxRecipient& r) { return r.state == RecipientState::Failed; });
 }
 
-Result<int64_t> enqueueOutbox(Store& store, const NewOutboxMessage& message) {
-  if (message.recipients.empty()) return fail(ErrorKind::User, "outbox: a message needs at least one recipient");
-  auto blobId = store.blobs().put(message.bytes);
-  if (!blobId) return propagate(blobId);
+Result<std::string> writeOutboxBody(BlobStore& blobs, std::string_view bytes) { return blobs.put(bytes, true); }
+
+namespace {
+
+Result<int64_t> insertOutboxRow(Store& store, const WrittenOutboxMessage& m, int64_t now) {
+  if (m.message.recipients.empty()) return fail(ErrorKind::User, "outbox: a message needs at least one recipient");
   std::vector<OutboxRecipient> rcpts;
-  for (const auto& a : message.recipients) rcpts.push_back(OutboxRecipient{a});
+  for (const auto& a : m.message.recipients) rcpts.push_back(OutboxRecipient{a});
   auto st = store.db().prepare(
       "INSERT INTO outbox (account_id, mail_from, recipients, blob_id, size, created_at, attempts, next_attempt, state) "
       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?6, 'queued')");
   if (!st) return propagate(st);
-  int64_t now = store.now();
-  auto ran = st->bind(1, message.accountId)
-                 .bind(2, message.mailFrom)
+  auto ran = st->bind(1, m.message.accountId)
+                 .bind(2, m.message.mailFrom)
                  .bind(3, recipientsJson(rcpts))
-                 .bind(4, *blobId)
-                 .bind(5, static_cast<int64_t>(message.bytes.size()))
+                 .bind(4, m.blobId)
+                 .bind(5, static_cast<int64_t>(m.message.bytes.size()))
                  .bind(6, now)
                  .run();
-  // A single INSERT is its own transaction: committed (and the WAL fsync'd,
-  // synchronous=FULL) when run() returns.
-  if (!ran) {
-    // The blob may be shared with a stored message; only remove an orphan.
-    auto used = store.db().prepare(
-        "SELECT EXISTS (SELECT 1 FROM messages WHERE blob_id = ?1) OR EXISTS (SELECT 1 FROM outbox WHERE blob_id = ?1)");
-    if (used) {
-      auto row = used->bind(1, *blobId).step();
-      if (row && *row && used->columnInt64(0) == 0) (void)store.blobs().remove(*blobId);
-    }
-    return propagate(ran);
-  }
+  if (!ran) return propagate(ran);
   return store.db().lastInsertRowid();
 }
 
-Result<std::vector<OutboxItem>> listOutbox(Store& store) { return query(store, "ORDER BY id", std::nullopt); }
+// All rows in one transaction; an empty result means it did not commit.
+std::vector<Result<int64_t>> commitTogether(Store& store, const std::vector<WrittenOutboxMessage>& batch, int64_t now) {
+  auto tx = Transaction::begin(store.db());
+  if (!tx) return {};
+  std::vector<Result<int64_t>> ids;
+  for (const auto& m : batch) {
+    auto id = insertOutboxRow(store, m, now);
+    if (!id) return {};
+    ids.push_back(*id);
+  }
+  if (!tx->commit()) return {};
+  return ids;
+}
+
+}  // namespace
+
+std::vector<Result<int64_t>> commitOutbox(Store& store, const std::vector<WrittenOutboxMessage>& batch) {
+  int64_t now = store.now();
+  std::vector<Result<int64_t>> ids = commitTogether(store, batch, now);
+  if (ids.size() != batch.size()) {
+    // Each alone: a single INSERT is its own transaction, committed (and the
+    // WAL fsync'd) when run() returns.
+    ids.clear();
+    for (const auto& m : batch) ids.push_back(insertOutboxRow(store, m, now));
+  }
+  for (size_t i = 0; i < batch.size(); ++i) {
+    store.blobs().unpin(batch[i].blobId);
+    // The blob may be shared with a stored message; only an orphan goes.
+    if (!ids[i]) store.releaseBlob(batch[i].blobId);
+  }
+  return ids;
+}
+
+Result<int64_t> enqueueOutbox(Store& store, const NewOutboxMessage& message) {
+  if (message.recipients.empty()) return fail(ErrorKind::User, "outbox: a message needs at least one recipient");
+  auto blobId = writeOutboxBody(store.blobs(), message.bytes);
+  if (!blobId) return propagate(blobId);
+  auto ids = commitOutbox(store, {WrittenOutboxMessage{message, *blobId}});
+  return std::move(ids.front());
+}
+
+Result<std::vector<OutboxItem>> listOutbox(Store& store) { return query(store, "ORDER BY id", {}); }
 
 Result<std::optional<OutboxItem>> findOutbox(Store& store, int64_t id) {
-  auto items = query(store, "WHERE id = ?1", id);
+  auto items = query(store, "WHERE id = ?1", {id});
   if (!items) return propagate(items);
   if (items->empty()) return std::optional<OutboxItem>();
   return std::optional<OutboxItem>(std::move(items->front()));
 }
 
-Result<std::vector<OutboxItem>> dueOutbox(Store& store, int64_t now) {
-  return query(store, "WHERE state = 'queued' AND next_attempt <= ?1 ORDER BY next_attempt, id", now);
+Result<std::vector<OutboxItem>> dueOutbox(Store& store, int64_t now, std::optional<int64_t> accountId,
+                                          std::optional<int64_t> limit) {
+  // ?2 = -1 means any account; LIMIT -1 means no limit.
+  return query(store,
+               "WHERE state = 'queued' AND next_attempt <= ?1 AND (?2 = -1 OR account_id = ?2) "
+               "ORDER BY next_attempt, id LIMIT ?3",
+               {now, accountId.value_or(-1), limit.value_or(-1)});
+}
+
+Result<std::vector<std::pair<int64_t, int64_t>>> dueOutboxCounts(Store& store, int64_t now) {
+  auto st = store.db().prepare(
+      "SELECT account_id, count(*) FROM outbox WHERE state = 'queued' AND next_attempt <= ?1 GROUP BY account_id");
+  if (!st) return propagate(st);
+  st->bind(1, now);
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (;;) {
+    auto row = st->step();
+    if (!row) return propagate(row);
+    if (!*row) break;
+    out.emplace_back(st->columnInt64(0), st->columnInt64(1));
+  }
+  return out;
 }
 
 Result<std::vector<OutboxItem>> copyingOutbox(Store& store) {
-  return query(store, "WHERE state = 'copying' ORDER BY id", std::nullopt);
+  return query(store, "WHERE state = 'copying' ORDER BY id", {});
 }
 
 Result<std::optional<int64_t>> nextOutboxAttempt(Store& store) {
@@ -205,18 +256,27 @@ Status removeOutbox(Store& store, int64_t id) {
   auto item = findOutbox(store, id);
   if (!item) return propagate(item);
   if (!*item) return fail(ErrorKind::NotFound, "no outbox message with id " + std::to_string(id));
-  auto st = store.db().prepare("DELETE FROM outbox WHERE id = ?1");
-  if (!st) return propagate(st);
-  if (auto s = st->bind(1, id).run(); !s) return s;
-  const std::string& blobId = (*item)->blobId;
-  if (blobId.empty()) return {};
-  auto used = store.db().prepare(
-      "SELECT EXISTS (SELECT 1 FROM messages WHERE blob_id = ?1) OR EXISTS (SELECT 1 FROM outbox WHERE blob_id = ?1)");
-  if (!used) return propagate(used);
-  auto row = used->bind(1, blobId).step();
-  if (!row) return propagate(row);
-  // The row is gone either way; an orphan blob left here is collected at the next open().
-  if (*row && used->columnInt64(0) == 0) (void)store.blobs().remove(blobId);
+  return removeOutbox(store, std::vector<int64_t>{id});
+}
+
+Status removeOutbox(Store& store, const std::vector<int64_t>& ids) {
+  std::vector<std::string> blobIds;
+  {
+    auto tx = Transaction::begin(store.db());
+    if (!tx) return propagate(tx);
+    for (int64_t id : ids) {
+      auto st = store.db().prepare("DELETE FROM outbox WHERE id = ?1 RETURNING blob_id");
+      if (!st) return propagate(st);
+      auto row = st->bind(1, id).step();
+      if (!row) return propagate(row);
+      if (*row) blobIds.push_back(st->columnText(0));
+    }
+    if (auto s = tx->commit(); !s) return s;
+  }
+  // The rows are gone either way; an orphan blob left here is collected at
+  // the next open(). A blob shared with a stored message stays.
+  for (const auto& blobId : blobIds)
+    if (!blobId.empty()) store.releaseBlob(blobId);
   return {};
 }
 

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "daemon/store/store.h"
@@ -59,17 +60,43 @@ struct NewOutboxMessage {
   std::string_view bytes;  // must stay live during the call
 };
 
-// Writes the body durably (BlobStore::put fsyncs file and directories), then
-// commits the row (SQLite synchronous=FULL). Only when this returns the id may
-// the SMTP session answer 250. A crash in between leaves an unreferenced blob
-// that the next Store::open() deletes.
+// Enqueuing is two steps so that many messages can share one commit (the
+// SMTP endpoint writes bodies on the thread pool and commits the rows of all
+// bodies that became durable in one loop turn together):
+//
+// 1. writeOutboxBody, any thread: BlobStore::put (file and directories
+//    fsync'd), pinned so that no remove() deletes a same-content blob before
+//    its row exists.
+// 2. commitOutbox, owner thread: inserts the rows in one transaction (one WAL
+//    fsync, synchronous=FULL), then unpins every body of the batch. Only when
+//    a message's id is returned may the SMTP session answer 250.
+//
+// A crash in between leaves an unreferenced blob that the next Store::open()
+// deletes.
+Result<std::string> writeOutboxBody(BlobStore& blobs, std::string_view bytes);
+
+struct WrittenOutboxMessage {
+  NewOutboxMessage message;
+  std::string blobId;  // from writeOutboxBody
+};
+// One result per message, in order. The batch commits together; if that
+// fails, each message is retried in its own transaction so that one bad row
+// (an account deleted meanwhile) fails alone. A body whose row failed is
+// removed unless something else uses it.
+std::vector<Result<int64_t>> commitOutbox(Store& store, const std::vector<WrittenOutboxMessage>& batch);
+
+// Both steps for one message, on the owner thread (tests, tools).
 Result<int64_t> enqueueOutbox(Store& store, const NewOutboxMessage& message);
 
 // Everything, oldest first (the REST listing).
 Result<std::vector<OutboxItem>> listOutbox(Store& store);
 Result<std::optional<OutboxItem>> findOutbox(Store& store, int64_t id);
-// Queued rows with next_attempt <= now, by next_attempt then id.
-Result<std::vector<OutboxItem>> dueOutbox(Store& store, int64_t now);
+// Queued rows with next_attempt <= now, by next_attempt then id; only those
+// of accountId when given, at most limit when given.
+Result<std::vector<OutboxItem>> dueOutbox(Store& store, int64_t now, std::optional<int64_t> accountId = std::nullopt,
+                                          std::optional<int64_t> limit = std::nullopt);
+// How many queued rows are due per account (account id -> count).
+Result<std::vector<std::pair<int64_t, int64_t>>> dueOutboxCounts(Store& store, int64_t now);
 // Rows the relay must still finish after a restart (state copying).
 Result<std::vector<OutboxItem>> copyingOutbox(Store& store);
 // The earliest next_attempt of a queued row, nullopt when none is queued.
@@ -86,6 +113,9 @@ Status setOutboxState(Store& store, int64_t id, std::string_view state);
 Status retryOutbox(Store& store, int64_t id, int64_t now);
 // Deletes the row and then its blob if nothing else uses it. NotFound if absent.
 Status removeOutbox(Store& store, int64_t id);
+// Deletes these rows in one transaction (one WAL fsync for all), then each
+// blob nothing else uses. Ids that are already gone are skipped.
+Status removeOutbox(Store& store, const std::vector<int64_t>& ids);
 Result<std::string> outboxBody(Store& store, const OutboxItem& item);
 
 // The retry schedule: seconds to wait after the attempts-th failed attempt

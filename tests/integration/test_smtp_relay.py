@@ -9,6 +9,7 @@ import os
 import signal
 import smtplib
 import subprocess
+import threading
 import time
 import unittest
 import uuid
@@ -226,6 +227,51 @@ class RelayTest(unittest.TestCase):
         self.wait_outbox(d, lambda rows: rows == [])
         time.sleep(1.5)  # a second delivery would show up by now
         self.assertEqual(len(with_subject(self.dc.fetch_all("bob"), subject)), 1)
+        d.stop()
+
+    def test_concurrent_submissions_group_commit_survive_kill_9_exactly_once(self):
+        # Many sessions at once share outbox commits; each 250 must still mean
+        # durable: kill -9 right after the last 250, then each arrives once.
+        d = self.daemon()
+        tag = "group-" + uuid.uuid4().hex[:8]
+        n = 24
+        self.pf.stop()  # everything stays in the outbox until the restart
+        results, errors = {}, []
+        barrier = threading.Barrier(n)
+
+        def one(i):
+            try:
+                host, port = host_port(d.listeners["smtp"])
+                with smtplib.SMTP(host, port, timeout=30) as s:
+                    s.ehlo()
+                    s.login(d.user, d.password)
+                    s.mail("alice@example.test")
+                    s.rcpt("bob@example.test")
+                    barrier.wait(timeout=20)  # all DATA at once
+                    code, text = s.data(message("%s-%d" % (tag, i)))
+                    results[i] = (code, text)
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(repr(e))
+
+        try:
+            threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            self.assertEqual(errors, [])
+            self.assertEqual(sorted(c for c, _ in results.values()), [250] * n)
+            d.proc.send_signal(signal.SIGKILL)
+            d.proc.wait()
+        finally:
+            self.pf.start()
+        d.write_config(self.config())
+        d.start()
+        self.wait_outbox(d, lambda rows: rows == [], timeout=60)
+        time.sleep(1.5)  # a second delivery would show up by now
+        got = self.dc.fetch_all("bob")
+        for i in range(n):
+            self.assertEqual(len(with_subject(got, "%s-%d" % (tag, i))), 1, "message %d" % i)
         d.stop()
 
 

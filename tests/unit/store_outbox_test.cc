@@ -172,6 +172,57 @@ TEST_F(OutboxTest, RemoveKeepsBlobSharedWithAMailbox) {
   EXPECT_TRUE(store_->blobs().exists(BlobStore::idOf("shared")));
 }
 
+// Group commit: bodies written first (any thread), rows of a batch in one
+// transaction; a bad row fails alone and its orphan body goes, a pinned body
+// survives a removal of the same content until its row exists.
+TEST_F(OutboxTest, CommitBatchInsertsAllRowsAndIsolatesABadOne) {
+  std::vector<std::string> bodies = {"one", "two", "three"};
+  std::vector<WrittenOutboxMessage> batch;
+  for (const auto& b : bodies) {
+    auto blob = writeOutboxBody(store_->blobs(), b);
+    ASSERT_TRUE(blob) << blob.error().message;
+    batch.push_back({NewOutboxMessage{account_, "a@example.org", {"b@example.net"}, b}, *blob});
+  }
+  batch[1].message.accountId = account_ + 99;  // no such account: a foreign key error
+  auto ids = commitOutbox(*store_, batch);
+  ASSERT_EQ(ids.size(), 3u);
+  ASSERT_TRUE(ids[0]);
+  EXPECT_FALSE(ids[1]);
+  ASSERT_TRUE(ids[2]);
+  EXPECT_FALSE(store_->blobs().exists(BlobStore::idOf("two")));
+  open();  // durable: a restart keeps both rows and their bodies
+  auto items = listOutbox(*store_);
+  ASSERT_TRUE(items);
+  ASSERT_EQ(items->size(), 2u);
+  EXPECT_EQ(*outboxBody(*store_, (*items)[0]), "one");
+  EXPECT_EQ(*outboxBody(*store_, (*items)[1]), "three");
+}
+
+TEST_F(OutboxTest, PinnedBodySurvivesRemovalOfTheSameContent) {
+  int64_t old = enqueue("same");
+  auto blob = writeOutboxBody(store_->blobs(), "same");  // reuses the existing file
+  ASSERT_TRUE(blob);
+  ASSERT_TRUE(removeOutbox(*store_, old));  // its row was the last user, but the body is pinned
+  EXPECT_TRUE(store_->blobs().exists(*blob));
+  auto ids = commitOutbox(*store_, {{NewOutboxMessage{account_, "a@example.org", {"b@example.net"}, "same"}, *blob}});
+  ASSERT_TRUE(ids.front());
+  auto item = findOutbox(*store_, *ids.front());
+  ASSERT_TRUE(item && *item);
+  EXPECT_EQ(*outboxBody(*store_, **item), "same");
+  ASSERT_TRUE(removeOutbox(*store_, *ids.front()));  // unpinned by the commit: now it goes
+  EXPECT_FALSE(store_->blobs().exists(*blob));
+}
+
+TEST_F(OutboxTest, RemoveManyInOneCommit) {
+  int64_t a = enqueue("a"), b = enqueue("b"), c = enqueue("c");
+  ASSERT_TRUE(removeOutbox(*store_, std::vector<int64_t>{a, c, 12345}));
+  auto items = listOutbox(*store_);
+  ASSERT_EQ(items->size(), 1u);
+  EXPECT_EQ(items->front().id, b);
+  EXPECT_FALSE(store_->blobs().exists(BlobStore::idOf("a")));
+  EXPECT_TRUE(store_->blobs().exists(BlobStore::idOf("b")));
+}
+
 TEST_F(OutboxTest, AccountRemovalDropsItsOutbox) {
   enqueue("gone with the account");
   ASSERT_TRUE(store_->removeAccount(account_));
