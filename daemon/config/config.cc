@@ -239,6 +239,9 @@ Result<RelayConfig> readRelay(const json& obj, const std::string& path, std::str
   auto pin = r.getString("pin_sha256", false);
   if (!pin) return std::unexpected(pin.error());
   c.pinSha256 = *pin;
+  auto connections = readUnsigned(r, "max_connections", c.maxConnections, 1, 32);
+  if (!connections) return std::unexpected(connections.error());
+  c.maxConnections = static_cast<uint32_t>(*connections);
   if (c.security == RelaySecurity::None && (!c.caFile.empty() || !c.pinSha256.empty()))
     return r.errorAt(path + ".security", "ca_file and pin_sha256 need security starttls or tls");
   if (auto s = r.finish(); !s) return std::unexpected(s.error());

@@ -73,10 +73,11 @@ struct RelayConfig {
   std::string ehlo = "localhost";
   std::string caFile;     // trust these CAs instead of the system store
   std::string pinSha256;  // accept exactly this leaf certificate
+  uint32_t maxConnections = 4;  // parallel upstream connections while the outbox holds several due messages
   bool operator==(const RelayConfig& o) const {
     return host == o.host && port == o.port && security == o.security && username == o.username &&
            password.reveal() == o.password.reveal() && passwordCommand == o.passwordCommand && auth == o.auth &&
-           ehlo == o.ehlo && caFile == o.caFile && pinSha256 == o.pinSha256;
+           ehlo == o.ehlo && caFile == o.caFile && pinSha256 == o.pinSha256 && maxConnections == o.maxConnections;
   }
 };
 

@@ -17,11 +17,19 @@ OutboxRelay::OutboxRelay(uv_loop_t* loop, const Config& config, store::Store& st
   timer_ = new uv_timer_t;
   uv_timer_init(loop_, timer_);
   timer_->data = this;
+  check_ = new uv_check_t;
+  uv_check_init(loop_, check_);
+  check_->data = this;
 }
 
 OutboxRelay::~OutboxRelay() {
   clients_.clear();
   finished_.clear();
+  removeDelivered();
+  if (check_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(check_), [](uv_handle_t* h) { delete reinterpret_cast<uv_check_t*>(h); });
+    check_ = nullptr;
+  }
   if (timer_) {
     uv_close(reinterpret_cast<uv_handle_t*>(timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
     timer_ = nullptr;
@@ -44,9 +52,11 @@ void OutboxRelay::wake() {
 void OutboxRelay::shutdown() {
   stopped_ = true;
   if (timer_) uv_timer_stop(timer_);
+  removeDelivered();
   clients_.clear();
   finished_.clear();
   inFlight_.clear();
+  connectionCap_.clear();
 }
 
 void OutboxRelay::schedule(uint64_t delayMs) {
@@ -69,29 +79,51 @@ void OutboxRelay::tick() {
   finished_.clear();
   if (stopped_) return;
   int64_t now = store_.now();
-  auto due = store::dueOutbox(store_, now);
+  auto due = store::dueOutboxCounts(store_, now);
   if (!due) {
     logError("relay.outbox_unreadable").kv("error", due.error().message);
     return schedule(5000);
   }
-  for (auto& item : *due) {
-    if (inFlight_.count(item.id) || clients_.count(item.accountId)) continue;
-    const AccountConfig* account = accountConfig(item.accountId);
+  for (auto [accountId, count] : *due) {
+    const AccountConfig* account = accountConfig(accountId);
     if (!account || !account->relay) {
       // The account lost its relay (config changed) after this was queued.
-      for (auto& r : item.recipients) {
-        if (r.state != store::RecipientState::Pending) continue;
-        r.state = store::RecipientState::Failed;
-        r.status = "5.3.5";
-        r.diagnostic = "no upstream relay is configured for this account";
+      auto rows = store::dueOutbox(store_, now, accountId);
+      if (!rows) continue;
+      for (auto& item : *rows) {
+        if (inFlight_.count(item.id)) continue;
+        for (auto& r : item.recipients) {
+          if (r.state != store::RecipientState::Pending) continue;
+          r.state = store::RecipientState::Failed;
+          r.status = "5.3.5";
+          r.diagnostic = "no upstream relay is configured for this account";
+        }
+        record(item, "no upstream relay configured", "");
       }
-      record(item, "no upstream relay configured", "");
       continue;
     }
-    auto client = std::make_unique<RelayClient>(*this, item.accountId, *account);
-    RelayClient* raw = client.get();
-    clients_.emplace(item.accountId, std::move(client));
-    raw->start();
+    std::vector<RelayClient*> idle;
+    for (auto [it, end] = clients_.equal_range(accountId); it != end; ++it)
+      if (!it->second->sending()) idle.push_back(it->second.get());
+    for (RelayClient* c : idle) c->poke();  // may finish it (clientDone defers its destruction)
+    // One more connection while the due rows outnumber the connections that
+    // are not sending yet (each of those takes the next due row), up to the cap.
+    size_t open = 0, starting = 0;
+    for (auto [it, end] = clients_.equal_range(accountId); it != end; ++it) {
+      ++open;
+      starting += !it->second->sending();
+    }
+    size_t cap = account->relay->maxConnections;
+    if (auto c = connectionCap_.find(accountId); c != connectionCap_.end()) cap = std::min(cap, c->second);
+    auto unclaimed = static_cast<size_t>(std::max<int64_t>(count - static_cast<int64_t>(open - starting), 0));
+    while (open < cap && starting < unclaimed) {
+      auto client = std::make_unique<RelayClient>(*this, accountId, *account);
+      RelayClient* raw = client.get();
+      clients_.emplace(accountId, std::move(client));
+      ++open;
+      ++starting;
+      raw->start();
+    }
   }
   // Wake for the next row that comes due (new ones call wake()).
   if (auto next = store::nextOutboxAttempt(store_); next && *next) {
@@ -102,11 +134,17 @@ void OutboxRelay::tick() {
 
 std::optional<store::OutboxItem> OutboxRelay::nextFor(int64_t accountId, const std::set<int64_t>& tried) {
   if (stopped_) return std::nullopt;
-  auto due = store::dueOutbox(store_, store_.now());
-  if (!due) return std::nullopt;
-  for (auto& item : *due)
-    if (item.accountId == accountId && !tried.count(item.id) && !inFlight_.count(item.id)) return std::move(item);
-  return std::nullopt;
+  // The rows other connections are sending come first in due order; read
+  // just past them (more only when this connection already tried those).
+  int64_t limit = static_cast<int64_t>(inFlight_.size()) + 8;
+  for (;;) {
+    auto due = store::dueOutbox(store_, store_.now(), accountId, limit);
+    if (!due) return std::nullopt;
+    for (auto& item : *due)
+      if (!tried.count(item.id) && !inFlight_.count(item.id)) return std::move(item);
+    if (static_cast<int64_t>(due->size()) < limit) return std::nullopt;
+    limit *= 2;
+  }
 }
 
 void OutboxRelay::record(store::OutboxItem& item, const std::string& error, const std::string& remoteHost) {
@@ -125,6 +163,23 @@ void OutboxRelay::record(store::OutboxItem& item, const std::string& error, cons
     }
   }
   bool pending = item.hasPending();
+  if (!pending && !item.hasFailed() && !(account && account->sentCopy == SentCopy::Sent)) {
+    // Delivered with nothing left to do: the row goes, in one commit with
+    // those of the other messages delivered in this loop turn.
+    item.attempts += 1;
+    logInfo("relay.attempt")
+        .kv("outbox_id", item.id)
+        .kv("attempt", item.attempts)
+        .kv("sent", item.recipients.size())
+        .kv("failed", 0)
+        .kv("pending", 0)
+        .kv("next_in_s", 0)
+        .kv("error", error);
+    inFlight_.insert(item.id);
+    delivered_.push_back(item.id);
+    if (check_) uv_check_start(check_, [](uv_check_t* c) { static_cast<OutboxRelay*>(c->data)->removeDelivered(); });
+    return;
+  }
   std::uniform_real_distribution<double> unit(0.0, 1.0);
   int64_t delay = store::retryDelaySeconds(item.attempts + 1, config_.smtpLimits.retryInitialSeconds,
                                            config_.smtpLimits.retryMaxSeconds, unit(rng_));
@@ -152,12 +207,18 @@ void OutboxRelay::record(store::OutboxItem& item, const std::string& error, cons
   if (!pending) finalize(item, true, remoteHost);
 }
 
-void OutboxRelay::connectionFailed(int64_t accountId, const std::set<int64_t>& tried, const std::string& error,
-                                   const std::string& remoteHost) {
-  auto due = store::dueOutbox(store_, store_.now());
+void OutboxRelay::connectionFailed(RelayClient* client, int64_t accountId, const std::set<int64_t>& tried,
+                                   const std::string& error, const std::string& remoteHost) {
+  size_t others = 0;
+  for (auto [it, end] = clients_.equal_range(accountId); it != end; ++it) others += it->second.get() != client;
+  if (others > 0) {
+    connectionCap_[accountId] = others;
+    return;
+  }
+  auto due = store::dueOutbox(store_, store_.now(), accountId);
   if (!due) return;
   for (auto& item : *due) {
-    if (item.accountId != accountId || tried.count(item.id) || inFlight_.count(item.id)) continue;
+    if (tried.count(item.id) || inFlight_.count(item.id)) continue;
     for (auto& r : item.recipients)
       if (r.state == store::RecipientState::Pending) r.diagnostic = error;
     record(item, error, remoteHost);
@@ -203,11 +264,35 @@ void OutboxRelay::finalize(store::OutboxItem& item, bool copy, const std::string
     logInfo("relay.delivered").kv("outbox_id", item.id).kv("recipients", item.recipients.size());
 }
 
+void OutboxRelay::removeDelivered() {
+  if (check_) uv_check_stop(check_);
+  if (delivered_.empty()) return;
+  std::vector<int64_t> ids = std::move(delivered_);
+  delivered_.clear();
+  auto removed = store::removeOutbox(store_, ids);
+  if (!removed) logWarn("relay.remove_failed").kv("messages", ids.size()).kv("error", removed.error().message);
+  for (int64_t id : ids) {
+    inFlight_.erase(id);
+    if (removed) {
+      logInfo("relay.delivered").kv("outbox_id", id);
+      continue;
+    }
+    // Never send a delivered message again: one by one, else mark it done
+    // (a copying row is finished at the next start without a second copy).
+    if (auto s = store::removeOutbox(store_, std::vector<int64_t>{id}); s)
+      logInfo("relay.delivered").kv("outbox_id", id);
+    else if (auto c = store::setOutboxState(store_, id, store::kOutboxCopying); !c)
+      logError("relay.state_failed").kv("outbox_id", id).kv("error", c.error().message);
+  }
+}
+
 void OutboxRelay::clientDone(RelayClient* client) {
   for (auto it = clients_.begin(); it != clients_.end(); ++it) {
     if (it->second.get() != client) continue;
+    int64_t accountId = it->first;
     finished_.push_back(std::move(it->second));
     clients_.erase(it);
+    if (!clients_.count(accountId)) connectionCap_.erase(accountId);
     break;
   }
   schedule(0);  // its account may have more due now; also frees it
@@ -249,6 +334,10 @@ Result<std::string> OutboxRelay::listJson() {
 
 Result<std::string> OutboxRelay::retry(int64_t id) {
   if (auto s = store::retryOutbox(store_, id, store_.now()); !s) return std::unexpected(s.error());
+  // A retry usually follows a fix upstream, which a server may apply only to
+  // new sessions (Postfix reloads its tables per session): no idle reuse.
+  if (auto item = store::findOutbox(store_, id); item && *item)
+    for (auto [it, end] = clients_.equal_range((*item)->accountId); it != end; ++it) it->second->leaveIfIdle();
   logInfo("relay.retry_requested").kv("outbox_id", id);
   wake();
   return std::string("{\"retried\":true}");

@@ -11,6 +11,10 @@
 namespace mb::smtp {
 namespace {
 
+// How long a connection waits for more mail once none is due: a new one
+// costs a TCP, TLS and AUTH round trip each, and mail often comes in bursts.
+constexpr uint64_t kIdleMs = 2000;
+
 // password_command: its first output line. Runs on the loop thread; it is
 // meant for a quick secret-store lookup (pass, secret-tool), not a prompt.
 Result<Secret> runPasswordCommand(const std::string& command) {
@@ -98,7 +102,7 @@ void RelayClient::onConnected(Result<std::unique_ptr<TcpStream>> stream) {
       [this](std::string_view bytes) { onData(bytes); },
       [this](const CloseReason& why) {
         if (step_ == Step::Done) return;
-        if (step_ == Step::Quit) return done();
+        if (step_ == Step::Quit || step_ == Step::Idle) return done();  // nothing was in flight
         fail(why.message.empty() ? std::string("connection closed by the server") : why.message);
       },
       [this] { onSecure(); },
@@ -175,6 +179,7 @@ void RelayClient::onReply(const Reply& reply) {
       if (!reply.positive()) return fail("RSET: " + describe(reply));
       return nextMessage();
     case Step::Quit:
+    case Step::Idle:  // e.g. 421 on the server's idle timeout: nothing was in flight
       step_ = Step::Done;
       return done();
     default:
@@ -213,8 +218,10 @@ void RelayClient::authenticate() {
 void RelayClient::nextMessage() {
   item_ = relay_.nextFor(accountId_, tried_);
   if (!item_) {
-    step_ = Step::Quit;
-    return send(client::quit(), 10000);
+    if (step_ == Step::Idle) return;  // a poke that found nothing does not extend the wait
+    step_ = Step::Idle;
+    uv_timer_start(timer_, [](uv_timer_t* t) { static_cast<RelayClient*>(t->data)->quit(); }, kIdleMs, 0);
+    return;
   }
   tried_.insert(item_->id);
   relay_.inFlight_.insert(item_->id);
@@ -226,6 +233,16 @@ void RelayClient::nextMessage() {
   }
   body_ = std::move(*body);
   beginTransaction();
+}
+
+void RelayClient::poke() {
+  if (step_ == Step::Idle) nextMessage();
+}
+
+void RelayClient::quit() {
+  if (step_ != Step::Idle) return;
+  step_ = Step::Quit;
+  send(client::quit(), 10000);
 }
 
 void RelayClient::beginTransaction() {
@@ -354,6 +371,9 @@ void RelayClient::endTransaction(bool needRset) {
   if (item_) {
     relay_.inFlight_.erase(item_->id);
     relay_.record(*item_, lastError_, cfg_.host);
+    // A finished row is gone (or failed) for good, and SQLite may give its id
+    // to the next queued message, which this connection has not tried.
+    if (!item_->hasPending()) tried_.erase(item_->id);
     item_.reset();
   }
   body_.clear();
@@ -381,7 +401,7 @@ void RelayClient::fail(const std::string& why) {
     relay_.record(*item_, why, cfg_.host);
     item_.reset();
   }
-  relay_.connectionFailed(accountId_, tried_, why, cfg_.host);
+  relay_.connectionFailed(this, accountId_, tried_, why, cfg_.host);
   done();
 }
 

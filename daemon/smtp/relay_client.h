@@ -33,9 +33,16 @@ class RelayClient {
   RelayClient& operator=(const RelayClient&) = delete;
 
   void start();
+  // Sending a message right now (not connecting, logging in, idle or leaving).
+  bool sending() const { return item_.has_value(); }
+  // Idle and logged in: take the next due message now (the relay calls this
+  // when new mail was queued).
+  void poke();
+  // Idle: leave now (QUIT), so that the next message gets a new session.
+  void leaveIfIdle() { quit(); }
 
  private:
-  enum class Step { Connecting, Greeting, Ehlo, StartTls, Handshake, Auth, AuthUser, AuthPassword, Txn, Body,
+  enum class Step { Connecting, Greeting, Ehlo, StartTls, Handshake, Auth, AuthUser, AuthPassword, Idle, Txn, Body,
                     BodyDiscarded, Rset, Quit, Done };
   struct Expect {
     enum Kind { Mail, Rcpt, Data } kind;
@@ -49,6 +56,7 @@ class RelayClient {
   void afterEhlo(const Reply& reply);
   void authenticate();
   void nextMessage();
+  void quit();
   void beginTransaction();
   void onTransactionReply(const Reply& reply);
   void sendNextCommand();

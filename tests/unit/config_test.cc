@@ -207,7 +207,7 @@ TEST(Config, AccountRelayFull) {
                   "retry_max_age_seconds": 600,
                   "smtp": {"host": "127.0.0.1", "port": 2525, "security": "tls", "username": "u",
                            "password_command": "cat /x", "auth": "xoauth2", "ehlo": "me.test",
-                           "ca_file": "/ca.pem", "pin_sha256": "ab"}}]})",
+                           "ca_file": "/ca.pem", "pin_sha256": "ab", "max_connections": 2}}]})",
                        "test.json");
   ASSERT_TRUE(c) << c.error().message;
   const auto& a = c->accounts[0];
@@ -217,6 +217,7 @@ TEST(Config, AccountRelayFull) {
   EXPECT_EQ(a.relay->username, "u");
   EXPECT_EQ(a.relay->passwordCommand, "cat /x");
   EXPECT_EQ(a.relay->caFile, "/ca.pem");
+  EXPECT_EQ(a.relay->maxConnections, 2u);
   EXPECT_EQ(a.sentCopy, SentCopy::None);
   EXPECT_EQ(a.retryMaxAgeSeconds, 600u);
   EXPECT_EQ(c->smtpLimits.retryInitialSeconds, 2u);
@@ -230,6 +231,7 @@ TEST(Config, AccountRelayTlsPortDefaultsTo465AndNoAuthWithoutPassword) {
   ASSERT_TRUE(c) << c.error().message;
   EXPECT_EQ(c->accounts[0].relay->port, 465);
   EXPECT_EQ(c->accounts[0].relay->auth, RelayAuth::None);
+  EXPECT_EQ(c->accounts[0].relay->maxConnections, 4u);
 }
 
 TEST(Config, AccountRelayErrors) {
@@ -244,6 +246,8 @@ TEST(Config, AccountRelayErrors) {
   EXPECT_NE(errorOf(acct(R"({"host": "h", "password": "a", "password_command": "b"})")).find("not both"),
             std::string::npos);
   EXPECT_NE(errorOf(acct(R"({"host": "h", "port": 0})")).find("accounts[0].smtp.port"), std::string::npos);
+  EXPECT_NE(errorOf(acct(R"({"host": "h", "max_connections": 0})")).find("accounts[0].smtp.max_connections"),
+            std::string::npos);
   EXPECT_NE(errorOf(acct(R"({"host": "h", "pasword": "x"})")).find("accounts[0].smtp.pasword: unknown key"),
             std::string::npos);
   EXPECT_NE(errorOf(acct(R"({"host": "h", "security": "none", "ca_file": "/x"})")).find("security"),
