@@ -233,6 +233,14 @@ Transaction::~Transaction() { rollback(); }
 
 Status Transaction::commit() {
   if (!open_) return fail(ErrorKind::Internal, db_->path() + ": commit of a finished transaction");
+  // A statement stepped but not run to completion (read one row, then commit)
+  // keeps this connection's read snapshot open past COMMIT, and the WAL
+  // auto-checkpoint that COMMIT triggers can then never copy frames back: the
+  // WAL grows forever and every page read gets slower. Nothing may read on
+  // across a commit, so end every such statement here, in one place.
+  for (sqlite3_stmt* s = sqlite3_next_stmt(db_->handle(), nullptr); s; s = sqlite3_next_stmt(db_->handle(), s)) {
+    if (sqlite3_stmt_busy(s) && sqlite3_stmt_readonly(s)) sqlite3_reset(s);
+  }
   auto st = db_->exec("COMMIT");
   // A failed COMMIT (e.g. I/O error) can leave the transaction open; the
   // destructor then rolls it back. If SQLite already ended it, we are done.

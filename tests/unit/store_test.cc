@@ -352,3 +352,37 @@ TEST_F(StoreTest, OpenNeedsAnExistingStateDir) {
 
 }  // namespace
 }  // namespace mb::store
+
+namespace mb::store {
+namespace {
+
+// Regression: appendMessage read a mailbox row and committed with that
+// statement still stepped, which pinned the read snapshot so the WAL was
+// never checkpointed (292 MB of WAL after 7,000 APPENDs, each page read
+// slower than the last). The WAL must stay bounded by the auto-checkpoint.
+TEST(StoreWal, AppendsAreCheckpointedBackIntoTheDatabase) {
+  char tmpl[] = "/tmp/mb-store-wal-XXXXXX";
+  fs::path dir = ::mkdtemp(tmpl);
+  {
+    auto store = Store::open(dir);
+    ASSERT_TRUE(store) << store.error().message;
+    auto acct = (*store)->ensureAccount("w", "w@example.org", AccountSource::Config);
+    auto mbox = (*store)->createMailbox(*acct, "INBOX");
+    ASSERT_TRUE(mbox);
+    std::string body = "Subject: wal\r\n\r\n" + std::string(3000, 'x') + "\r\n";
+    for (int i = 0; i < 1500; ++i) {
+      std::string msg = "Message-ID: <" + std::to_string(i) + "@w>\r\n" + body;
+      NewMessage m;
+      m.bytes = msg;
+      ASSERT_TRUE((*store)->appendMessage(mbox->id, m));
+    }
+    // Default auto-checkpoint is 1000 pages (4 MB): frames must have been
+    // copied into the main file, and the WAL restarted rather than grown.
+    EXPECT_GT(fs::file_size(dir / "mailbridge.db"), 256u << 10);
+    EXPECT_LT(fs::file_size(dir / "mailbridge.db-wal"), 8u << 20);
+  }
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace mb::store
