@@ -99,11 +99,17 @@ def smtp_source(port, n, size, sessions, rcpt):
     return time.monotonic() - t0
 
 
-def log_times(text, event):
-    out = {}
-    for m in re.finditer(r"^(\S+) info " + re.escape(event) + r" .*?outbox_id=(\d+)", text, re.M):
+def latencies(text):
+    """Our 250 -> upstream 250 per message, in ms. Log order pairs them: an
+    outbox id is reused once the outbox was empty (SQLite rowids)."""
+    queued, out = {}, []
+    for m in re.finditer(r"^(\S+) info (smtp\.queued|relay\.delivered) .*?outbox_id=(\d+)", text, re.M):
         ts = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%fZ").timestamp()
-        out[int(m.group(2))] = ts
+        i = int(m.group(3))
+        if m.group(2) == "smtp.queued":
+            queued[i] = ts
+        elif i in queued:
+            out.append((ts - queued.pop(i)) * 1000)
     return out
 
 
@@ -157,9 +163,7 @@ def main():
             d.stop()
             d.cleanup()
 
-    queued = log_times(log, "smtp.queued")
-    delivered = log_times(log, "relay.delivered")
-    lat = [(delivered[i] - queued[i]) * 1000 for i in queued if i in delivered]
+    lat = latencies(log)
     direct_rate, ours_rate, submit_rate = a.m / direct, a.m / relayed, a.m / submit
     print("messages: %d x %d bytes, %d smtp-source sessions" % (a.m, a.l, a.s))
     print("direct to Postfix:          %8.1f msg/s (%.2f s)" % (direct_rate, direct))
