@@ -651,11 +651,9 @@ bool Session::cmdAppend(const std::string& tag, AppendCmd& cmd) {
     if (m.data.empty()) return tagged(tag, "NO", "", "cannot append an empty message"), false;
     if (m.data.size() > options_.appendLimit) return tagged(tag, "NO", "TOOBIG", "message is larger than APPENDLIMIT"), false;
   }
-  auto counts = backend_.mailboxCounts(*name);
-  if (!counts) {
-    if (counts.error().kind == ErrorKind::NotFound) return tagged(tag, "NO", "TRYCREATE", "no such mailbox"), false;
-    return failed(tag, counts.error(), "APPEND"), false;
-  }
+  // No existence check up front: counting the mailbox costs O(messages) per
+  // APPEND, and the first append already answers NotFound (-> TRYCREATE)
+  // before anything is stored.
   std::vector<uint32_t> uids;
   uint32_t uidValidity = 0;
   for (auto& m : cmd.messages) {
