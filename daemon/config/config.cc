@@ -2,11 +2,13 @@
 // this file (config loading is not on the data path) and turns them into Errors.
 #include "daemon/config/config.h"
 
+#include "daemon/tls/openssl_util.h"
 #include "daemon/util/fs.h"
 
 #include <arpa/inet.h>
 
 #include <nlohmann/json.hpp>
+#include <algorithm>
 #include <functional>
 #include <set>
 
@@ -188,23 +190,44 @@ Result<ListenAddress> readListen(ObjectReader& r, const std::string& key, Listen
   return addr;
 }
 
-// An account's "smtp" object: the upstream relay.
-Result<RelayConfig> readRelay(const json& obj, const std::string& path, std::string_view source) {
-  ObjectReader r(obj, path, source);
-  if (auto s = r.expectObject(); !s) return std::unexpected(s.error());
-  RelayConfig c;
+// The connection fields the SMTP relay and the IMAP upstream share (host,
+// port, security, username, password or password_command, ca_file,
+// pin_sha256): one reader, so both are validated and worded the same way.
+struct UpstreamConnection {
+  std::string host;
+  uint16_t port = 0;
+  RelaySecurity security = RelaySecurity::Tls;
+  std::string username;
+  Secret password;
+  std::string passwordCommand;
+  std::string caFile;
+  std::string pinSha256;
+  bool haveSecret() const { return !password.empty() || !passwordCommand.empty(); }
+};
+
+struct ConnectionDefaults {
+  RelaySecurity security;
+  uint16_t tlsPort;    // default port with security tls
+  uint16_t plainPort;  // default port with starttls or none
+};
+
+Result<UpstreamConnection> readConnection(ObjectReader& r, const std::string& path, ConnectionDefaults defaults) {
+  UpstreamConnection c;
   auto host = r.getString("host", true);
   if (!host) return std::unexpected(host.error());
   if (host->empty() || host->find_first_of(" \t\r\n/") != std::string::npos)
     return r.errorAt(path + ".host", "\"" + *host + "\" is not a host name");
   c.host = *host;
-  auto security = r.getString("security", false, "starttls");
+  const char* defaultSecurity = defaults.security == RelaySecurity::Tls        ? "tls"
+                                : defaults.security == RelaySecurity::StartTls ? "starttls"
+                                                                               : "none";
+  auto security = r.getString("security", false, defaultSecurity);
   if (!security) return std::unexpected(security.error());
   if (*security == "starttls") c.security = RelaySecurity::StartTls;
   else if (*security == "tls") c.security = RelaySecurity::Tls;
   else if (*security == "none") c.security = RelaySecurity::None;
   else return r.errorAt(path + ".security", "expected one of starttls, tls, none; got \"" + *security + "\"");
-  auto port = readUnsigned(r, "port", c.security == RelaySecurity::Tls ? 465 : 587, 1, 65535);
+  auto port = readUnsigned(r, "port", c.security == RelaySecurity::Tls ? defaults.tlsPort : defaults.plainPort, 1, 65535);
   if (!port) return std::unexpected(port.error());
   c.port = static_cast<uint16_t>(*port);
   auto user = r.getString("username", false);
@@ -218,37 +241,143 @@ Result<RelayConfig> readRelay(const json& obj, const std::string& path, std::str
   c.passwordCommand = *command;
   if (!c.password.empty() && !c.passwordCommand.empty())
     return r.errorAt(path + ".password_command", "give either password or password_command, not both");
-  bool haveSecret = !c.password.empty() || !c.passwordCommand.empty();
-  auto auth = r.getString("auth", false, haveSecret ? "plain" : "none");
+  auto ca = r.getString("ca_file", false);
+  if (!ca) return std::unexpected(ca.error());
+  c.caFile = *ca;
+  auto pin = r.getString("pin_sha256", false);
+  if (!pin) return std::unexpected(pin.error());
+  if (!pin->empty() && !tls::parseFingerprint(*pin))
+    return r.errorAt(path + ".pin_sha256", "expected the certificate's SHA-256 as 64 hex digits (colons allowed)");
+  c.pinSha256 = *pin;
+  if (c.security == RelaySecurity::None && (!c.caFile.empty() || !c.pinSha256.empty()))
+    return r.errorAt(path + ".security", "ca_file and pin_sha256 need security starttls or tls");
+  return c;
+}
+
+// An account's "smtp" object: the upstream relay.
+Result<RelayConfig> readRelay(const json& obj, const std::string& path, std::string_view source) {
+  ObjectReader r(obj, path, source);
+  if (auto s = r.expectObject(); !s) return std::unexpected(s.error());
+  auto conn = readConnection(r, path, {RelaySecurity::StartTls, 465, 587});
+  if (!conn) return std::unexpected(conn.error());
+  RelayConfig c;
+  c.host = conn->host;
+  c.port = conn->port;
+  c.security = conn->security;
+  c.username = conn->username;
+  c.password = conn->password;
+  c.passwordCommand = conn->passwordCommand;
+  c.caFile = conn->caFile;
+  c.pinSha256 = conn->pinSha256;
+  auto auth = r.getString("auth", false, conn->haveSecret() ? "plain" : "none");
   if (!auth) return std::unexpected(auth.error());
   if (*auth == "plain") c.auth = RelayAuth::Plain;
   else if (*auth == "login") c.auth = RelayAuth::Login;
   else if (*auth == "xoauth2") c.auth = RelayAuth::Xoauth2;
   else if (*auth == "none") c.auth = RelayAuth::None;
   else return r.errorAt(path + ".auth", "expected one of plain, login, xoauth2, none; got \"" + *auth + "\"");
-  if (c.auth != RelayAuth::None && !haveSecret)
+  if (c.auth != RelayAuth::None && !conn->haveSecret())
     return r.errorAt(path + ".auth", "\"" + *auth + "\" needs password or password_command");
   auto ehlo = r.getString("ehlo", false, "localhost");
   if (!ehlo) return std::unexpected(ehlo.error());
   if (ehlo->empty() || ehlo->find_first_of(" \t\r\n") != std::string::npos)
     return r.errorAt(path + ".ehlo", "\"" + *ehlo + "\" is not a host name");
   c.ehlo = *ehlo;
-  auto ca = r.getString("ca_file", false);
-  if (!ca) return std::unexpected(ca.error());
-  c.caFile = *ca;
-  auto pin = r.getString("pin_sha256", false);
-  if (!pin) return std::unexpected(pin.error());
-  c.pinSha256 = *pin;
   auto connections = readUnsigned(r, "max_connections", c.maxConnections, 1, 32);
   if (!connections) return std::unexpected(connections.error());
   c.maxConnections = static_cast<uint32_t>(*connections);
-  if (c.security == RelaySecurity::None && (!c.caFile.empty() || !c.pinSha256.empty()))
-    return r.errorAt(path + ".security", "ca_file and pin_sha256 need security starttls or tls");
+  if (auto s = r.finish(); !s) return std::unexpected(s.error());
+  return c;
+}
+
+bool isInbox(std::string_view name) { return lowerAscii(name) == "inbox"; }
+
+// A list of upstream mailbox names: non-empty strings without CR/LF/NUL,
+// no name twice (INBOX compared case-insensitively, as RFC 3501 5.1 says).
+Result<std::vector<std::string>> readMailboxList(ObjectReader& r, const std::string& key) {
+  const json* v = r.find(key);
+  std::vector<std::string> out;
+  if (!v) return out;
+  std::string path = r.childPath(key);
+  if (!v->is_array()) return r.errorAt(path, std::string("expected an array of mailbox names, got ") + typeName(*v));
+  if (v->size() > 10000) return r.errorAt(path, "at most 10000 mailboxes");
+  std::set<std::string> seen;
+  for (size_t i = 0; i < v->size(); ++i) {
+    const json& item = (*v)[i];
+    std::string ipath = path + "[" + std::to_string(i) + "]";
+    if (!item.is_string()) return r.errorAt(ipath, std::string("expected a string, got ") + typeName(item));
+    std::string name = item.get<std::string>();
+    if (name.empty() || name.size() > 1024 || name.find_first_of(std::string("\r\n\0", 3)) != std::string::npos)
+      return r.errorAt(ipath, "is not a mailbox name (1 to 1024 bytes, no CR, LF or NUL)");
+    if (isInbox(name)) name = "INBOX";
+    if (!seen.insert(name).second) return r.errorAt(ipath, "\"" + name + "\" is listed twice");
+    out.push_back(std::move(name));
+  }
+  return out;
+}
+
+// An account's "imap" object: the provider's IMAP server to sync with.
+Result<ImapUpstreamConfig> readImapUpstream(const json& obj, const std::string& path, std::string_view source) {
+  ObjectReader r(obj, path, source);
+  if (auto s = r.expectObject(); !s) return std::unexpected(s.error());
+  auto conn = readConnection(r, path, {RelaySecurity::Tls, 993, 143});
+  if (!conn) return std::unexpected(conn.error());
+  ImapUpstreamConfig c;
+  c.host = conn->host;
+  c.port = conn->port;
+  c.security = conn->security;
+  c.username = conn->username;
+  c.password = conn->password;
+  c.passwordCommand = conn->passwordCommand;
+  c.caFile = conn->caFile;
+  c.pinSha256 = conn->pinSha256;
+  auto auth = r.getString("auth", false, "plain");
+  if (!auth) return std::unexpected(auth.error());
+  if (*auth == "plain") c.auth = ImapAuth::Plain;
+  else if (*auth == "login") c.auth = ImapAuth::Login;
+  else if (*auth == "xoauth2") c.auth = ImapAuth::Xoauth2;
+  else if (*auth == "oauthbearer") c.auth = ImapAuth::OAuthBearer;
+  else return r.errorAt(path + ".auth", "expected one of plain, login, xoauth2, oauthbearer; got \"" + *auth + "\"");
+  // Every IMAP login needs a secret (there is no "none" as for SMTP relays).
+  if (!conn->haveSecret()) return r.errorAt(path + ".password", "is required (or password_command)");
+  auto mailboxes = readMailboxList(r, "mailboxes");
+  if (!mailboxes) return std::unexpected(mailboxes.error());
+  c.mailboxes = std::move(*mailboxes);
+  auto synced = [&](const std::string& name) {
+    return c.mailboxes.empty() || std::find(c.mailboxes.begin(), c.mailboxes.end(), name) != c.mailboxes.end();
+  };
+  if (r.find("idle_mailboxes")) {
+    auto idle = readMailboxList(r, "idle_mailboxes");
+    if (!idle) return std::unexpected(idle.error());
+    if (idle->size() > 16) return r.errorAt(path + ".idle_mailboxes", "at most 16 (one connection each)");
+    for (size_t i = 0; i < idle->size(); ++i)
+      if (!synced((*idle)[i]))
+        return r.errorAt(path + ".idle_mailboxes[" + std::to_string(i) + "]",
+                         "\"" + (*idle)[i] + "\" is not in mailboxes");
+    c.idleMailboxes = std::move(*idle);
+  } else if (!synced("INBOX")) {
+    c.idleMailboxes.clear();  // the default INBOX is not synced: poll only
+  }
+  auto poll = readUnsigned(r, "poll_seconds", c.pollSeconds, 5, 86400);
+  if (!poll) return std::unexpected(poll.error());
+  c.pollSeconds = static_cast<uint32_t>(*poll);
+  auto bodies = r.getString("bodies", false, "full");
+  if (!bodies) return std::unexpected(bodies.error());
+  if (*bodies == "full") c.bodies = BodyPolicy::Full;
+  else if (*bodies == "on_demand") c.bodies = BodyPolicy::OnDemand;
+  else return r.errorAt(path + ".bodies", "expected \"full\" or \"on_demand\", got \"" + *bodies + "\"");
   if (auto s = r.finish(); !s) return std::unexpected(s.error());
   return c;
 }
 
 }  // namespace
+
+bool ImapUpstreamConfig::operator==(const ImapUpstreamConfig& o) const {
+  return host == o.host && port == o.port && security == o.security && username == o.username &&
+         password.reveal() == o.password.reveal() && passwordCommand == o.passwordCommand && auth == o.auth &&
+         caFile == o.caFile && pinSha256 == o.pinSha256 && mailboxes == o.mailboxes &&
+         idleMailboxes == o.idleMailboxes && pollSeconds == o.pollSeconds && bodies == o.bodies;
+}
 
 std::string ListenAddress::toString() const {
   if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
@@ -423,6 +552,12 @@ Result<Config> parseConfig(std::string_view text, std::string_view source) {
         if (!rc) return std::unexpected(rc.error());
         a.relay = std::move(*rc);
         if (a.relay->username.empty()) a.relay->username = a.address;
+      }
+      if (const json* imap = r.find("imap")) {
+        auto ic = readImapUpstream(*imap, path + ".imap", source);
+        if (!ic) return std::unexpected(ic.error());
+        a.imap = std::move(*ic);
+        if (a.imap->username.empty()) a.imap->username = a.address;
       }
       auto sent = r.getString("sent_copy", false, "sent");
       if (!sent) return std::unexpected(sent.error());

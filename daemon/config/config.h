@@ -81,6 +81,29 @@ struct RelayConfig {
   }
 };
 
+// How an account syncs with its provider's IMAP server ("imap" in an account).
+enum class ImapAuth { Plain, Login, Xoauth2, OAuthBearer };
+// Full: every body is downloaded with the initial sync. OnDemand: headers
+// first, a body is fetched when a local client asks for it.
+enum class BodyPolicy { Full, OnDemand };
+
+struct ImapUpstreamConfig {
+  std::string host;
+  uint16_t port = 993;                         // 143 when security is starttls or none
+  RelaySecurity security = RelaySecurity::Tls; // tls | starttls | none, never a silent fallback
+  std::string username;                        // default: the account address
+  Secret password;                             // or the OAuth token
+  std::string passwordCommand;                 // /bin/sh command, first output line is the secret
+  ImapAuth auth = ImapAuth::Plain;
+  std::string caFile;
+  std::string pinSha256;
+  std::vector<std::string> mailboxes;          // upstream names to sync; empty = all
+  std::vector<std::string> idleMailboxes = {"INBOX"};
+  uint32_t pollSeconds = 300;
+  BodyPolicy bodies = BodyPolicy::Full;
+  bool operator==(const ImapUpstreamConfig&) const;  // compares the secret too
+};
+
 // Where a copy of submitted mail goes: nowhere (the provider keeps one) or
 // the account's local Sent mailbox.
 enum class SentCopy { None, Sent };
@@ -90,6 +113,7 @@ struct AccountConfig {
   std::string address;  // the account's primary e-mail address; also its local username
   std::vector<std::string> aliases;  // further addresses it may send from
   std::optional<RelayConfig> relay;  // absent: a local account (mail to its own addresses stays local)
+  std::optional<ImapUpstreamConfig> imap;  // absent: no upstream mailbox sync
   // Default: Sent for every account. A provider that files sent mail itself
   // (Gmail, Outlook.com) wants "none", or the copy appears twice once synced.
   SentCopy sentCopy = SentCopy::Sent;

@@ -207,7 +207,8 @@ TEST(Config, AccountRelayFull) {
                   "retry_max_age_seconds": 600,
                   "smtp": {"host": "127.0.0.1", "port": 2525, "security": "tls", "username": "u",
                            "password_command": "cat /x", "auth": "xoauth2", "ehlo": "me.test",
-                           "ca_file": "/ca.pem", "pin_sha256": "ab", "max_connections": 2}}]})",
+                           "ca_file": "/ca.pem", "pin_sha256": "AB:CD:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89",
+                           "max_connections": 2}}]})",
                        "test.json");
   ASSERT_TRUE(c) << c.error().message;
   const auto& a = c->accounts[0];
@@ -260,6 +261,164 @@ TEST(Config, AccountRelayErrors) {
             std::string::npos);
   EXPECT_NE(errorOf(R"({"smtp": {"retry_initial_seconds": 100, "retry_max_seconds": 10}})").find("retry_max_seconds"),
             std::string::npos);
+}
+
+// Upstream IMAP ("imap" in an account): the same connection fields as the
+// relay, read by the same code, plus what to sync and how.
+TEST(Config, AccountImapDefaults) {
+  auto c = parseConfig(R"({"accounts": [{"name": "a", "address": "me@example.com",
+                          "imap": {"host": "imap.example.com", "password": "pw"}}]})",
+                       "test.json");
+  ASSERT_TRUE(c) << c.error().message;
+  const auto& a = c->accounts[0];
+  ASSERT_TRUE(a.imap);
+  EXPECT_FALSE(a.relay);
+  EXPECT_EQ(a.imap->host, "imap.example.com");
+  EXPECT_EQ(a.imap->port, 993);
+  EXPECT_EQ(a.imap->security, RelaySecurity::Tls);
+  EXPECT_EQ(a.imap->username, "me@example.com");
+  EXPECT_EQ(a.imap->password.reveal(), "pw");
+  EXPECT_EQ(a.imap->auth, ImapAuth::Plain);
+  EXPECT_TRUE(a.imap->mailboxes.empty());
+  EXPECT_EQ(a.imap->idleMailboxes, std::vector<std::string>{"INBOX"});
+  EXPECT_EQ(a.imap->pollSeconds, 300u);
+  EXPECT_EQ(a.imap->bodies, BodyPolicy::Full);
+}
+
+TEST(Config, AccountImapFull) {
+  const char* pin = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+  auto c = parseConfig(std::string(R"({"accounts": [{"name": "a", "address": "me@example.com",
+    "imap": {"host": "127.0.0.1", "port": 1430, "security": "starttls", "username": "u",
+             "password_command": "cat /x", "auth": "oauthbearer", "ca_file": "/ca.pem", "pin_sha256": ")") +
+                           pin + R"(",
+             "mailboxes": ["inbox", "Archive/2024", "Sent"], "idle_mailboxes": ["INBOX", "Sent"],
+             "poll_seconds": 60, "bodies": "on_demand"},
+    "smtp": {"host": "smtp.example.com", "password": "pw2"}}]})",
+                       "test.json");
+  ASSERT_TRUE(c) << c.error().message;
+  const auto& i = *c->accounts[0].imap;
+  EXPECT_EQ(i.port, 1430);
+  EXPECT_EQ(i.security, RelaySecurity::StartTls);
+  EXPECT_EQ(i.username, "u");
+  EXPECT_TRUE(i.password.empty());
+  EXPECT_EQ(i.passwordCommand, "cat /x");
+  EXPECT_EQ(i.auth, ImapAuth::OAuthBearer);
+  EXPECT_EQ(i.caFile, "/ca.pem");
+  EXPECT_EQ(i.pinSha256, pin);
+  EXPECT_EQ(i.mailboxes, (std::vector<std::string>{"INBOX", "Archive/2024", "Sent"}));  // INBOX normalized
+  EXPECT_EQ(i.idleMailboxes, (std::vector<std::string>{"INBOX", "Sent"}));
+  EXPECT_EQ(i.pollSeconds, 60u);
+  EXPECT_EQ(i.bodies, BodyPolicy::OnDemand);
+  EXPECT_EQ(c->accounts[0].relay->password.reveal(), "pw2");
+}
+
+TEST(Config, AccountImapPortFollowsSecurity) {
+  auto port = [](const char* security) {
+    auto c = parseConfig(std::string(R"({"accounts": [{"name": "a", "address": "me@example.com",
+                          "imap": {"host": "h", "password": "p", "security": ")") + security + R"("}}]})",
+                         "test.json");
+    EXPECT_TRUE(c) << c.error().message;
+    return c ? c->accounts[0].imap->port : 0;
+  };
+  EXPECT_EQ(port("tls"), 993);
+  EXPECT_EQ(port("starttls"), 143);
+  EXPECT_EQ(port("none"), 143);
+}
+
+TEST(Config, AccountImapIdleDefaultOnlyWhenInboxIsSynced) {
+  auto c = parseConfig(R"({"accounts": [{"name": "a", "address": "me@example.com",
+                          "imap": {"host": "h", "password": "p", "mailboxes": ["Archive"]}}]})",
+                       "test.json");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_TRUE(c->accounts[0].imap->idleMailboxes.empty());
+  c = parseConfig(R"({"accounts": [{"name": "a", "address": "me@example.com",
+                     "imap": {"host": "h", "password": "p", "idle_mailboxes": []}}]})",
+                  "test.json");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_TRUE(c->accounts[0].imap->idleMailboxes.empty());
+}
+
+TEST(Config, AccountImapEqualityComparesTheSecret) {
+  auto parse = [](const char* password) {
+    return parseConfig(std::string(R"({"accounts": [{"name": "a", "address": "me@example.com",
+                          "imap": {"host": "h", "password": ")") + password + R"("}}]})",
+                       "test.json");
+  };
+  auto a = parse("one"), b = parse("one"), c = parse("two");
+  ASSERT_TRUE(a && b && c);
+  EXPECT_TRUE(*a->accounts[0].imap == *b->accounts[0].imap);
+  EXPECT_FALSE(*a->accounts[0].imap == *c->accounts[0].imap);
+  EXPECT_FALSE(a->accounts[0] == c->accounts[0]);  // a reload sees a changed upstream password
+}
+
+TEST(Config, AccountImapErrors) {
+  auto acct = [](std::string imap) {
+    return R"({"accounts": [{"name": "a", "address": "me@example.com", "imap": )" + imap + "}]}";
+  };
+  struct Case {
+    std::string imap;
+    const char* expect;
+  } cases[] = {
+      {"[]", "test.json: accounts[0].imap: expected an object, got an array"},
+      {R"({"password": "p"})", "test.json: accounts[0].imap.host: is required"},
+      {R"({"host": 5, "password": "p"})", "test.json: accounts[0].imap.host: expected a string, got an integer"},
+      {R"({"host": "a b", "password": "p"})", "test.json: accounts[0].imap.host: \"a b\" is not a host name"},
+      {R"({"host": "h", "password": "p", "security": "ssl"})",
+       "test.json: accounts[0].imap.security: expected one of starttls, tls, none; got \"ssl\""},
+      {R"({"host": "h", "password": "p", "port": 0})", "test.json: accounts[0].imap.port: must be between 1 and 65535"},
+      {R"({"host": "h", "password": "p", "port": 70000})",
+       "test.json: accounts[0].imap.port: must be between 1 and 65535"},
+      {R"({"host": "h", "password": "p", "port": "993"})",
+       "test.json: accounts[0].imap.port: expected an integer, got a string"},
+      {R"({"host": "h", "password": "p", "username": 1})",
+       "test.json: accounts[0].imap.username: expected a string, got an integer"},
+      {R"({"host": "h", "password": "a", "password_command": "b"})",
+       "test.json: accounts[0].imap.password_command: give either password or password_command, not both"},
+      {R"({"host": "h"})", "test.json: accounts[0].imap.password: is required (or password_command)"},
+      {R"({"host": "h", "password": "p", "auth": "cram-md5"})",
+       "test.json: accounts[0].imap.auth: expected one of plain, login, xoauth2, oauthbearer; got \"cram-md5\""},
+      {R"({"host": "h", "password": "p", "auth": "none"})", "test.json: accounts[0].imap.auth: expected one of"},
+      {R"({"host": "h", "password": "p", "pin_sha256": "ab"})",
+       "test.json: accounts[0].imap.pin_sha256: expected the certificate's SHA-256 as 64 hex digits"},
+      {R"({"host": "h", "password": "p", "security": "none", "ca_file": "/x"})",
+       "test.json: accounts[0].imap.security: ca_file and pin_sha256 need security starttls or tls"},
+      {R"({"host": "h", "password": "p", "mailboxes": "INBOX"})",
+       "test.json: accounts[0].imap.mailboxes: expected an array of mailbox names, got a string"},
+      {R"({"host": "h", "password": "p", "mailboxes": ["INBOX", 3]})",
+       "test.json: accounts[0].imap.mailboxes[1]: expected a string, got an integer"},
+      {R"({"host": "h", "password": "p", "mailboxes": [""]})",
+       "test.json: accounts[0].imap.mailboxes[0]: is not a mailbox name"},
+      {R"({"host": "h", "password": "p", "mailboxes": ["a\r\nb"]})",
+       "test.json: accounts[0].imap.mailboxes[0]: is not a mailbox name"},
+      {R"({"host": "h", "password": "p", "mailboxes": ["INBOX", "Inbox"]})",
+       "test.json: accounts[0].imap.mailboxes[1]: \"INBOX\" is listed twice"},
+      {R"({"host": "h", "password": "p", "idle_mailboxes": {}})",
+       "test.json: accounts[0].imap.idle_mailboxes: expected an array of mailbox names, got an object"},
+      {R"({"host": "h", "password": "p", "mailboxes": ["INBOX"], "idle_mailboxes": ["INBOX", "Sent"]})",
+       "test.json: accounts[0].imap.idle_mailboxes[1]: \"Sent\" is not in mailboxes"},
+      {R"({"host": "h", "password": "p", "idle_mailboxes": ["1","2","3","4","5","6","7","8","9","10","11","12","13","14","15","16","17"]})",
+       "test.json: accounts[0].imap.idle_mailboxes: at most 16"},
+      {R"({"host": "h", "password": "p", "poll_seconds": 1})",
+       "test.json: accounts[0].imap.poll_seconds: must be between 5 and 86400"},
+      {R"({"host": "h", "password": "p", "poll_seconds": 100000})",
+       "test.json: accounts[0].imap.poll_seconds: must be between 5 and 86400"},
+      {R"({"host": "h", "password": "p", "poll_seconds": -3})",
+       "test.json: accounts[0].imap.poll_seconds: must be at least 5"},
+      {R"({"host": "h", "password": "p", "bodies": "headers"})",
+       "test.json: accounts[0].imap.bodies: expected \"full\" or \"on_demand\", got \"headers\""},
+      {R"({"host": "h", "password": "p", "ehlo": "x"})", "test.json: accounts[0].imap.ehlo: unknown key"},
+      {R"({"host": "h", "password": "p", "max_connections": 2})",
+       "test.json: accounts[0].imap.max_connections: unknown key"},
+  };
+  for (const auto& c : cases) {
+    std::string e = errorOf(acct(c.imap));
+    EXPECT_EQ(e.rfind(c.expect, 0), 0u) << "input: " << c.imap << "\n got: " << e;
+  }
+  // The relay shares the connection reader, so it checks the pin too.
+  EXPECT_EQ(errorOf(R"({"accounts": [{"name": "a", "address": "me@example.com",
+                      "smtp": {"host": "h", "pin_sha256": "zz"}}]})")
+                .rfind("test.json: accounts[0].smtp.pin_sha256: expected the certificate's SHA-256", 0),
+            0u);
 }
 
 }  // namespace
