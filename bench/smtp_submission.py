@@ -9,12 +9,25 @@ smtp-source cannot AUTH and both endpoints require it, so both legs go
 through the same tiny splice proxy that logs in (EHLO + AUTH PLAIN) and then
 passes bytes through.
 
+Like for like: our state dir lives on the same medium as Postfix's queue
+(servers.tmp_root(): /dev/shm when roomy, or $MB_TEST_TMPDIR, e.g. a dir on
+disk to make both pay for real fsyncs); each leg starts with Postfix's queue
+empty (so the other leg's LMTP deliveries are not billed to it) and after one
+untimed warm-up message through the same path (Postfix's smtpd/cleanup
+processes are spawned, and our login cache holds the proxy's login, as it
+does for a mail program after its first connection). CPU seconds of each
+side are read from /proc for every leg, which the load of a shared machine
+changes far less than the rates.
+
 Usage (root, from the repo; needs the build and scripts/deps.sh --test):
   python3 bench/smtp_submission.py --mailbridged build/mailbridged [-m 1000] [-l 10240] [-s 10]
 """
 import argparse
 import base64
 import os
+import resource
+import shutil
+import tempfile
 import re
 import socket
 import subprocess
@@ -27,7 +40,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 
 import harness  # noqa: E402
-from servers import SMTP_SOURCE, Dovecot, Postfix  # noqa: E402
+from servers import SMTP_SOURCE, Dovecot, Postfix, session_members, tmp_root  # noqa: E402
 
 
 class AuthProxy:
@@ -99,6 +112,69 @@ def smtp_source(port, n, size, sessions, rcpt):
     return time.monotonic() - t0
 
 
+def cpu_seconds(pids):
+    """utime+stime of pids (all threads) plus their reaped children's, in s."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid, "rb") as f:
+                data = f.read().decode("ascii", "replace")
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        rest = data[data.rindex(")") + 2:].split()
+        total += sum(int(x) for x in rest[11:15])  # utime stime cutime cstime
+    return total / tick
+
+
+class CpuMeter:
+    """CPU seconds used by the upstream (Postfix + Dovecot), by mailbridged,
+    and by this process (the proxy) plus smtp-source, over one leg."""
+
+    def __init__(self, dc, pf, daemon=None):
+        self.dc, self.pf, self.daemon = dc, pf, daemon
+
+    def read(self):
+        up = cpu_seconds(session_members(self.dc.proc.pid) + session_members(self.pf.proc.pid))
+        ours = cpu_seconds([self.daemon.proc.pid]) if self.daemon else 0.0
+        me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        client = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+        return [up, ours, client]
+
+    def __enter__(self):
+        self.start = self.read()
+        return self
+
+    def __exit__(self, *exc):
+        self.used = [b - a for a, b in zip(self.start, self.read())]
+
+
+def queue_empty(pf):
+    for sub in ("maildrop", "incoming", "active", "deferred", "hold"):
+        for _, _, files in os.walk(os.path.join(pf.queue_dir, sub)):
+            if files:
+                return False
+    return True
+
+
+def wait_queue_empty(pf, limit=600):
+    t0 = time.monotonic()
+    while not queue_empty(pf):
+        if time.monotonic() - t0 > limit:
+            raise RuntimeError("Postfix's queue did not drain")
+        time.sleep(0.05)
+
+
+def wait_outbox_empty(d, t0, limit=3600):
+    while True:
+        _, ob = d.api("GET", "/v1/outbox")
+        if not ob["outbox"]:
+            return
+        if time.monotonic() - t0 > limit:
+            raise RuntimeError("outbox did not drain")
+        time.sleep(0.02)
+
+
 def latencies(text):
     """Our 250 -> upstream 250 per message, in ms. Log order pairs them: an
     outbox id is reused once the outbox was empty (SQLite rowids)."""
@@ -127,16 +203,24 @@ def main():
     a = ap.parse_args()
     harness.MAILBRIDGED = os.path.abspath(a.mailbridged)
 
+    state_root = tempfile.mkdtemp(prefix="mb-bench-", dir=tmp_root())
+    load = [os.getloadavg()[0]]
     with Dovecot(users={"alice": "alice-pw", "bob": "bob-pw"}) as dc, Postfix(dc) as pf:
         # (a) straight to the upstream (through the same login proxy: Postfix
         # relays only for SASL-authenticated clients); done when Postfix has
         # queued the last one.
-        direct = smtp_source(AuthProxy(pf.smtp_port, "alice", "alice-pw").port, a.m, a.l, a.s, "bob@example.test")
+        direct_proxy = AuthProxy(pf.smtp_port, "alice", "alice-pw")
+        smtp_source(direct_proxy.port, 1, a.l, 1, "bob@example.test")  # warm-up
+        wait_queue_empty(pf)
+        # CPU is counted until Postfix has also delivered the leg's messages.
+        with CpuMeter(dc, pf) as direct_cpu:
+            direct = smtp_source(direct_proxy.port, a.m, a.l, a.s, "bob@example.test")
+            wait_queue_empty(pf)
 
         cfg = {"accounts": [{"name": "alice", "address": "alice@example.test", "sent_copy": "none",
                              "smtp": {"host": "127.0.0.1", "port": pf.smtp_port, "security": "starttls",
                                       "username": "alice", "password": "alice-pw", "ca_file": pf.cert}}]}
-        d = harness.Daemon(config=cfg, log_level="info")
+        d = harness.Daemon(config=cfg, log_level="info", state_dir=os.path.join(state_root, "state"))
         try:
             d.start()
             status, body = d.api("GET", "/v1/accounts")
@@ -144,24 +228,26 @@ def main():
             _, creds = d.api("POST", "/v1/accounts/%d/password" % acct["id"])
             port = int(d.listeners["smtp"].rsplit(":", 1)[1])
             proxy = AuthProxy(port, creds["username"], creds["password"])
+            smtp_source(proxy.port, 1, a.l, 1, "bob@example.test")  # warm-up
+            wait_outbox_empty(d, time.monotonic())
+            wait_queue_empty(pf)
+            warm_log = len(d.log())
             # (b) through us; done when the outbox is empty (all accepted upstream).
-            t0 = time.monotonic()
-            submit = smtp_source(proxy.port, a.m, a.l, a.s, "bob@example.test")
-            while True:
-                _, ob = d.api("GET", "/v1/outbox")
-                if not ob["outbox"]:
-                    break
-                if time.monotonic() - t0 > 3600:
-                    raise RuntimeError("outbox did not drain")
-                time.sleep(0.02)
-            relayed = time.monotonic() - t0
-            log = d.log()
+            with CpuMeter(dc, pf, d) as ours_cpu:
+                t0 = time.monotonic()
+                submit = smtp_source(proxy.port, a.m, a.l, a.s, "bob@example.test")
+                wait_outbox_empty(d, t0)
+                relayed = time.monotonic() - t0
+                wait_queue_empty(pf)
+            log = d.log()[warm_log:]
             if os.environ.get("MB_BENCH_KEEP_LOG"):
                 with open(os.environ["MB_BENCH_KEEP_LOG"], "w") as f:
                     f.write(log)
         finally:
             d.stop()
             d.cleanup()
+            shutil.rmtree(state_root, ignore_errors=True)
+    load.append(os.getloadavg()[0])
 
     lat = latencies(log)
     direct_rate, ours_rate, submit_rate = a.m / direct, a.m / relayed, a.m / submit
@@ -170,6 +256,12 @@ def main():
     print("via mailbridged (relayed):  %8.1f msg/s (%.2f s until the outbox was empty)" % (ours_rate, relayed))
     print("  of which submission only: %8.1f msg/s (%.2f s, durable in the outbox)" % (submit_rate, submit))
     print("ratio (relayed / direct):   %8.2f" % (ours_rate / direct_rate))
+    print("CPU ms per message (upstream Postfix+Dovecot / mailbridged / proxy+smtp-source):")
+    for name, used in (("direct", direct_cpu.used), ("via mailbridged", ours_cpu.used)):
+        print("  %-16s %6.2f / %6.2f / %6.2f  total %6.2f" % ((name,) + tuple(1000.0 * u / a.m for u in used)
+                                                             + (1000.0 * sum(used) / a.m,)))
+    print("state dir and Postfix queue under %s; load average %.1f at start, %.1f at end"
+          % (tmp_root(), load[0], load[1]))
     if lat:
         print("end-to-end latency (our 250 -> upstream 250): p50 %.1f ms  p99 %.1f ms  (n=%d)"
               % (pct(lat, 50), pct(lat, 99), len(lat)))
