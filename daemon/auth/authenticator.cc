@@ -21,6 +21,7 @@ struct AuthTicket::Job {
   Secret password;
   std::string peer;
   std::string hash;  // stored hash, or the dummy for unknown users
+  std::string flightKey;  // set while other identical logins wait for this one's KDF
   int64_t accountId = 0;  // 0: unknown user
   bool matched = false;
   bool verifyError = false;
@@ -37,7 +38,29 @@ Authenticator::Authenticator(uv_loop_t* loop, store::Store& store, AuthOptions o
   dummyHash_ = hashPassword(Secret(randomHex(16)), options_.kdf).value_or(std::string());
 }
 
-Authenticator::~Authenticator() { *alive_ = false; }
+Authenticator::~Authenticator() {
+  *alive_ = false;
+  // Jobs that are not on the thread pool are ours to free; their tickets
+  // must not point at them any more.
+  auto drop = [](AuthTicket::Job* j) {
+    if (j->ticket) j->ticket->job_ = nullptr;
+    delete j;
+  };
+  for (auto* j : ready_) drop(j);
+  for (auto& [key, waiting] : inFlight_)
+    for (auto* j : waiting) drop(j);
+  if (readyIdle_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(readyIdle_), [](uv_handle_t* h) { delete reinterpret_cast<uv_idle_t*>(h); });
+    readyIdle_ = nullptr;
+  }
+}
+
+void Authenticator::finishReady() {
+  uv_idle_stop(readyIdle_);
+  std::vector<AuthTicket::Job*> jobs = std::move(ready_);
+  ready_.clear();
+  for (auto* j : jobs) finish(j);
+}
 
 std::string Authenticator::cacheKey(const std::string& username, const Secret& password,
                                     const std::string& hash) const {
@@ -79,15 +102,30 @@ std::unique_ptr<AuthTicket> Authenticator::authenticate(std::string username, Se
     if (it != verified_.end() && it->second.size() == key.size() &&
         CRYPTO_memcmp(it->second.data(), key.data(), key.size()) == 0) {
       job->matched = true;
-      // Still answer from the loop, never from inside authenticate().
-      uv_queue_work(loop_, &job->work, [](uv_work_t*) {}, [](uv_work_t* w, int) {
-        auto* j = static_cast<AuthTicket::Job*>(w->data);
-        if (*j->ownerAlive) j->owner->finish(j); else delete j;
-      });
+      if (!readyIdle_) {
+        readyIdle_ = new uv_idle_t;
+        uv_idle_init(loop_, readyIdle_);
+        readyIdle_->data = this;
+      }
+      ready_.push_back(job);
+      uv_idle_start(readyIdle_, [](uv_idle_t* h) { static_cast<Authenticator*>(h->data)->finishReady(); });
       return ticket;
     }
   }
   if (job->hash.empty()) job->hash = dummyHash_;
+
+  if (!job->verifyError) {
+    // The same user, password and hash as a login whose KDF is running: the
+    // same answer, without a second KDF. Unknown users coalesce the same way.
+    std::string key = cacheKey(job->username, job->password, job->hash);
+    if (auto waiting = inFlight_.find(key); waiting != inFlight_.end()) {
+      waiting->second.push_back(job);
+      return ticket;
+    }
+    inFlight_.emplace(key, std::vector<AuthTicket::Job*>());
+    job->flightKey = std::move(key);
+    ++kdfRunsTotal_;
+  }
 
   uv_queue_work(
       loop_, &job->work,
@@ -117,6 +155,23 @@ std::chrono::milliseconds Authenticator::recordFailure(const std::string& peer) 
 }
 
 void Authenticator::finish(AuthTicket::Job* job) {
+  if (!job->flightKey.empty()) {
+    // Identical logins that waited for this KDF get its outcome, each with
+    // its own bookkeeping (failure delay per peer).
+    std::vector<AuthTicket::Job*> waiting;
+    if (auto it = inFlight_.find(job->flightKey); it != inFlight_.end()) {
+      waiting = std::move(it->second);
+      inFlight_.erase(it);
+    }
+    job->flightKey.clear();
+    for (auto* w : waiting) {
+      w->matched = job->matched;
+      w->verifyError = job->verifyError;
+    }
+    finish(job);
+    for (auto* w : waiting) finish(w);
+    return;
+  }
   if (job->matched) {
     ++successesTotal_;
     verified_[job->username] = cacheKey(job->username, job->password, job->hash);

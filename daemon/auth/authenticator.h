@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "daemon/auth/password.h"
 #include "daemon/log/log.h"
@@ -69,6 +70,7 @@ class Authenticator {
 
   uint64_t failuresTotal() const { return failuresTotal_; }
   uint64_t successesTotal() const { return successesTotal_; }
+  uint64_t kdfRunsTotal() const { return kdfRunsTotal_; }  // password verifications that ran the KDF
 
  private:
   friend class AuthTicket;
@@ -78,6 +80,7 @@ class Authenticator {
   };
 
   void finish(AuthTicket::Job* job);
+  void finishReady();
   std::chrono::milliseconds recordFailure(const std::string& peer);
   std::string cacheKey(const std::string& username, const Secret& password, const std::string& hash) const;
 
@@ -89,9 +92,18 @@ class Authenticator {
   // username -> keyed digest of (password, stored hash) of the last good login,
   // so a mail program's many connections do not each pay the KDF.
   std::unordered_map<std::string, std::string> verified_;
+  // Logins whose KDF is running, by cacheKey: an identical login that comes
+  // meanwhile (a mail program opening several connections at once) waits for
+  // that result instead of paying the KDF again.
+  std::unordered_map<std::string, std::vector<AuthTicket::Job*>> inFlight_;
+  // Cached logins, answered from the loop's next idle phase (never from
+  // inside authenticate(), and without a thread-pool round trip).
+  std::vector<AuthTicket::Job*> ready_;
+  uv_idle_t* readyIdle_ = nullptr;  // freed by its close callback
   std::unordered_map<std::string, PeerRecord> peers_;
   uint64_t failuresTotal_ = 0;
   uint64_t successesTotal_ = 0;
+  uint64_t kdfRunsTotal_ = 0;
   std::shared_ptr<bool> alive_;  // jobs check it: the Authenticator may be gone
 };
 

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <optional>
+#include <vector>
 
 #include "daemon/auth/authenticator.h"
 #include "daemon/store/credentials.h"
@@ -99,6 +100,61 @@ TEST_F(AuthenticatorTest, DroppedTicketNeverCallsBack) {
   ticket.reset();
   uv_run(&loop_, UV_RUN_DEFAULT);
   EXPECT_FALSE(called);
+}
+
+TEST_F(AuthenticatorTest, CachedLoginDroppedTicketNeverCallsBack) {
+  auto pw = auth_->issuePassword(account_, "me@example.test");
+  ASSERT_TRUE(login("me@example.test", pw->reveal()));
+  bool called = false;
+  auto ticket = auth_->authenticate("me@example.test", Secret(pw->reveal()), "p", [&](Result<int64_t>) { called = true; });
+  ticket.reset();
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  EXPECT_FALSE(called);
+}
+
+// A mail program opens several connections at once: identical logins share
+// one KDF run, different passwords never share one.
+TEST_F(AuthenticatorTest, ConcurrentIdenticalLoginsShareOneKdf) {
+  auto pw = auth_->issuePassword(account_, "me@example.test");
+  ASSERT_TRUE(pw);
+  std::vector<std::optional<Result<int64_t>>> got(5);
+  std::vector<std::unique_ptr<AuthTicket>> tickets;
+  for (size_t i = 0; i < 3; ++i)
+    tickets.push_back(auth_->authenticate("me@example.test", Secret(pw->reveal()), "127.0.0.1:1",
+                                          [&got, i](Result<int64_t> r) { got[i] = r; }));
+  tickets.push_back(auth_->authenticate("me@example.test", Secret(pw->reveal() + "x"), "127.0.0.1:2",
+                                        [&got](Result<int64_t> r) { got[3] = r; }));
+  // A waiting login whose connection went away is never answered.
+  bool dropped = false;
+  auth_->authenticate("me@example.test", Secret(pw->reveal()), "127.0.0.1:3",
+                      [&dropped](Result<int64_t>) { dropped = true; });
+  EXPECT_EQ(auth_->kdfRunsTotal(), 2u);  // one for the three identical logins, one for the wrong password
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  for (size_t i = 0; i < 3; ++i) {
+    ASSERT_TRUE(got[i].has_value());
+    ASSERT_TRUE(*got[i]) << got[i]->error().message;
+    EXPECT_EQ(**got[i], account_);
+  }
+  ASSERT_TRUE(got[3].has_value());
+  ASSERT_FALSE(*got[3]);
+  EXPECT_EQ(got[3]->error().kind, ErrorKind::Auth);
+  EXPECT_FALSE(dropped);
+  EXPECT_EQ(auth_->successesTotal(), 4u);  // the dropped one succeeded too, unheard
+  EXPECT_EQ(auth_->failuresTotal(), 1u);
+  EXPECT_EQ(auth_->kdfRunsTotal(), 2u);
+}
+
+TEST_F(AuthenticatorTest, ConcurrentWrongPasswordsEachFail) {
+  auto pw = auth_->issuePassword(account_, "me@example.test");
+  int failures = 0;
+  std::vector<std::unique_ptr<AuthTicket>> tickets;
+  for (int i = 0; i < 2; ++i)
+    tickets.push_back(auth_->authenticate("nobody@example.test", Secret("guess"), "127.0.0.1:1",
+                                          [&failures](Result<int64_t> r) { failures += !r && r.error().kind == ErrorKind::Auth; }));
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  EXPECT_EQ(failures, 2);
+  EXPECT_EQ(auth_->failuresTotal(), 2u);
+  EXPECT_EQ(auth_->kdfRunsTotal(), 1u);
 }
 
 TEST_F(AuthenticatorTest, UsernameClashIsAConflict) {
