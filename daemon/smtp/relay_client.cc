@@ -6,6 +6,7 @@
 #include "daemon/log/log.h"
 #include "daemon/smtp/outbox_relay.h"
 #include "daemon/tls/tls_engine.h"
+#include "daemon/util/password_command.h"
 #include "protocols/smtp/client.h"
 
 namespace mb::smtp {
@@ -14,24 +15,6 @@ namespace {
 // How long a connection waits for more mail once none is due: a new one
 // costs a TCP, TLS and AUTH round trip each, and mail often comes in bursts.
 constexpr uint64_t kIdleMs = 2000;
-
-// password_command: its first output line. Runs on the loop thread; it is
-// meant for a quick secret-store lookup (pass, secret-tool), not a prompt.
-Result<Secret> runPasswordCommand(const std::string& command) {
-  FILE* p = ::popen(command.c_str(), "r");
-  if (!p) return fail(ErrorKind::Config, "password_command could not be started");
-  std::string out;
-  char buf[256];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0 && out.size() < 65536) out.append(buf, n);
-  int rc = ::pclose(p);
-  auto nl = out.find_first_of("\r\n");
-  if (nl != std::string::npos) out.resize(nl);
-  Secret s(std::move(out));
-  if (rc != 0) return fail(ErrorKind::Config, "password_command exited with status " + std::to_string(rc));
-  if (s.empty()) return fail(ErrorKind::Config, "password_command printed nothing");
-  return s;
-}
 
 bool hasHighBit(std::string_view s) {
   for (unsigned char c : s)
@@ -76,13 +59,9 @@ void RelayClient::start() {
     tls_ = std::move(*ctx);
   }
   if (cfg_.auth != RelayAuth::None) {
-    if (!cfg_.passwordCommand.empty()) {
-      auto s = runPasswordCommand(cfg_.passwordCommand);
-      if (!s) return fail(s.error().message);
-      secret_ = std::move(*s);
-    } else {
-      secret_ = cfg_.password;
-    }
+    auto s = resolveSecret(cfg_.password, cfg_.passwordCommand);
+    if (!s) return fail(s.error().message);
+    secret_ = std::move(*s);
   }
   ConnectOptions options;
   options.timeout = std::chrono::milliseconds(30000);
