@@ -46,7 +46,7 @@ Result<Mailbox> createMailboxLocal(Store& store, int64_t accountId, std::string_
                              entry("mailbox.create", {{"mailbox", name}, {"special_use", specialUse}}), origin);
 }
 
-Status deleteMailboxLocal(Store& store, int64_t accountId, std::string_view name, const void* origin) {
+Status deleteMailboxLocal(Store& store, int64_t accountId, std::string_view name, const void* origin, bool journal) {
   if (name == "INBOX") return fail(ErrorKind::User, "INBOX cannot be deleted");
   Db& db = store.db();
   std::vector<std::string> blobIds;
@@ -69,7 +69,9 @@ Status deleteMailboxLocal(Store& store, int64_t accountId, std::string_view name
     auto del = db.prepare("DELETE FROM mailboxes WHERE id = ?1");
     if (!del) return propagate(del);
     if (auto s = del->bind(1, id).run(); !s) return s;
-    if (auto s = writeJournal(db, accountId, entry("mailbox.delete", {{"mailbox", name}}), store.now()); !s) return s;
+    if (journal) {
+      if (auto s = writeJournal(db, accountId, entry("mailbox.delete", {{"mailbox", name}}), store.now()); !s) return s;
+    }
     if (auto s = tx->commit(); !s) return s;
   }
   for (const auto& b : blobIds) store.releaseBlob(b);

@@ -22,7 +22,9 @@ Result<Mailbox> createMailboxLocal(Store& store, int64_t accountId, std::string_
 
 // DELETE (RFC 3501 6.3.4): the mailbox and its messages; children stay.
 // User error for INBOX, NotFound when missing. Blobs no longer used are freed.
-Status deleteMailboxLocal(Store& store, int64_t accountId, std::string_view name, const void* origin);
+// journal = false: the sync engine applying an upstream delete.
+Status deleteMailboxLocal(Store& store, int64_t accountId, std::string_view name, const void* origin,
+                          bool journal = true);
 
 // RENAME (RFC 3501 6.3.5): renames the mailbox and every child "from/..."
 // (keeping ids and UIDVALIDITY). Renaming INBOX moves its messages to a new

@@ -3,6 +3,7 @@
 #include "daemon/store/message_ops.h"
 
 #include <algorithm>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 namespace mb::store {
@@ -279,7 +280,7 @@ Result<CopyOutcome> copyMessages(Store& store, int64_t fromMailbox, std::span<co
     int64_t uidNext = dst->uidNext;
     uint64_t dstModseq = dst->highestModseq, srcModseq = src->highestModseq;
     if (fromMailbox == toMailbox) srcModseq = dstModseq;
-    auto sel = db.prepare("SELECT flags, keywords, message_id FROM messages WHERE mailbox_id = ?1 AND uid = ?2");
+    auto sel = db.prepare("SELECT flags, keywords, message_id, upstream_id FROM messages WHERE mailbox_id = ?1 AND uid = ?2");
     auto ins = db.prepare(
         "INSERT INTO messages (mailbox_id, uid, flags, keywords, internal_date, size, modseq, blob_id, message_id, "
         "envelope, bodystructure, analysis, subject, from_text, to_text, cc_text, bcc_text, sent_at) "
@@ -291,7 +292,7 @@ Result<CopyOutcome> copyMessages(Store& store, int64_t fromMailbox, std::span<co
     if (!ins) return propagate(ins);
     if (!del) return propagate(del);
     if (!gone) return propagate(gone);
-    nlohmann::json messageIds = nlohmann::json::array();
+    nlohmann::json messageIds = nlohmann::json::array(), upstreamIds = nlohmann::json::array();
     for (uint32_t uid : uids) {
       sel->reset();
       auto row = sel->bind(1, fromMailbox).bind(2, uid).step();
@@ -301,6 +302,7 @@ Result<CopyOutcome> copyMessages(Store& store, int64_t fromMailbox, std::span<co
       uint32_t flags = static_cast<uint32_t>(sel->columnInt64(0));
       std::vector<std::string> keywords = splitKeywords(sel->columnText(1));
       messageIds.push_back(sel->columnText(2));
+      upstreamIds.push_back(sel->columnText(3));
       uint32_t newUid = static_cast<uint32_t>(uidNext++);
       uint64_t modseq = ++dstModseq;
       if (fromMailbox == toMailbox) srcModseq = dstModseq;
@@ -324,7 +326,8 @@ Result<CopyOutcome> copyMessages(Store& store, int64_t fromMailbox, std::span<co
       if (auto s = setBoxCounters(db, fromMailbox, modseq, std::nullopt); !s) return propagate(s);
     }
     nlohmann::json payload{{"from", src->name},     {"to", dst->name},          {"uids", out.sourceUids},
-                           {"dest_uids", out.destUids}, {"message_ids", messageIds}};
+                           {"dest_uids", out.destUids}, {"message_ids", messageIds},
+                           {"upstream_ids", upstreamIds}};
     if (auto s = writeJournal(db, src->accountId, {move ? "move" : "copy", payload.dump()}, store.now()); !s)
       return propagate(s);
     if (auto s = tx->commit(); !s) return propagate(s);
@@ -349,8 +352,13 @@ Result<CopyOutcome> copyMessages(Store& store, int64_t fromMailbox, std::span<co
   return out;
 }
 
-Result<std::vector<uint32_t>> expungeDeleted(Store& store, int64_t mailboxId,
-                                             std::optional<std::span<const uint32_t>> only, const void* origin) {
+namespace {
+
+// Removes the given rows (uid, blob) in one transaction, with the expunge log
+// and, when journal, the "expunge" row naming the upstream ids; then
+// publishes and frees the blobs.
+Result<std::vector<uint32_t>> removeRows(Store& store, int64_t mailboxId, const std::string& selectSql,
+                                         const std::function<bool(uint32_t)>& wanted, bool journal, const void* origin) {
   Db& db = store.db();
   std::vector<uint32_t> uids;
   std::vector<std::string> blobIds;
@@ -360,19 +368,20 @@ Result<std::vector<uint32_t>> expungeDeleted(Store& store, int64_t mailboxId,
     if (!tx) return propagate(tx);
     auto box = boxRow(db, mailboxId);
     if (!box) return propagate(box);
-    auto sel = db.prepare("SELECT uid, blob_id, message_id FROM messages WHERE mailbox_id = ?1 AND (flags & 8) != 0 ORDER BY uid");
+    auto sel = db.prepare(selectSql);
     if (!sel) return propagate(sel);
     sel->bind(1, mailboxId);
-    nlohmann::json messageIds = nlohmann::json::array();
+    nlohmann::json messageIds = nlohmann::json::array(), upstreamIds = nlohmann::json::array();
     for (;;) {
       auto row = sel->step();
       if (!row) return propagate(row);
       if (!*row) break;
       uint32_t uid = static_cast<uint32_t>(sel->columnInt64(0));
-      if (only && !std::binary_search(only->begin(), only->end(), uid)) continue;
+      if (!wanted(uid)) continue;
       uids.push_back(uid);
       blobIds.push_back(sel->columnText(1));
       messageIds.push_back(sel->columnText(2));
+      upstreamIds.push_back(sel->columnText(3));
     }
     if (uids.empty()) return uids;
     uint64_t modseq = box->highestModseq + 1;
@@ -387,8 +396,10 @@ Result<std::vector<uint32_t>> expungeDeleted(Store& store, int64_t mailboxId,
       if (auto s = gone->bind(1, mailboxId).bind(2, uid).bind(3, modseq).run(); !s) return propagate(s);
     }
     if (auto s = setBoxCounters(db, mailboxId, modseq, std::nullopt); !s) return propagate(s);
-    nlohmann::json payload{{"mailbox", box->name}, {"uids", uids}, {"message_ids", messageIds}};
-    if (auto s = writeJournal(db, box->accountId, {"expunge", payload.dump()}, store.now()); !s) return propagate(s);
+    if (journal) {
+      nlohmann::json payload{{"mailbox", box->name}, {"uids", uids}, {"message_ids", messageIds}, {"upstream_ids", upstreamIds}};
+      if (auto s = writeJournal(db, box->accountId, {"expunge", payload.dump()}, store.now()); !s) return propagate(s);
+    }
     if (auto s = tx->commit(); !s) return propagate(s);
     change.kind = StoreChange::Kind::MessagesExpunged;
     change.accountId = box->accountId;
@@ -403,6 +414,64 @@ Result<std::vector<uint32_t>> expungeDeleted(Store& store, int64_t mailboxId,
   for (const auto& id : blobIds) store.releaseBlob(id);
   store.changes().publish(change);
   return uids;
+}
+
+}  // namespace
+
+Result<std::vector<uint32_t>> expungeDeleted(Store& store, int64_t mailboxId,
+                                             std::optional<std::span<const uint32_t>> only, const void* origin) {
+  return removeRows(
+      store, mailboxId,
+      "SELECT uid, blob_id, message_id, upstream_id FROM messages WHERE mailbox_id = ?1 AND (flags & 8) != 0 ORDER BY uid",
+      [&](uint32_t uid) { return !only || std::binary_search(only->begin(), only->end(), uid); }, true, origin);
+}
+
+Result<std::vector<uint32_t>> removeMessages(Store& store, int64_t mailboxId, std::span<const uint32_t> uids,
+                                             const void* origin) {
+  std::vector<uint32_t> sorted(uids.begin(), uids.end());
+  std::sort(sorted.begin(), sorted.end());
+  return removeRows(
+      store, mailboxId, "SELECT uid, blob_id, message_id, upstream_id FROM messages WHERE mailbox_id = ?1 ORDER BY uid",
+      [&](uint32_t uid) { return std::binary_search(sorted.begin(), sorted.end(), uid); }, false, origin);
+}
+
+Status setFlagsExact(Store& store, int64_t mailboxId, std::span<const ChangedMessage> wanted, const void* origin) {
+  if (wanted.empty()) return {};
+  Db& db = store.db();
+  StoreChange change;
+  {
+    auto tx = Transaction::begin(db);
+    if (!tx) return propagate(tx);
+    auto box = boxRow(db, mailboxId);
+    if (!box) return propagate(box);
+    uint64_t modseq = box->highestModseq;
+    auto upd = db.prepare(
+        "UPDATE messages SET flags = ?1, keywords = ?2, modseq = ?3 WHERE mailbox_id = ?4 AND uid = ?5 "
+        "AND (flags != ?1 OR coalesce(keywords, '') != coalesce(?2, ''))");
+    if (!upd) return propagate(upd);
+    for (const auto& m : wanted) {
+      std::optional<std::string> kw;
+      if (!m.keywords.empty()) kw = joinKeywords(m.keywords);
+      upd->reset();
+      if (auto s = upd->bind(1, m.flags).bind(2, kw).bind(3, modseq + 1).bind(4, mailboxId).bind(5, m.uid).run(); !s)
+        return propagate(s);
+      if (db.changes() == 0) continue;
+      ++modseq;
+      change.messages.push_back({m.uid, m.flags, m.keywords, modseq});
+      // Later rows get their own modseq.
+    }
+    if (change.messages.empty()) return {};
+    if (auto s = setBoxCounters(db, mailboxId, modseq, std::nullopt); !s) return propagate(s);
+    if (auto s = tx->commit(); !s) return propagate(s);
+    change.kind = StoreChange::Kind::FlagsChanged;
+    change.accountId = box->accountId;
+    change.mailboxId = mailboxId;
+    change.modseq = modseq;
+    change.name = box->name;
+    change.origin = origin;
+  }
+  store.changes().publish(change);
+  return {};
 }
 
 Result<std::vector<uint32_t>> expungedSince(Store& store, int64_t mailboxId, uint64_t modseq) {

@@ -74,6 +74,16 @@ Result<std::vector<uint32_t>> expungeDeleted(Store& store, int64_t mailboxId,
                                              std::optional<std::span<const uint32_t>> only, const void* origin);
 
 // UIDs expunged after modseq (QRESYNC VANISHED (EARLIER)).
+// For the sync engine, applying what happened upstream: no journal row (the
+// change came from there), but the expunge log and a StoreChange as usual.
+// Removes these UIDs whatever their flags; returns the ones that existed.
+Result<std::vector<uint32_t>> removeMessages(Store& store, int64_t mailboxId, std::span<const uint32_t> uids,
+                                             const void* origin);
+// Sets each message's flags and keywords to exactly the given ones (uid,
+// flags, keywords; modseq is ignored), one transaction, one FlagsChanged for
+// the messages that really changed.
+Status setFlagsExact(Store& store, int64_t mailboxId, std::span<const ChangedMessage> wanted, const void* origin);
+
 Result<std::vector<uint32_t>> expungedSince(Store& store, int64_t mailboxId, uint64_t modseq);
 
 }  // namespace mb::store

@@ -368,9 +368,18 @@ Result<std::optional<Mailbox>> Store::findMailbox(int64_t accountId, std::string
 // ---- messages
 
 Result<AppendResult> Store::appendMessage(int64_t mailboxId, const NewMessage& message) {
-  for (const auto& k : message.keywords) {
-    if (k.empty() || k.find_first_of(" \t\r\n") != std::string::npos) {
-      return fail(ErrorKind::User, "invalid keyword '" + k + "'");
+  auto r = appendMessages(mailboxId, std::span<const NewMessage>(&message, 1));
+  if (!r) return std::unexpected(r.error());
+  return r->front();
+}
+
+Result<std::vector<AppendResult>> Store::appendMessages(int64_t mailboxId, std::span<const NewMessage> messages,
+                                                        const std::function<Status(Db&)>& inTransaction) {
+  for (const auto& message : messages) {
+    for (const auto& k : message.keywords) {
+      if (k.empty() || k.find_first_of(" \t\r\n") != std::string::npos) {
+        return fail(ErrorKind::User, "invalid keyword '" + k + "'");
+      }
     }
   }
   // Check before writing the body so a bad mailbox id costs no disk I/O; the
@@ -383,26 +392,43 @@ Result<AppendResult> Store::appendMessage(int64_t mailboxId, const NewMessage& m
     if (!*row) return fail(ErrorKind::NotFound, "no mailbox with id " + std::to_string(mailboxId));
   }
 
-  // IMAP sends CRLF only, and the analysis offsets must be of the stored
-  // bytes: normalize first (a copy only when there is a bare LF).
-  std::string normalized;
-  std::string_view bytes = message.bytes;
-  for (size_t i = 0; i < bytes.size(); ++i) {
-    if (bytes[i] == '\n' && (i == 0 || bytes[i - 1] != '\r')) {
-      normalized = mime::normalizeLineEndings(bytes);
-      bytes = normalized;
-      break;
+  struct Prepared {
+    std::string normalized;
+    std::string_view bytes;
+    std::optional<mime::MessageAnalysis> analysis;
+    std::string blobId;
+  };
+  std::vector<Prepared> prepared(messages.size());
+  auto dropBlobs = [&] {
+    for (const auto& p : prepared)
+      if (!p.blobId.empty()) removeBlobIfUnreferenced(p.blobId);
+  };
+  for (size_t i = 0; i < messages.size(); ++i) {
+    Prepared& p = prepared[i];
+    // IMAP sends CRLF only, and the analysis offsets must be of the stored
+    // bytes: normalize first (a copy only when there is a bare LF).
+    p.bytes = messages[i].bytes;
+    for (size_t j = 0; j < p.bytes.size(); ++j) {
+      if (p.bytes[j] == '\n' && (j == 0 || p.bytes[j - 1] != '\r')) {
+        p.normalized = mime::normalizeLineEndings(p.bytes);
+        p.bytes = p.normalized;
+        break;
+      }
     }
+    // Never fails on content; a failure here would be a bug in the analyser,
+    // and the message is still stored (FETCH then answers from the bytes).
+    auto analysis = mime::analyzeMessage(p.bytes);
+    if (!analysis) logWarn("store.analysis_failed").kv("error", analysis.error().message);
+    else p.analysis = std::move(*analysis);
+    auto blobId = blobs_.put(p.bytes);
+    if (!blobId) {
+      dropBlobs();
+      return propagate(blobId);
+    }
+    p.blobId = std::move(*blobId);
   }
-  // Never fails on content; a failure here would be a bug in the analyser,
-  // and the message is still stored (FETCH then answers from the bytes).
-  auto analysis = mime::analyzeMessage(bytes);
-  if (!analysis) logWarn("store.analysis_failed").kv("error", analysis.error().message);
 
-  auto blobId = blobs_.put(bytes);
-  if (!blobId) return propagate(blobId);
-
-  auto commitRow = [&]() -> Result<std::pair<AppendResult, StoreChange>> {
+  auto commitRows = [&]() -> Result<std::pair<std::vector<AppendResult>, StoreChange>> {
     auto tx = Transaction::begin(db_);
     if (!tx) return propagate(tx);
     auto mb = db_.prepare("SELECT account_id, uidnext, highest_modseq FROM mailboxes WHERE id = ?1");
@@ -412,77 +438,92 @@ Result<AppendResult> Store::appendMessage(int64_t mailboxId, const NewMessage& m
     if (!*row) return fail(ErrorKind::NotFound, "no mailbox with id " + std::to_string(mailboxId));
     int64_t accountId = mb->columnInt64(0);
     int64_t uid = mb->columnInt64(1);
-    int64_t modseq = mb->columnInt64(2) + 1;
-    // UIDs are 32-bit on the wire (RFC 3501 2.3.1.1); running out needs a new
-    // UIDVALIDITY, which is the caller's decision, not ours.
-    if (uid > UINT32_MAX) return fail(ErrorKind::User, "mailbox UID space exhausted", "LIMIT");
+    int64_t modseq = mb->columnInt64(2);
+    mb->reset();
 
     auto ins = db_.prepare(
         "INSERT INTO messages (mailbox_id, uid, flags, keywords, internal_date, size, modseq, upstream_id, blob_id, "
         "message_id, envelope, bodystructure, analysis, subject, from_text, to_text, cc_text, bcc_text, sent_at) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)");
     if (!ins) return propagate(ins);
-    ins->bind(1, mailboxId)
-        .bind(2, uid)
-        .bind(3, message.flags)
-        .bind(4, nullIfEmpty(joinKeywords(message.keywords)))
-        .bind(5, message.internalDate)
-        .bind(6, bytes.size())
-        .bind(7, modseq)
-        .bind(8, message.upstreamId)
-        .bind(9, *blobId);
-    if (analysis) {
-      const mime::QuickFields& q = analysis->quick;
-      std::string serialized = mime::serializeAnalysis(*analysis);
-      ins->bind(10, nullIfEmpty(q.messageId))
-          .bind(11, analysis->envelope)
-          .bind(12, analysis->bodyStructure)
-          .bindBlob(13, std::as_bytes(std::span(serialized.data(), serialized.size())))
-          .bind(14, q.subject)
-          .bind(15, q.from)
-          .bind(16, q.to)
-          .bind(17, q.cc)
-          .bind(18, q.bcc)
-          .bind(19, q.sentAt);
-    }
-    if (auto s = ins->run(); !s) return propagate(s);
-    int64_t messageId = db_.lastInsertRowid();
-
-    auto upd = db_.prepare("UPDATE mailboxes SET uidnext = ?1, highest_modseq = ?2 WHERE id = ?3");
-    if (!upd) return propagate(upd);
-    if (auto s = upd->bind(1, uid + 1).bind(2, modseq).bind(3, mailboxId).run(); !s) return propagate(s);
-
-    if (message.journal) {
-      JournalEntry entry = *message.journal;
-      // A JSON object payload learns what only this transaction knows (the
-      // UID) and the Message-ID, so the replay upstream can find the message.
-      auto payload = nlohmann::json::parse(entry.payload, nullptr, false);
-      if (payload.is_object()) {
-        payload["uid"] = uid;
-        if (analysis && !analysis->quick.messageId.empty()) payload["message_id"] = analysis->quick.messageId;
-        entry.payload = payload.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-      }
-      if (auto s = writeJournal(db_, accountId, entry, now()); !s) return propagate(s);
-    }
-    if (auto s = tx->commit(); !s) return propagate(s);
+    std::vector<AppendResult> results;
     StoreChange change;
     change.kind = StoreChange::Kind::MessagesAdded;
     change.accountId = accountId;
     change.mailboxId = mailboxId;
-    change.messages.push_back({static_cast<uint32_t>(uid), message.flags, message.keywords, static_cast<uint64_t>(modseq)});
+    for (size_t i = 0; i < messages.size(); ++i) {
+      const NewMessage& message = messages[i];
+      const Prepared& p = prepared[i];
+      // UIDs are 32-bit on the wire (RFC 3501 2.3.1.1); running out needs a new
+      // UIDVALIDITY, which is the caller's decision, not ours.
+      if (uid > UINT32_MAX) return fail(ErrorKind::User, "mailbox UID space exhausted", "LIMIT");
+      ++modseq;
+      ins->reset();
+      ins->bind(1, mailboxId)
+          .bind(2, uid)
+          .bind(3, message.flags)
+          .bind(4, nullIfEmpty(joinKeywords(message.keywords)))
+          .bind(5, message.internalDate)
+          .bind(6, p.bytes.size())
+          .bind(7, modseq)
+          .bind(8, message.upstreamId)
+          .bind(9, p.blobId);
+      std::string serialized;
+      if (p.analysis) {
+        const mime::QuickFields& q = p.analysis->quick;
+        serialized = mime::serializeAnalysis(*p.analysis);
+        ins->bind(10, nullIfEmpty(q.messageId))
+            .bind(11, p.analysis->envelope)
+            .bind(12, p.analysis->bodyStructure)
+            .bindBlob(13, std::as_bytes(std::span(serialized.data(), serialized.size())))
+            .bind(14, q.subject)
+            .bind(15, q.from)
+            .bind(16, q.to)
+            .bind(17, q.cc)
+            .bind(18, q.bcc)
+            .bind(19, q.sentAt);
+      } else {
+        for (int c = 10; c <= 19; ++c) ins->bind(c, std::optional<std::string>());
+      }
+      if (auto s = ins->run(); !s) return propagate(s);
+      int64_t messageId = db_.lastInsertRowid();
+
+      if (message.journal) {
+        JournalEntry entry = *message.journal;
+        // A JSON object payload learns what only this transaction knows (the
+        // UID) and the Message-ID, so the replay upstream can find the message.
+        auto payload = nlohmann::json::parse(entry.payload, nullptr, false);
+        if (payload.is_object()) {
+          payload["uid"] = uid;
+          if (p.analysis && !p.analysis->quick.messageId.empty()) payload["message_id"] = p.analysis->quick.messageId;
+          entry.payload = payload.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        }
+        if (auto s = writeJournal(db_, accountId, entry, now()); !s) return propagate(s);
+      }
+      results.push_back(AppendResult{messageId, static_cast<uint32_t>(uid), static_cast<uint64_t>(modseq), p.blobId});
+      change.messages.push_back({static_cast<uint32_t>(uid), message.flags, message.keywords, static_cast<uint64_t>(modseq)});
+      if (!change.origin) change.origin = message.origin;
+      ++uid;
+    }
+
+    auto upd = db_.prepare("UPDATE mailboxes SET uidnext = ?1, highest_modseq = ?2 WHERE id = ?3");
+    if (!upd) return propagate(upd);
+    if (auto s = upd->bind(1, uid).bind(2, modseq).bind(3, mailboxId).run(); !s) return propagate(s);
+    if (inTransaction) {
+      if (auto s = inTransaction(db_); !s) return propagate(s);
+    }
+    if (auto s = tx->commit(); !s) return propagate(s);
     change.modseq = static_cast<uint64_t>(modseq);
-    change.origin = message.origin;
-    return std::pair{AppendResult{messageId, static_cast<uint32_t>(uid), static_cast<uint64_t>(modseq), *blobId},
-                     std::move(change)};
+    return std::pair{std::move(results), std::move(change)};
   };
 
-  auto result = commitRow();  // its Transaction has rolled back by now if it failed
+  auto result = commitRows();  // its Transaction has rolled back by now if it failed
   if (!result) {
-    removeBlobIfUnreferenced(*blobId);
+    dropBlobs();
     return std::unexpected(result.error());
   }
-  changes_.publish(result->second);
-  return result->first;
+  if (!result->second.messages.empty()) changes_.publish(result->second);
+  return std::move(result->first);
 }
 
 Result<std::vector<MessageSummary>> Store::listMessages(int64_t mailboxId) {

@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -145,6 +146,12 @@ class Store {
   // with the row so FETCH and header SEARCH never re-parse, and subscribers
   // of changes() hear MessagesAdded after the commit.
   Result<AppendResult> appendMessage(int64_t mailboxId, const NewMessage& message);
+  // The same for several messages in one transaction and one MessagesAdded
+  // (the sync engine's batches). inTransaction, when given, runs just before
+  // the commit (e.g. to store the upstream cursor with the rows); its failure
+  // rolls everything back.
+  Result<std::vector<AppendResult>> appendMessages(int64_t mailboxId, std::span<const NewMessage> messages,
+                                                   const std::function<Status(Db&)>& inTransaction = nullptr);
   // All messages of a mailbox, by ascending UID.
   Result<std::vector<MessageSummary>> listMessages(int64_t mailboxId);
 
