@@ -46,13 +46,26 @@ void sendError(httplib::Response& res, const Error& e) {
   sendError(res, httpStatusFor(e.kind), errorKindName(e.kind), e.message);
 }
 
+json toJson(const SyncProgress& p) {
+  return json{{"state", p.state},
+              {"mailboxes", {{"done", p.mailboxesDone}, {"total", p.mailboxesTotal}}},
+              {"messages", {{"done", p.messagesDone}, {"total", p.messagesTotal}}},
+              {"bytes", p.bytes},
+              {"pending_changes", p.pendingChanges},
+              {"last_error", p.lastError.empty() ? json(nullptr) : json(p.lastError)},
+              {"next_retry", p.nextRetry ? json(p.nextRetry) : json(nullptr)},
+              {"last_sync", p.lastSync ? json(p.lastSync) : json(nullptr)}};
+}
+
 json toJson(const AccountStatus& a) {
-  return json{{"id", a.id},
-              {"name", a.name},
-              {"address", a.address},
-              {"local_username", a.localUsername.empty() ? json(nullptr) : json(a.localUsername)},
-              {"kind", a.kind},
-              {"state", a.state}};
+  json j{{"id", a.id},
+         {"name", a.name},
+         {"address", a.address},
+         {"local_username", a.localUsername.empty() ? json(nullptr) : json(a.localUsername)},
+         {"kind", a.kind},
+         {"state", a.state}};
+  if (a.sync) j["sync"] = toJson(*a.sync);
+  return j;
 }
 
 json toJson(const StatusSnapshot& s) {

@@ -9,6 +9,8 @@
 #include <set>
 
 #include "daemon/auth/authenticator.h"
+#include "daemon/connectors/upstream_imap.h"
+#include "daemon/sync/sync_engine.h"
 #include "daemon/store/credentials.h"
 #include "daemon/store/state_lock.h"
 #include "daemon/store/store.h"
@@ -70,6 +72,7 @@ Daemon::~Daemon() {
   // A start-up that failed after open() (e.g. a port in use) never ran the loop.
   closeSignals();
   uv_run(loop(), UV_RUN_NOWAIT);
+  engines_.clear();
   commands_.reset();
   authenticator_.reset();
   store_.reset();  // closes the database before the lock is released
@@ -104,6 +107,7 @@ Result<std::unique_ptr<Daemon>> Daemon::open(const DaemonOptions& options) {
   if (auto s = d->applyAccounts(d->config_); !s) return std::unexpected(s.error());
   d->commands_ = std::make_unique<CommandQueue>(d->loop());
   d->authenticator_ = std::make_unique<auth::Authenticator>(d->loop(), *d->store_);
+  d->reconcileSync(d->config_, false);
   d->publishStatus();
   d->greetNewAccounts();
   logInfo("daemon.opened")
@@ -169,6 +173,38 @@ Result<std::string> Daemon::issueLocalPassword(int64_t accountId) {
   return fail(ErrorKind::NotFound, "no account with id " + std::to_string(accountId));
 }
 
+void Daemon::reconcileSync(const Config& config, bool stopOnly) {
+  std::map<std::string, const AccountConfig*> wanted;
+  for (const auto& a : config.accounts)
+    if (a.imap) wanted[a.name] = &a;
+  for (auto it = engines_.begin(); it != engines_.end();) {
+    auto w = wanted.find(it->first);
+    if (w != wanted.end() && it->second->config() == *w->second->imap) {
+      ++it;
+      continue;
+    }
+    logInfo("sync.stopped").kv("account", it->first);
+    it = engines_.erase(it);
+  }
+  if (stopOnly) return;
+  for (const auto& [name, account] : wanted) {
+    if (engines_.count(name)) continue;
+    auto row = store_->findAccount(name);
+    if (!row || !*row) continue;
+    const AccountConfig acct = *account;
+    uv_loop_t* loop = loop_.get();
+    auto engine = std::make_unique<sync::SyncEngine>(
+        loop, *store_, (*row)->id, acct,
+        [loop, acct] {
+          return std::make_unique<connectors::UpstreamImap>(loop, acct.name, acct.address, *acct.imap);
+        },
+        [this] { publishStatus(); });
+    engine->start();
+    engines_[name] = std::move(engine);
+  }
+  publishStatus();
+}
+
 void Daemon::publishStatus() {
   auto snap = std::make_shared<StatusSnapshot>();
   snap->version = MAILBRIDGE_VERSION;
@@ -177,8 +213,15 @@ void Daemon::publishStatus() {
   snap->stateDir = options_.stateDir.string();
   snap->listeners = listeners_;
   if (auto rows = store_->listAccounts()) {
-    for (const auto& row : *rows)
-      snap->accounts.push_back({row.id, row.name, row.address, row.localUsername.value_or(""), "local", "ready"});
+    for (const auto& row : *rows) {
+      AccountStatus a{row.id, row.name, row.address, row.localUsername.value_or(""), "local", "ready", std::nullopt};
+      if (auto e = engines_.find(row.name); e != engines_.end()) {
+        a.kind = "imap";
+        a.sync = e->second->status();
+        a.state = a.sync->state;
+      }
+      snap->accounts.push_back(std::move(a));
+    }
   } else {
     logError("status.accounts_unreadable").kv("error", rows.error().message);
   }
@@ -204,12 +247,14 @@ Status Daemon::reload() {
   if (!(cfg->api == config_.api))
     logWarn("config.reload_partial").kv("key", "api.listen").kv("note", "takes effect after a restart");
   setLogLevel(cfg->logLevel);
+  reconcileSync(*cfg, true);  // no engine may outlive its account's rows
   if (auto s = applyAccounts(*cfg); !s) {
     logError("config.reload_failed").kv("error", s.error().message);
     return s;
   }
   cfg->api = config_.api;
   config_ = std::move(*cfg);
+  reconcileSync(config_, false);
   publishStatus();
   logInfo("config.reloaded").kv("config", config_.source).kv("accounts", config_.accounts.size());
   return {};
@@ -249,6 +294,7 @@ void Daemon::beginShutdown(const char* why) {
   shuttingDown_ = true;
   logInfo("daemon.stopping").kv("reason", why);
   closeSignals();
+  engines_.clear();
   commands_->close();
   if (onShutdown_) onShutdown_();
 

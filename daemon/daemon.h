@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,6 +28,10 @@ namespace store {
 class StateDirLock;
 class Store;
 }  // namespace store
+
+namespace sync {
+class SyncEngine;
+}
 
 struct DaemonOptions {
   std::filesystem::path configPath;
@@ -75,6 +80,10 @@ class Daemon {
   explicit Daemon(DaemonOptions options);
   Status applyAccounts(const Config& config);
   void publishStatus();
+  // Starts a SyncEngine for each account with an "imap" upstream, restarts
+  // those whose upstream config changed, stops those whose account or
+  // upstream is gone (stopOnly: only the stopping, before accounts are removed).
+  void reconcileSync(const Config& config, bool stopOnly);
   void greetNewAccounts();
   void beginShutdown(const char* why);
   void installSignals();
@@ -91,6 +100,7 @@ class Daemon {
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<CommandQueue> commands_;
   std::unique_ptr<auth::Authenticator> authenticator_;
+  std::map<std::string, std::unique_ptr<sync::SyncEngine>> engines_;  // by account name
   StatusBoard status_;
   std::chrono::steady_clock::time_point started_;
   std::vector<ListenerStatus> listeners_;

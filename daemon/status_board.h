@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,13 +19,26 @@ struct ListenerStatus {
   bool tls = false;
 };
 
+// An account's upstream sync (issue 5), shown under "sync" in the API.
+struct SyncProgress {
+  std::string state = "connecting";  // connecting | syncing | idle | offline | auth_failed
+  uint32_t mailboxesTotal = 0, mailboxesDone = 0;
+  uint64_t messagesTotal = 0, messagesDone = 0;  // to download in this sync / downloaded
+  uint64_t bytes = 0;                            // received from upstream since start
+  uint64_t pendingChanges = 0;                   // local changes not yet upstream
+  std::string lastError;                         // safe to show: never a secret
+  int64_t nextRetry = 0;                         // unix seconds, while offline
+  int64_t lastSync = 0;                          // unix seconds of the last complete sync
+};
+
 struct AccountStatus {
   int64_t id = 0;
   std::string name;
   std::string address;
   std::string localUsername;  // empty until a local password was issued
   std::string kind;   // "local" (no upstream), later "imap", "pop3", "eas"
-  std::string state;  // "ready", "connecting", "syncing", "offline", "auth_failed"
+  std::string state;  // "ready", "connecting", "syncing", "idle", "offline", "auth_failed"
+  std::optional<SyncProgress> sync;  // accounts with an upstream IMAP mailbox
 };
 
 struct StatusSnapshot {

@@ -1,0 +1,76 @@
+// The IMAP connector: sync::Connector over one command connection
+// (ImapClient) plus one IDLE connection per watched folder. Picks the
+// cheapest way to find changes: QRESYNC, else CONDSTORE, else a full flag
+// listing; LIST-STATUS (else pipelined STATUS) for the unchanged check.
+#pragma once
+
+#include <uv.h>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "daemon/config/config.h"
+#include "daemon/connectors/imap_client.h"
+#include "daemon/sync/connector.h"
+#include "daemon/tls/tls_context.h"
+
+namespace mb::connectors {
+
+// Flag words <-> store bits + keywords (\Recent and \* are dropped).
+void parseFlags(const std::vector<std::string>& words, uint32_t& flags, std::vector<std::string>& keywords);
+std::vector<std::string> flagWords(uint32_t flags, const std::vector<std::string>& keywords);
+// Remote UTF-8 name with its delimiter -> local path ("/" separated), and back.
+std::string remoteToPath(const std::string& utf8, std::optional<char> delimiter);
+std::string pathToRemote(const std::string& path, std::optional<char> delimiter);
+// The Message-ID out of a BODY[HEADER.FIELDS (MESSAGE-ID)] answer ("" if none).
+std::string messageIdFromHeader(std::string_view header);
+
+class UpstreamImap : public sync::Connector {
+ public:
+  // `config` is copied; the secret is resolved (password_command) at connect.
+  UpstreamImap(uv_loop_t* loop, std::string accountName, std::string address, const ImapUpstreamConfig& config);
+  ~UpstreamImap() override;
+
+  void connect(std::function<void()> onReady, std::function<void(const sync::ConnectorFailure&)> onLost) override;
+  sync::ConnectorCapabilities capabilities() const override;
+  void listFolders(std::function<void(Result<std::vector<sync::RemoteFolder>>)> done) override;
+  void fetchChanges(const sync::RemoteFolder& folder, const sync::FolderState& since,
+                    std::function<void(Result<sync::FolderChanges>)> done) override;
+  void fetchMeta(const std::string& folder, uint32_t from,
+                 std::function<void(Result<std::vector<sync::RemoteMessage>>)> done) override;
+  void fetchMessages(const std::string& folder, std::vector<uint32_t> uids,
+                     std::function<void(sync::RemoteMessage&&)> onMessage, std::function<void(Status)> done) override;
+  void apply(const sync::Op& op, std::function<void(Result<sync::OpResult>)> done) override;
+  void watch(std::vector<std::string> folders, std::function<void(const std::string&)> onChange) override;
+  uint64_t bytesReceived() const override;
+  // The folder id (wire name) a local path has upstream.
+  std::string folderIdForPath(const std::string& path) const override;
+
+ private:
+  struct Watcher;
+  ImapClientOptions clientOptions() const;
+  void select(const std::string& folder, std::function<void(Status)> done);
+  void runSimple(Result<client::Command> cmd, std::function<void(Result<client::StatusText>)> done,
+                 ImapClient::Untagged onUntagged = nullptr);
+  void startWatcher(Watcher& w);
+
+  uv_loop_t* loop_;
+  std::string accountName_;
+  std::string address_;
+  ImapUpstreamConfig cfg_;
+  Secret secret_;
+  std::optional<tls::ClientTlsContext> tls_;
+  std::unique_ptr<ImapClient> main_;
+  std::string selected_;
+  std::optional<char> delimiter_ = '/';
+  uv_timer_t* keepalive_ = nullptr;  // NOOP on the command connection; freed by its close callback
+  std::vector<std::unique_ptr<Watcher>> watchers_;
+  std::function<void(const std::string&)> onChange_;
+  uint64_t watcherBytes_ = 0;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace mb::connectors

@@ -1,0 +1,824 @@
+// The per-account sync engine (see sync_engine.h).
+#include "daemon/sync/sync_engine.h"
+
+#include <algorithm>
+#include <chrono>
+#include <nlohmann/json.hpp>
+
+#include "daemon/log/log.h"
+#include "daemon/store/mailbox_ops.h"
+#include "daemon/store/message_ops.h"
+
+namespace mb::sync {
+using store::Db;
+namespace {
+
+// One store transaction per this many downloaded messages (or bytes).
+constexpr size_t kCommitMessages = 200;
+constexpr uint64_t kCommitBytes = 32ull << 20;
+// A watcher's news is collected this long before a sync starts.
+constexpr uint64_t kPushDebounceMs = 50;
+// Local changes: replayed this soon after they were committed.
+constexpr uint64_t kReplayDebounceMs = 20;
+// A journal row that keeps failing upstream is dropped after this many tries
+// (logged), so one refused change cannot block every later one forever.
+constexpr int64_t kMaxAttempts = 8;
+
+uint64_t nowMs() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
+}
+
+template <class T>
+std::unexpected<Error> propagate(const Result<T>& r) {
+  return std::unexpected(r.error());
+}
+
+Result<std::vector<LocalMessage>> localMessages(store::Store& store, int64_t mailboxId) {
+  auto st = store.db().prepare(
+      "SELECT uid, upstream_id, flags, keywords, size, internal_date, message_id FROM messages WHERE mailbox_id = ?1 "
+      "ORDER BY uid");
+  if (!st) return propagate(st);
+  st->bind(1, mailboxId);
+  std::vector<LocalMessage> out;
+  for (;;) {
+    auto row = st->step();
+    if (!row) return propagate(row);
+    if (!*row) break;
+    LocalMessage m;
+    m.uid = static_cast<uint32_t>(st->columnInt64(0));
+    std::string up = st->columnText(1);
+    if (!up.empty()) m.upstreamUid = static_cast<uint32_t>(std::strtoul(up.c_str(), nullptr, 10));
+    m.flags = static_cast<uint32_t>(st->columnInt64(2));
+    m.keywords = store::splitKeywords(st->columnText(3));
+    std::sort(m.keywords.begin(), m.keywords.end());
+    m.size = static_cast<uint64_t>(st->columnInt64(4));
+    m.internalDate = st->columnInt64(5);
+    m.messageId = st->columnText(6);
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+Status setUpstreamIds(store::Store& store, int64_t mailboxId, const std::vector<std::pair<uint32_t, std::optional<uint32_t>>>& ids) {
+  auto st = store.db().prepare("UPDATE messages SET upstream_id = ?1 WHERE mailbox_id = ?2 AND uid = ?3");
+  if (!st) return propagate(st);
+  for (const auto& [local, up] : ids) {
+    st->reset();
+    std::optional<std::string> v;
+    if (up) v = std::to_string(*up);
+    if (auto s = st->bind(1, v).bind(2, mailboxId).bind(3, local).run(); !s) return s;
+  }
+  return {};
+}
+
+Status bindMailbox(store::Store& store, int64_t mailboxId, const std::string& upstreamName) {
+  auto st = store.db().prepare("UPDATE mailboxes SET upstream_name = ?1 WHERE id = ?2");
+  if (!st) return propagate(st);
+  return st->bind(1, upstreamName).bind(2, mailboxId).run();
+}
+
+Result<int64_t> pendingJournal(store::Store& store, int64_t accountId) {
+  auto st = store.db().prepare("SELECT count(*) FROM journal WHERE account_id = ?1");
+  if (!st) return propagate(st);
+  auto row = st->bind(1, accountId).step();
+  if (!row) return propagate(row);
+  return st->columnInt64(0);
+}
+
+uint32_t flagBits(const nlohmann::json& names, std::vector<std::string>& keywords) {
+  std::vector<std::string> words;
+  if (names.is_array())
+    for (const auto& n : names)
+      if (n.is_string()) words.push_back(n.get<std::string>());
+  uint32_t bits = 0;
+  static const std::pair<const char*, uint32_t> kNames[] = {{"\\Seen", store::kFlagSeen},       {"\\Answered", store::kFlagAnswered},
+                                                            {"\\Flagged", store::kFlagFlagged}, {"\\Deleted", store::kFlagDeleted},
+                                                            {"\\Draft", store::kFlagDraft}};
+  for (const auto& w : words) {
+    bool system = false;
+    for (auto [n, b] : kNames)
+      if (strcasecmp(w.c_str(), n) == 0) {
+        bits |= b;
+        system = true;
+      }
+    if (!system && !w.empty() && w[0] != '\\') keywords.push_back(w);
+  }
+  return bits;
+}
+
+std::vector<uint32_t> jsonUids(const nlohmann::json& j) {
+  std::vector<uint32_t> out;
+  if (j.is_array())
+    for (const auto& v : j)
+      if (v.is_number_unsigned()) out.push_back(v.get<uint32_t>());
+  return out;
+}
+
+std::string jsonString(const nlohmann::json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+}  // namespace
+
+SyncEngine::SyncEngine(uv_loop_t* loop, store::Store& store, int64_t accountId, const AccountConfig& account,
+                       ConnectorFactory makeConnector, std::function<void()> onStatus)
+    : loop_(loop),
+      store_(store),
+      accountId_(accountId),
+      accountName_(account.name),
+      cfg_(*account.imap),
+      makeConnector_(std::move(makeConnector)),
+      onStatus_(std::move(onStatus)),
+      rng_(std::random_device{}()) {
+  timer_ = new uv_timer_t;
+  uv_timer_init(loop_, timer_);
+  timer_->data = this;
+}
+
+SyncEngine::~SyncEngine() {
+  *alive_ = false;
+  if (hubSubscription_) store_.changes().unsubscribe(hubSubscription_);
+  conn_.reset();
+  uv_close(reinterpret_cast<uv_handle_t*>(timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+}
+
+void SyncEngine::start() {
+  hubSubscription_ = store_.changes().subscribe([this](const store::StoreChange& c) { onStoreChange(c); });
+  if (auto n = pendingJournal(store_, accountId_)) status_.pendingChanges = static_cast<uint64_t>(*n);
+  connect();
+}
+
+void SyncEngine::poke() {
+  if (connected_) {
+    wantFull_ = true;
+    kick(0);
+  }
+}
+
+void SyncEngine::setState(const char* state, std::string error) {
+  status_.state = state;
+  if (!error.empty()) status_.lastError = std::move(error);
+  publish(true);
+}
+
+void SyncEngine::publish(bool force) {
+  uint64_t now = nowMs();
+  if (!force && now - lastPublishMs_ < 200) return;
+  lastPublishMs_ = now;
+  if (conn_) status_.bytes = conn_->bytesReceived();
+  if (onStatus_) onStatus_();
+}
+
+void SyncEngine::connect() {
+  busy_ = false;
+  connected_ = false;
+  watching_ = false;
+  folders_.clear();
+  todo_.clear();
+  status_.nextRetry = 0;
+  setState("connecting");
+  conn_ = makeConnector_();
+  auto alive = alive_;
+  conn_->connect([this, alive] {
+        if (*alive) onReady();
+      },
+      [this, alive](const ConnectorFailure& f) {
+        if (*alive) onLost(f);
+      });
+}
+
+void SyncEngine::onReady() {
+  connected_ = true;
+  failures_ = 0;
+  status_.lastError.clear();
+  wantFull_ = wantReplay_ = true;
+  logInfo("sync.connected").kv("account", accountName_);
+  cycle();
+}
+
+void SyncEngine::onLost(const ConnectorFailure& f) {
+  connected_ = false;
+  busy_ = false;
+  uv_timer_stop(timer_);
+  // The connector is destroyed on the next loop turn, not inside its callback.
+  auto* dying = conn_.release();
+  auto* idle = new uv_idle_t;
+  idle->data = dying;
+  uv_idle_init(loop_, idle);
+  uv_idle_start(idle, [](uv_idle_t* h) {
+    delete static_cast<Connector*>(h->data);
+    uv_close(reinterpret_cast<uv_handle_t*>(h), [](uv_handle_t* x) { delete reinterpret_cast<uv_idle_t*>(x); });
+  });
+  if (f.kind == ConnectorFailure::Kind::Auth) {
+    // Needs the user (a new password or token): no retry storm.
+    logWarn("sync.auth_failed").kv("account", accountName_).kv("error", f.message);
+    status_.nextRetry = 0;
+    setState("auth_failed", f.message);
+    return;
+  }
+  logWarn("sync.offline").kv("account", accountName_).kv("error", f.message);
+  status_.lastError = f.message;
+  scheduleRetry();
+}
+
+void SyncEngine::scheduleRetry() {
+  ++failures_;
+  uint64_t delay = retryDelayMs(failures_, rng_);
+  status_.nextRetry = store_.now() + static_cast<int64_t>((delay + 999) / 1000);
+  setState("offline");
+  uv_timer_start(timer_, [](uv_timer_t* t) { static_cast<SyncEngine*>(t->data)->connect(); }, delay, 0);
+}
+
+void SyncEngine::kick(uint64_t delayMs) {
+  if (!connected_ || busy_) return;
+  uv_timer_start(timer_, [](uv_timer_t* t) {
+    auto* self = static_cast<SyncEngine*>(t->data);
+    if (self->connected_ && !self->busy_) self->cycle();
+  }, delayMs, 0);
+}
+
+void SyncEngine::onStoreChange(const store::StoreChange& c) {
+  if (c.accountId != accountId_ || c.origin == this) return;
+  // Every local write commits a journal row with its change.
+  wantReplay_ = true;
+  if (auto n = pendingJournal(store_, accountId_)) status_.pendingChanges = static_cast<uint64_t>(*n);
+  if (connected_ && !busy_) kick(kReplayDebounceMs);
+}
+
+SyncEngine::Folder* SyncEngine::folderByName(const std::string& localName) {
+  for (auto& f : folders_)
+    if (f.localName == localName) return &f;
+  return nullptr;
+}
+
+// ---- one cycle: list (when full), replay, sync folders
+
+void SyncEngine::cycle() {
+  busy_ = true;
+  uv_timer_stop(timer_);
+  bool full = wantFull_ || folders_.empty();
+  wantFull_ = false;
+  if (status_.state != std::string("idle") || full) setState("syncing");
+  auto alive = alive_;
+  if (full) {
+    conn_->listFolders([this, alive](Result<std::vector<RemoteFolder>> r) {
+      if (*alive) afterList(std::move(r));
+    });
+    return;
+  }
+  replay([this] {
+    todo_.clear();
+    for (size_t i = 0; i < folders_.size(); ++i)
+      if (dirty_.count(folders_[i].remote.id)) todo_.push_back(i);
+    dirty_.clear();
+    status_.mailboxesTotal = static_cast<uint32_t>(todo_.size());
+    status_.mailboxesDone = 0;
+    syncNextFolder();
+  });
+}
+
+void SyncEngine::afterList(Result<std::vector<RemoteFolder>> folders) {
+  if (!folders) return cycleFailed(folders.error());
+  if (auto s = mapFolders(std::move(*folders)); !s) return cycleFailed(s.error());
+  replay([this] {
+    todo_.clear();
+    dirty_.clear();
+    // INBOX first: it is what the user waits for.
+    for (size_t i = 0; i < folders_.size(); ++i)
+      if (folders_[i].localName == "INBOX") todo_.push_back(i);
+    for (size_t i = 0; i < folders_.size(); ++i)
+      if (folders_[i].localName != "INBOX") todo_.push_back(i);
+    status_.mailboxesTotal = static_cast<uint32_t>(todo_.size());
+    status_.mailboxesDone = 0;
+    status_.messagesTotal = status_.messagesDone = 0;
+    syncNextFolder();
+  });
+}
+
+Status SyncEngine::mapFolders(std::vector<RemoteFolder> remote) {
+  auto boxes = store_.listMailboxes(accountId_);
+  if (!boxes) return propagate(boxes);
+  std::vector<LocalMailboxRef> locals;
+  for (const auto& b : *boxes) locals.push_back({b.name, b.specialUse, b.upstreamName});
+  std::vector<Folder> mapped;
+  std::set<std::string> seen;
+  for (auto& r : remote) {
+    if (!r.selectable || !folderWanted(r, cfg_.mailboxes)) continue;
+    seen.insert(r.id);
+    FolderBinding b = bindFolder(r, locals);
+    Folder f;
+    if (b.existing) {
+      const auto& box = (*boxes)[*b.existing];
+      f.mailboxId = box.id;
+      f.localName = box.name;
+      if (box.upstreamName != r.id) {
+        if (auto s = bindMailbox(store_, box.id, r.id); !s) return s;
+        locals[*b.existing].upstreamName = r.id;
+      }
+    } else {
+      // Created by the upstream: no journal row (nothing to send back).
+      auto created = store_.createMailbox(accountId_, b.createName, b.createSpecialUse, std::nullopt, this);
+      if (!created) return propagate(created);
+      if (auto s = bindMailbox(store_, created->id, r.id); !s) return s;
+      f.mailboxId = created->id;
+      f.localName = created->name;
+      locals.push_back({created->name, created->specialUse, r.id});
+      boxes->push_back(*created);
+      boxes->back().upstreamName = r.id;
+      logInfo("sync.mailbox_created").kv("account", accountName_).kv("mailbox", f.localName).kv("upstream", r.path);
+    }
+    f.remote = std::move(r);
+    mapped.push_back(std::move(f));
+  }
+  // Bound mailboxes whose folder is gone upstream were deleted there.
+  if (cfg_.mailboxes.empty()) {
+    for (const auto& b : *boxes) {
+      if (b.upstreamName.empty() || seen.count(b.upstreamName) || b.name == "INBOX") continue;
+      logInfo("sync.mailbox_deleted_upstream").kv("account", accountName_).kv("mailbox", b.name);
+      if (auto s = store::deleteMailboxLocal(store_, accountId_, b.name, this, false); !s && s.error().kind != ErrorKind::NotFound)
+        return s;
+    }
+  }
+  folders_ = std::move(mapped);
+  return {};
+}
+
+void SyncEngine::syncNextFolder() {
+  if (!connected_) return;
+  if (todo_.empty()) return cycleDone();
+  size_t idx = todo_.front();
+  todo_.erase(todo_.begin());
+  if (idx >= folders_.size()) return syncNextFolder();
+  auto alive = alive_;
+  syncFolder(folders_[idx], [this, alive](Status s) {
+    if (!*alive) return;
+    if (!s) return cycleFailed(s.error());
+    ++status_.mailboxesDone;
+    publish();
+    syncNextFolder();
+  });
+}
+
+void SyncEngine::syncFolder(Folder& f, std::function<void(Status)> done) {
+  auto box = store_.findMailbox(accountId_, f.localName);
+  if (!box) return done(std::unexpected(box.error()));
+  if (!*box) return done({});  // deleted locally meanwhile; the journal handles it
+  StoredFolder stored = parseFolderState((*box)->upstreamState);
+  FolderState since = stored.complete ? stored.state : FolderState{};
+  // The cheap check: the listing's status equals what we stored, and the
+  // server has CONDSTORE (else flag changes would not show in it).
+  // The listing's status is used once: a later push for this folder means
+  // it is stale.
+  std::optional<FolderState> listed = std::move(f.remote.status);
+  f.remote.status.reset();
+  if (stored.complete && listed && listed->highestModSeq != 0 && *listed == stored.state) return done({});
+  auto alive = alive_;
+  Folder* fp = &f;
+  std::optional<uint32_t> boundValidity = (*box)->upstreamUidValidity;
+  conn_->fetchChanges(f.remote, since, [this, alive, fp, boundValidity, done = std::move(done)](Result<FolderChanges> r) mutable {
+    if (!*alive) return;
+    if (!r) return done(std::unexpected(r.error()));
+    if (boundValidity && *boundValidity != r->state.uidValidity) return remap(*fp, std::move(*r), std::move(done));
+    applyChanges(*fp, std::move(*r), std::move(done));
+  });
+}
+
+void SyncEngine::applyChanges(Folder& f, FolderChanges ch, std::function<void(Status)> done) {
+  auto local = localMessages(store_, f.mailboxId);
+  if (!local) return done(std::unexpected(local.error()));
+  ChangePlan plan = planChanges(*local, ch);
+  if (!plan.flagUpdates.empty()) {
+    std::vector<store::ChangedMessage> wanted;
+    for (auto& u : plan.flagUpdates) wanted.push_back({u.uid, u.flags, u.keywords, 0});
+    if (auto s = store::setFlagsExact(store_, f.mailboxId, wanted, this); !s) return done(s);
+  }
+  if (!plan.removals.empty()) {
+    if (auto s = store::removeMessages(store_, f.mailboxId, plan.removals, this); !s) return done(std::unexpected(s.error()));
+  }
+  if (!plan.flagUpdates.empty() || !plan.removals.empty() || !plan.downloads.empty())
+    logInfo("sync.mailbox_changes")
+        .kv("account", accountName_)
+        .kv("mailbox", f.localName)
+        .kv("flags", plan.flagUpdates.size())
+        .kv("removed", plan.removals.size())
+        .kv("new", plan.downloads.size());
+  download(f, std::move(plan.downloads), ch.state, std::move(done));
+}
+
+void SyncEngine::remap(Folder& f, FolderChanges ch, std::function<void(Status)> done) {
+  logWarn("sync.uidvalidity_changed").kv("account", accountName_).kv("mailbox", f.localName).kv("uidvalidity", ch.state.uidValidity);
+  auto alive = alive_;
+  Folder* fp = &f;
+  FolderState state = ch.state;
+  conn_->fetchMeta(f.remote.id, 1, [this, alive, fp, state, done = std::move(done)](Result<std::vector<RemoteMessage>> r) mutable {
+    if (!*alive) return;
+    if (!r) return done(std::unexpected(r.error()));
+    auto local = localMessages(store_, fp->mailboxId);
+    if (!local) return done(std::unexpected(local.error()));
+    RemapPlan plan = planRemap(*local, *r);
+    {
+      auto tx = store::Transaction::begin(store_.db());
+      if (!tx) return done(std::unexpected(tx.error()));
+      std::vector<std::pair<uint32_t, std::optional<uint32_t>>> ids;
+      // Clear first, then set: a new upstream UID may equal an old one of another message.
+      for (const auto& m : *local)
+        if (m.upstreamUid) ids.emplace_back(m.uid, std::nullopt);
+      for (auto [l, u] : plan.rebind) ids.emplace_back(l, u);
+      if (auto s = setUpstreamIds(store_, fp->mailboxId, ids); !s) return done(s);
+      auto st = store_.db().prepare("UPDATE mailboxes SET upstream_uidvalidity = ?1, upstream_state = NULL WHERE id = ?2");
+      if (!st) return done(std::unexpected(st.error()));
+      if (auto s = st->bind(1, state.uidValidity).bind(2, fp->mailboxId).run(); !s) return done(s);
+      if (auto s = tx->commit(); !s) return done(s);
+    }
+    if (!plan.removals.empty()) {
+      if (auto s = store::removeMessages(store_, fp->mailboxId, plan.removals, this); !s) return done(std::unexpected(s.error()));
+    }
+    if (!plan.flagUpdates.empty()) {
+      std::vector<store::ChangedMessage> wanted;
+      for (auto& u : plan.flagUpdates) wanted.push_back({u.uid, u.flags, u.keywords, 0});
+      if (auto s = store::setFlagsExact(store_, fp->mailboxId, wanted, this); !s) return done(s);
+    }
+    logInfo("sync.remapped")
+        .kv("account", accountName_)
+        .kv("mailbox", fp->localName)
+        .kv("kept", plan.rebind.size())
+        .kv("removed", plan.removals.size())
+        .kv("new", plan.downloads.size());
+    download(*fp, std::move(plan.downloads), state, std::move(done));
+  });
+}
+
+Status SyncEngine::saveFolderState(store::Db& db, const Folder& f, const FolderState& state, bool complete) {
+  auto st = db.prepare("UPDATE mailboxes SET upstream_uidvalidity = ?1, upstream_state = ?2 WHERE id = ?3");
+  if (!st) return propagate(st);
+  return st->bind(1, state.uidValidity).bind(2, serializeFolderState({state, complete})).bind(3, f.mailboxId).run();
+}
+
+void SyncEngine::download(Folder& f, std::vector<uint32_t> uids, FolderState finalState, std::function<void(Status)> done) {
+  Folder* fp = &f;
+  auto finish = [this, fp, finalState](std::function<void(Status)>& done) {
+    auto tx = store::Transaction::begin(store_.db());
+    if (!tx) return done(std::unexpected(tx.error()));
+    if (auto s = saveFolderState(store_.db(), *fp, finalState, true); !s) return done(s);
+    if (auto s = tx->commit(); !s) return done(s);
+    done({});
+  };
+  if (uids.empty()) return finish(done);
+  // Bind the UIDVALIDITY before the first message lands, so a restart knows
+  // what the stored upstream ids refer to.
+  {
+    auto st = store_.db().prepare("UPDATE mailboxes SET upstream_uidvalidity = ?1 WHERE id = ?2");
+    if (!st) return done(std::unexpected(st.error()));
+    if (auto s = st->bind(1, finalState.uidValidity).bind(2, f.mailboxId).run(); !s) return done(s);
+  }
+  status_.messagesTotal += uids.size();
+  publish(true);
+  struct Batch {
+    std::vector<RemoteMessage> messages;
+    uint64_t bytes = 0;
+    std::optional<Error> error;
+  };
+  auto batch = std::make_shared<Batch>();
+  auto flush = [this, fp, batch]() -> Status {
+    if (batch->messages.empty()) return {};
+    std::vector<std::string> ids;
+    std::vector<store::NewMessage> rows;
+    ids.reserve(batch->messages.size());
+    rows.reserve(batch->messages.size());
+    for (auto& m : batch->messages) {
+      store::NewMessage n;
+      n.bytes = *m.bytes;
+      n.flags = m.meta.flags;
+      n.keywords = m.meta.keywords;
+      n.internalDate = m.internalDate;
+      n.upstreamId = std::to_string(m.meta.uid);
+      n.origin = this;
+      rows.push_back(std::move(n));
+    }
+    auto r = store_.appendMessages(fp->mailboxId, rows);
+    size_t n = batch->messages.size();
+    batch->messages.clear();
+    batch->bytes = 0;
+    if (!r) return std::unexpected(r.error());
+    status_.messagesDone += n;
+    publish();
+    return {};
+  };
+  auto alive = alive_;
+  conn_->fetchMessages(
+      f.remote.id, std::move(uids),
+      [batch, flush](RemoteMessage&& m) {
+        if (batch->error) return;
+        batch->bytes += m.bytes->size();
+        batch->messages.push_back(std::move(m));
+        if (batch->messages.size() >= kCommitMessages || batch->bytes >= kCommitBytes) {
+          if (auto s = flush(); !s) batch->error = s.error();
+        }
+      },
+      [alive, batch, flush, finish, done = std::move(done)](Status s) mutable {
+        if (!*alive) return;
+        if (batch->error) return done(std::unexpected(*batch->error));
+        // What arrived is kept even when the rest failed: a restart goes on from there.
+        if (auto f = flush(); !f) return done(f);
+        if (!s) return done(s);
+        finish(done);
+      });
+}
+
+void SyncEngine::cycleDone() {
+  busy_ = false;
+  status_.lastSync = store_.now();
+  if (auto n = pendingJournal(store_, accountId_)) status_.pendingChanges = static_cast<uint64_t>(*n);
+  setState("idle");
+  if (!watching_) {
+    watching_ = true;
+    std::vector<std::string> ids;
+    for (const auto& f : folders_)
+      for (const auto& w : cfg_.idleMailboxes)
+        if (folderWanted(f.remote, {w})) ids.push_back(f.remote.id);
+    auto alive = alive_;
+    conn_->watch(ids, [this, alive](const std::string& folder) {
+      if (!*alive) return;
+      dirty_.insert(folder);
+      if (connected_ && !busy_) kick(kPushDebounceMs);
+    });
+  }
+  if (wantReplay_ || !dirty_.empty() || wantFull_) return kick(0);
+  // The poll: the next full cycle.
+  uv_timer_start(timer_, [](uv_timer_t* t) {
+    auto* self = static_cast<SyncEngine*>(t->data);
+    self->wantFull_ = true;
+    if (self->connected_ && !self->busy_) self->cycle();
+  }, static_cast<uint64_t>(std::max<uint32_t>(cfg_.pollSeconds, 1)) * 1000, 0);
+}
+
+void SyncEngine::cycleFailed(const Error& e) {
+  busy_ = false;
+  if (e.kind == ErrorKind::Unavailable) return;  // the connection is gone: onLost follows
+  logWarn("sync.cycle_failed").kv("account", accountName_).kv("error", e.message);
+  status_.lastError = e.message;
+  if (!connected_) return;  // onLost deals with it
+  // An upstream refusal (not a lost connection): try again later, from a full listing.
+  wantFull_ = true;
+  ++failures_;
+  uint64_t delay = retryDelayMs(failures_, rng_);
+  setState("idle", e.message);
+  uv_timer_start(timer_, [](uv_timer_t* t) {
+    auto* self = static_cast<SyncEngine*>(t->data);
+    if (self->connected_ && !self->busy_) self->cycle();
+  }, delay, 0);
+}
+
+// ---- local -> upstream
+
+void SyncEngine::replay(std::function<void()> next) {
+  if (!wantReplay_) return next();
+  wantReplay_ = false;
+  replayOne(std::move(next));
+}
+
+void SyncEngine::replayOne(std::function<void()> next) {
+  if (!connected_) return;
+  Db& db = store_.db();
+  auto st = db.prepare(
+      "SELECT id, op, payload, attempts, next_attempt FROM journal WHERE account_id = ?1 ORDER BY id LIMIT 1");
+  if (!st) return cycleFailed(st.error());
+  auto row = st->bind(1, accountId_).step();
+  if (!row) return cycleFailed(row.error());
+  if (!*row) {
+    status_.pendingChanges = 0;
+    return next();
+  }
+  int64_t id = st->columnInt64(0);
+  std::string op = st->columnText(1);
+  auto payload = nlohmann::json::parse(st->columnText(2), nullptr, false);
+  int64_t attempts = st->columnInt64(3);
+  int64_t nextAttempt = st->columnInt64(4);
+  st->reset();
+  if (attempts > 0 && nextAttempt > store_.now()) {
+    // Waiting for its retry time; later rows wait behind it (order matters).
+    wantReplay_ = true;
+    return next();
+  }
+  auto finishRow = [this, id](std::function<Status(Db&)> alsoInTx) -> Status {
+    auto tx = store::Transaction::begin(store_.db());
+    if (!tx) return propagate(tx);
+    if (alsoInTx) {
+      if (auto s = alsoInTx(store_.db()); !s) return s;
+    }
+    auto del = store_.db().prepare("DELETE FROM journal WHERE id = ?1");
+    if (!del) return propagate(del);
+    if (auto s = del->bind(1, id).run(); !s) return s;
+    return tx->commit();
+  };
+  auto alive = alive_;
+  auto again = [this, alive, next](void) mutable {
+    if (!*alive) return;
+    if (status_.pendingChanges) --status_.pendingChanges;
+    replayOne(std::move(next));
+  };
+  auto skip = [&](const std::string& why) {
+    logInfo("sync.journal_skipped").kv("account", accountName_).kv("op", op).kv("why", why);
+    if (auto s = finishRow(nullptr); !s) return cycleFailed(s.error());
+    again();
+  };
+  if (!payload.is_object()) return skip("unreadable payload");
+  // Mark the attempt first: after a crash, a retried APPEND looks before it sends.
+  {
+    auto upd = db.prepare("UPDATE journal SET attempts = attempts + 1 WHERE id = ?1");
+    if (!upd || !upd->bind(1, id).run()) return cycleFailed(Error{ErrorKind::Io, "journal update failed"});
+  }
+  auto onResult = [this, alive, id, op, attempts, next, again, finishRow](Result<OpResult> r,
+                                                                         std::function<Status(Db&, const OpResult&)> record) mutable {
+    if (!*alive) return;
+    if (!r) {
+      if (!connected_) return;  // the row stays; replayed after the reconnect
+      if (r.error().kind == ErrorKind::Unavailable) return;
+      logWarn("sync.replay_failed").kv("account", accountName_).kv("op", op).kv("error", r.error().message).kv("attempt", attempts + 1);
+      if (attempts + 1 >= kMaxAttempts) {
+        logError("sync.journal_dropped").kv("account", accountName_).kv("op", op).kv("error", r.error().message);
+        if (auto s = finishRow(nullptr); !s) return cycleFailed(s.error());
+        return again();
+      }
+      std::mt19937_64 rng(static_cast<uint64_t>(id) * 7919 + static_cast<uint64_t>(attempts));
+      int64_t delay = static_cast<int64_t>(retryDelayMs(static_cast<uint32_t>(attempts + 1), rng) / 1000) + 1;
+      auto upd = store_.db().prepare("UPDATE journal SET next_attempt = ?1, last_error = ?2 WHERE id = ?3");
+      if (upd) (void)upd->bind(1, store_.now() + delay).bind(2, r.error().message).bind(3, id).run();
+      wantReplay_ = true;
+      return next();
+    }
+    OpResult res = std::move(*r);
+    if (auto s = finishRow([&](Db& db) { return record ? record(db, res) : Status{}; }); !s) return cycleFailed(s.error());
+    again();
+  };
+
+  auto folderOf = [&](const std::string& localName) -> std::string {
+    if (Folder* f = folderByName(localName)) return f->remote.id;
+    auto box = store_.findMailbox(accountId_, localName);
+    if (box && *box && !(*box)->upstreamName.empty()) return (*box)->upstreamName;
+    return {};
+  };
+  auto upstreamUidsOf = [&](int64_t mailboxId, const std::vector<uint32_t>& localUids) {
+    std::vector<uint32_t> out;
+    auto q = store_.db().prepare("SELECT upstream_id FROM messages WHERE mailbox_id = ?1 AND uid = ?2");
+    if (!q) return out;
+    for (uint32_t u : localUids) {
+      q->reset();
+      auto row = q->bind(1, mailboxId).bind(2, u).step();
+      if (row && *row && !q->columnText(0).empty()) out.push_back(static_cast<uint32_t>(std::stoul(q->columnText(0))));
+    }
+    return out;
+  };
+
+  std::string mailbox = jsonString(payload, "mailbox");
+  if (op == "append") {
+    auto box = store_.findMailbox(accountId_, mailbox);
+    if (!box || !*box) return skip("mailbox gone");
+    std::string folder = folderOf(mailbox);
+    if (folder.empty()) return skip("mailbox not synced");
+    uint32_t uid = payload.value("uid", 0u);
+    auto local = localMessages(store_, (*box)->id);
+    if (!local) return cycleFailed(local.error());
+    const LocalMessage* lm = nullptr;
+    for (const auto& m : *local)
+      if (m.uid == uid) lm = &m;
+    if (!lm) return skip("message gone");
+    if (lm->upstreamUid) return skip("already upstream");
+    auto bytes = store::messageBytes(store_, (*box)->id, uid);
+    if (!bytes) return cycleFailed(bytes.error());
+    AppendOp a;
+    a.folder = folder;
+    a.bytes = std::move(*bytes);
+    a.flags = lm->flags;
+    a.keywords = lm->keywords;
+    a.internalDate = lm->internalDate;
+    a.messageId = lm->messageId;
+    a.lookupFirst = attempts > 0;
+    int64_t mailboxId = (*box)->id;
+    return conn_->apply(a, [onResult, mailboxId, uid](Result<OpResult> r) mutable {
+      onResult(std::move(r), [mailboxId, uid](Db& db, const OpResult& res) -> Status {
+        if (res.newUids.empty()) return {};  // no UIDPLUS: the next sync matches it by Message-ID
+        auto st = db.prepare("UPDATE messages SET upstream_id = ?1 WHERE mailbox_id = ?2 AND uid = ?3");
+        if (!st) return std::unexpected(st.error());
+        return st->bind(1, std::to_string(res.newUids.front())).bind(2, mailboxId).bind(3, uid).run();
+      });
+    });
+  }
+  if (op == "flags") {
+    auto box = store_.findMailbox(accountId_, mailbox);
+    if (!box || !*box) return skip("mailbox gone");
+    std::string folder = folderOf(mailbox);
+    if (folder.empty()) return skip("mailbox not synced");
+    FlagsOp f;
+    f.folder = folder;
+    std::string mode = jsonString(payload, "mode");
+    f.mode = mode == "remove" ? FlagsOp::Mode::Remove : mode == "replace" ? FlagsOp::Mode::Replace : FlagsOp::Mode::Add;
+    f.flags = flagBits(payload.value("flags", nlohmann::json::array()), f.keywords);
+    f.uids = upstreamUidsOf((*box)->id, jsonUids(payload.value("uids", nlohmann::json::array())));
+    if (f.uids.empty()) return skip("no message upstream");
+    return conn_->apply(f, [onResult](Result<OpResult> r) mutable { onResult(std::move(r), nullptr); });
+  }
+  if (op == "copy" || op == "move") {
+    std::string from = jsonString(payload, "from"), to = jsonString(payload, "to");
+    std::string fromFolder = folderOf(from), toFolder = folderOf(to);
+    if (fromFolder.empty() || toFolder.empty()) return skip("mailbox not synced");
+    auto dst = store_.findMailbox(accountId_, to);
+    if (!dst || !*dst) return skip("mailbox gone");
+    std::vector<uint32_t> localSrc = jsonUids(payload.value("uids", nlohmann::json::array()));
+    std::vector<uint32_t> localDst = jsonUids(payload.value("dest_uids", nlohmann::json::array()));
+    const auto& ups = payload.value("upstream_ids", nlohmann::json::array());
+    CopyOp c;
+    c.from = fromFolder;
+    c.to = toFolder;
+    c.move = op == "move";
+    std::vector<uint32_t> dstForUp;  // local dest UID per upstream source UID
+    for (size_t i = 0; i < localSrc.size() && i < localDst.size(); ++i) {
+      if (i >= ups.size() || !ups[i].is_string() || ups[i].get<std::string>().empty()) continue;
+      c.uids.push_back(static_cast<uint32_t>(std::stoul(ups[i].get<std::string>())));
+      dstForUp.push_back(localDst[i]);
+    }
+    if (c.uids.empty()) return skip("no message upstream");
+    int64_t dstId = (*dst)->id;
+    return conn_->apply(c, [onResult, dstId, dstForUp](Result<OpResult> r) mutable {
+      onResult(std::move(r), [dstId, dstForUp](Db& db, const OpResult& res) -> Status {
+        auto st = db.prepare("UPDATE messages SET upstream_id = ?1 WHERE mailbox_id = ?2 AND uid = ?3");
+        if (!st) return std::unexpected(st.error());
+        for (size_t i = 0; i < res.newUids.size() && i < dstForUp.size(); ++i) {
+          if (res.newUids[i] == 0) continue;
+          st->reset();
+          if (auto s = st->bind(1, std::to_string(res.newUids[i])).bind(2, dstId).bind(3, dstForUp[i]).run(); !s) return s;
+        }
+        return {};
+      });
+    });
+  }
+  if (op == "expunge") {
+    std::string folder = folderOf(mailbox);
+    if (folder.empty()) return skip("mailbox not synced");
+    ExpungeOp e;
+    e.folder = folder;
+    for (const auto& u : payload.value("upstream_ids", nlohmann::json::array()))
+      if (u.is_string() && !u.get<std::string>().empty()) e.uids.push_back(static_cast<uint32_t>(std::stoul(u.get<std::string>())));
+    if (e.uids.empty()) return skip("no message upstream");
+    return conn_->apply(e, [onResult](Result<OpResult> r) mutable { onResult(std::move(r), nullptr); });
+  }
+  if (op == "mailbox.create") {
+    auto box = store_.findMailbox(accountId_, mailbox);
+    if (!box || !*box) return skip("mailbox gone");
+    if (!(*box)->upstreamName.empty()) return skip("already bound");
+    int64_t boxId = (*box)->id;
+    CreateFolderOp c{mailbox};
+    return conn_->apply(c, [this, onResult, boxId](Result<OpResult> r) mutable {
+      onResult(std::move(r), [this, boxId](Db&, const OpResult& res) -> Status {
+        wantFull_ = true;  // the new folder joins the map at the next listing
+        return bindMailbox(store_, boxId, res.folder);
+      });
+    });
+  }
+  if (op == "mailbox.delete") {
+    DeleteFolderOp d{conn_->folderIdForPath(mailbox)};
+    for (const auto& f : folders_)
+      if (f.localName == mailbox) d.folder = f.remote.id;
+    return conn_->apply(d, [this, onResult](Result<OpResult> r) mutable {
+      wantFull_ = true;
+      onResult(std::move(r), nullptr);
+    });
+  }
+  if (op == "mailbox.rename") {
+    std::string from = jsonString(payload, "from"), to = jsonString(payload, "to");
+    std::string folder;
+    for (const auto& f : folders_)
+      if (f.localName == from) folder = f.remote.id;
+    auto box = store_.findMailbox(accountId_, to);
+    if (folder.empty() && box && *box) folder = (*box)->upstreamName;
+    if (folder.empty()) return skip("mailbox not synced");
+    RenameFolderOp rn{folder, to};
+    return conn_->apply(rn, [this, onResult, folder](Result<OpResult> r) mutable {
+      onResult(std::move(r), [this, folder](Db& db, const OpResult& res) -> Status {
+        wantFull_ = true;
+        // The renamed mailbox and its children keep their bindings under the new names.
+        auto st = db.prepare(
+            "UPDATE mailboxes SET upstream_name = ?1 || substr(upstream_name, ?2) WHERE account_id = ?3 AND "
+            "(upstream_name = ?4 OR substr(upstream_name, 1, ?5) = ?4 || '/')");
+        if (!st) return std::unexpected(st.error());
+        return st->bind(1, res.folder)
+            .bind(2, static_cast<int64_t>(folder.size()) + 1)
+            .bind(3, accountId_)
+            .bind(4, folder)
+            .bind(5, static_cast<int64_t>(folder.size()) + 1)
+            .run();
+      });
+    });
+  }
+  if (op == "mailbox.subscribe" || op == "mailbox.unsubscribe") {
+    std::string folder = folderOf(mailbox);
+    if (folder.empty()) return skip("mailbox not synced");
+    SubscribeOp s{folder, op == "mailbox.subscribe"};
+    return conn_->apply(s, [onResult](Result<OpResult> r) mutable { onResult(std::move(r), nullptr); });
+  }
+  skip("unknown op");
+}
+
+}  // namespace mb::sync

@@ -1,0 +1,102 @@
+// One account's two-way sync with its upstream through a Connector: maps the
+// folder tree, replays the local journal upstream (in order, idempotently),
+// pulls upstream changes into the Store (one transaction per batch, then the
+// ChangeHub broadcast), watches folders for push, polls the rest, and keeps
+// the state and progress that GET /v1/status shows. Loop thread only.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "daemon/config/config.h"
+#include "daemon/status_board.h"
+#include "daemon/store/store.h"
+#include "daemon/sync/connector.h"
+#include "daemon/sync/sync_logic.h"
+
+namespace mb::sync {
+
+class SyncEngine {
+ public:
+  using ConnectorFactory = std::function<std::unique_ptr<Connector>()>;
+
+  // `store` must outlive the engine; onStatus runs (on the loop) whenever
+  // status() changed.
+  SyncEngine(uv_loop_t* loop, store::Store& store, int64_t accountId, const AccountConfig& account,
+             ConnectorFactory makeConnector, std::function<void()> onStatus);
+  ~SyncEngine();
+  SyncEngine(const SyncEngine&) = delete;
+  SyncEngine& operator=(const SyncEngine&) = delete;
+
+  void start();
+  // Sync now (e.g. an API request); no-op while offline waiting for a retry.
+  void poke();
+  const SyncProgress& status() const { return status_; }
+  const ImapUpstreamConfig& config() const { return cfg_; }
+
+ private:
+  struct Folder {
+    RemoteFolder remote;
+    int64_t mailboxId = 0;
+    std::string localName;
+  };
+
+  void connect();
+  void onReady();
+  void onLost(const ConnectorFailure& f);
+  void scheduleRetry();
+  void setState(const char* state, std::string error = {});
+  void publish(bool force = false);
+
+  void cycle();
+  void afterList(Result<std::vector<RemoteFolder>> folders);
+  Status mapFolders(std::vector<RemoteFolder> remote);
+  void replay(std::function<void()> next);
+  void replayOne(std::function<void()> next);
+  void syncNextFolder();
+  void syncFolder(Folder& f, std::function<void(Status)> done);
+  void applyChanges(Folder& f, FolderChanges ch, std::function<void(Status)> done);
+  void remap(Folder& f, FolderChanges ch, std::function<void(Status)> done);
+  void download(Folder& f, std::vector<uint32_t> uids, FolderState finalState, std::function<void(Status)> done);
+  Status saveFolderState(store::Db& db, const Folder& f, const FolderState& state, bool complete);
+  void cycleDone();
+  void cycleFailed(const Error& e);
+  void onStoreChange(const store::StoreChange& c);
+  void kick(uint64_t delayMs);
+  Folder* folderByName(const std::string& localName);
+
+  uv_loop_t* loop_;
+  store::Store& store_;
+  int64_t accountId_;
+  std::string accountName_;
+  ImapUpstreamConfig cfg_;
+  ConnectorFactory makeConnector_;
+  std::function<void()> onStatus_;
+  std::unique_ptr<Connector> conn_;
+  std::vector<Folder> folders_;
+  std::vector<size_t> todo_;          // folder indexes left in this cycle
+  std::set<std::string> dirty_;       // folder ids the watchers reported
+  bool busy_ = false;                 // a cycle is running
+  bool connected_ = false;
+  bool wantFull_ = true;              // the next cycle lists folders
+  bool wantReplay_ = true;
+  bool watching_ = false;
+  uint32_t failures_ = 0;
+  uv_timer_t* timer_ = nullptr;       // retry / poll / kick; freed by its close callback
+  uint64_t hubSubscription_ = 0;
+  std::mt19937_64 rng_;
+  SyncProgress status_;
+  uint64_t lastPublishMs_ = 0;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace mb::sync

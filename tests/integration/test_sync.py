@@ -1,0 +1,317 @@
+"""Upstream IMAP sync against a private Dovecot (CONDSTORE/QRESYNC on, and a
+run with them hidden for the fallback path): initial sync of several folders
+(2,000+ generated messages with attachments and non-ASCII headers) compared by
+Message-ID multiset and body bytes; IDLE push latency (printed); upstream
+flag/expunge changes; local flag/append/create/move/expunge/rename reaching
+upstream; kill -9 during the initial sync; UIDVALIDITY reset; wrong password."""
+import base64
+import collections
+import email.utils
+import imaplib
+import os
+import re
+import signal
+import sqlite3
+import time
+import unittest
+
+from harness import Daemon
+from servers import Dovecot, imap_mailbox, tmp_root
+from test_smtp import host_port, password_for, stored_messages
+
+
+def gen_message(i, folder):
+    """A generated message: every 7th with a binary attachment, non-ASCII
+    headers (RFC 2047) on every 3rd."""
+    mid = "<%s.%d@gen.example.test>" % (folder.replace("/", "."), i)
+    subject = "Nachricht %d" % i
+    if i % 3 == 0:
+        subject = "=?utf-8?b?%s?=" % base64.b64encode(("Grüße aus Zürich №%d ✓" % i).encode()).decode()
+    head = ("From: =?utf-8?q?J=C3=BCrgen?= <juergen@example.test>\r\nTo: alice@example.test\r\n"
+            "Subject: %s\r\nMessage-ID: %s\r\nDate: %s\r\nMIME-Version: 1.0\r\n"
+            % (subject, mid, email.utils.formatdate(1700000000 + i * 61)))
+    text = ("Body of message %d in %s.\r\nZeile zwei: äöü\r\n" % (i, folder)) * (1 + i % 5)
+    if i % 7 == 0:
+        blob = base64.encodebytes(bytes((i * 31 + k) % 256 for k in range(3000 + (i % 11) * 700))).decode()
+        body = ("Content-Type: multipart/mixed; boundary=\"b%d\"\r\n\r\n--b%d\r\n"
+                "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n%s\r\n"
+                "--b%d\r\nContent-Type: application/octet-stream; name=\"data%d.bin\"\r\n"
+                "Content-Transfer-Encoding: base64\r\n\r\n%s--b%d--\r\n"
+                % (i, i, text, i, i, blob.replace("\n", "\r\n"), i))
+    else:
+        body = "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" + text
+    return (head + body).encode()
+
+
+def message_ids(msgs):
+    out = []
+    for m in msgs:
+        found = re.search(rb"(?im)^Message-ID:\s*(\S+)", m)
+        out.append(found.group(1) if found else b"")
+    return collections.Counter(out)
+
+
+def local_flags(state_dir, account, mailbox):
+    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(state_dir, "mailbridge.db"), uri=True, timeout=10)
+    try:
+        return db.execute(
+            "SELECT m.message_id, m.flags FROM messages m JOIN mailboxes b ON m.mailbox_id = b.id "
+            "JOIN accounts a ON b.account_id = a.id WHERE a.name = ? AND b.name = ?", (account, mailbox)).fetchall()
+    finally:
+        db.close()
+
+
+def local_mailboxes(state_dir, account):
+    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(state_dir, "mailbridge.db"), uri=True, timeout=10)
+    try:
+        return {r[0] for r in db.execute(
+            "SELECT b.name FROM mailboxes b JOIN accounts a ON b.account_id = a.id WHERE a.name = ?", (account,))}
+    finally:
+        db.close()
+
+
+def wait_for(pred, timeout=60, interval=0.05, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def sync_status(d, name):
+    status, body = d.api("GET", "/v1/accounts")
+    for a in body["accounts"]:
+        if a["name"] == name:
+            return a.get("sync")
+    return None
+
+
+def wait_idle(d, name, timeout=120):
+    def ok():
+        s = sync_status(d, name)
+        return s and s["state"] == "idle" and s["last_sync"] and s["pending_changes"] == 0 and s
+    return wait_for(ok, timeout, 0.1, "account %s idle; status %r" % (name, sync_status(d, name)))
+
+
+def upstream_flags(dc, user, mailbox):
+    c = dc.imap(user)
+    try:
+        c.select(imap_mailbox(mailbox), readonly=True)
+        typ, data = c.fetch("1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+        out = {}
+        for item in data:
+            if isinstance(item, tuple):
+                mid = re.search(rb"(?i)Message-ID:\s*(\S+)", item[1])
+                out[mid.group(1).decode() if mid else ""] = item[0].decode()
+        return out
+    finally:
+        c.logout()
+
+
+FOLDERS = {"INBOX": 1100, "Work/Projects": 600, "Archive": 300, "Ärger/Überweisungen": 60}
+
+
+class _SyncBase:
+    condstore = True
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dc = Dovecot(condstore=cls.condstore, users={"alice": "alice-pw", "bob": "bob-pw"}).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.dc.cleanup()
+
+    def account(self, user, password=None, poll=5):
+        return {"name": user, "address": "%s@example.test" % user,
+                "imap": {"host": "127.0.0.1", "port": self.dc.imap_port, "security": "none",
+                         "username": user, "password": password or self.dc.users[user],
+                         "poll_seconds": poll}}
+
+    def daemon(self, *users, **kw):
+        d = Daemon(config={"accounts": [self.account(u, **kw) for u in users]},
+                   state_dir=os.path.join(tmp_root(), "mb-sync-%d-%d" % (os.getpid(), time.monotonic_ns())))
+        self.addCleanup(lambda: __import__("shutil").rmtree(d.state_dir, ignore_errors=True))
+        self.addCleanup(d.cleanup)
+        if os.environ.get("MB_SYNC_KEEP_LOG"):
+            def keep():
+                with open(os.environ["MB_SYNC_KEEP_LOG"], "w") as f:
+                    f.write(d.log())
+            self.addCleanup(keep)
+        return d
+
+    def assert_same(self, d, user, mailbox):
+        up = self.dc.fetch_all(user, mailbox)
+        local = stored_messages(d.state_dir, user, mailbox)
+        self.assertEqual(message_ids(local), message_ids(up), mailbox)
+        self.assertEqual(sorted(local), sorted(up), mailbox + ": body bytes differ")
+
+
+class SyncTest(_SyncBase, unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        for folder, n in FOLDERS.items():
+            msgs = []
+            for i in range(n):
+                flags = ("\\Seen",) if i % 2 else ()
+                if i % 10 == 0:
+                    flags += ("\\Flagged",)
+                msgs.append((gen_message(i, folder), flags, 1700000000 + i * 60))
+            cls.dc.bulk_load("alice", msgs, folder)
+
+    def test_two_way(self):
+        d = self.daemon("alice")
+        t0 = time.monotonic()
+        d.start()
+        st = wait_idle(d, "alice", 150)
+        took = time.monotonic() - t0
+        total = sum(FOLDERS.values())
+        print("\ninitial sync: %d messages, %.1f MB in %.2f s (%.0f msg/s)"
+              % (total, st["bytes"] / 1e6, took, total / took))
+        for folder in FOLDERS:
+            self.assert_same(d, "alice", folder)
+        # Flags arrived with the messages.
+        flags = dict(local_flags(d.state_dir, "alice", "Archive"))
+        self.assertEqual(flags["<Archive.10@gen.example.test>"], 4)      # \Flagged
+        self.assertEqual(flags["<Archive.11@gen.example.test>"], 1)      # \Seen
+        self.assertIn("Sent", local_mailboxes(d.state_dir, "alice"))
+
+        # IDLE push: a message delivered upstream reaches the store.
+        latencies = []
+        for k in range(3):
+            raw = gen_message(5000 + k, "push")
+            t0 = time.monotonic()
+            self.dc.deliver("alice", raw)
+            wait_for(lambda: raw.replace(b"\n", b"\r\n").replace(b"\r\r", b"\r") in
+                     stored_messages(d.state_dir, "alice", "INBOX"), 15, 0.01, "pushed message")
+            latencies.append(time.monotonic() - t0)
+        print("IDLE push latency: %s s" % ", ".join("%.3f" % x for x in latencies))
+
+        # Upstream flag change and expunge reach the local copy.
+        c = self.dc.imap("alice")
+        c.select(imap_mailbox("Work/Projects"))
+        typ, data = c.uid("SEARCH", None, "HEADER", "Message-ID", "<Work.Projects.3@gen.example.test>")
+        uid3 = data[0].split()[0]
+        typ, data = c.uid("SEARCH", None, "HEADER", "Message-ID", "<Work.Projects.4@gen.example.test>")
+        uid4 = data[0].split()[0]
+        c.uid("STORE", uid3, "+FLAGS", "(\\Answered $Label1)")
+        c.uid("STORE", uid4, "+FLAGS", "(\\Deleted)")
+        c.expunge()
+        c.logout()
+        wait_for(lambda: dict(local_flags(d.state_dir, "alice", "Work/Projects")).get(
+            "<Work.Projects.3@gen.example.test>") == 3 and "<Work.Projects.4@gen.example.test>" not in dict(
+            local_flags(d.state_dir, "alice", "Work/Projects")), 20, 0.1, "upstream flag and expunge")
+
+        # Local changes through the local IMAP endpoint reach upstream.
+        user, password = password_for(d, "alice")
+        host, port = host_port(d.listeners["imap"])
+        li = imaplib.IMAP4(host, port, timeout=20)
+        li.login(user, password)
+        li.select(imap_mailbox("Archive"))
+        li.store("1", "+FLAGS", "(\\Answered)")
+        li.store("2", "-FLAGS", "(\\Seen)")
+        new = gen_message(7000, "local")
+        li.append(imap_mailbox("INBOX"), "(\\Seen)", None, new)
+        li.create(imap_mailbox("Lokal/Neu"))
+        li.select(imap_mailbox("Archive"))
+        li.copy("3", imap_mailbox("Lokal/Neu"))
+        li.store("5", "+FLAGS", "(\\Deleted)")
+        li.expunge()
+        li.logout()
+        wait_idle(d, "alice", 30)
+        up = upstream_flags(self.dc, "alice", "Archive")
+        self.assertIn("\\Answered", up["<Archive.0@gen.example.test>"])
+        self.assertNotIn("\\Seen", up["<Archive.1@gen.example.test>"])
+        self.assertNotIn("<Archive.4@gen.example.test>", up)
+        self.assertIn(b"<local.7000@gen.example.test>", message_ids(self.dc.fetch_all("alice", "INBOX")))
+        self.assertEqual(message_ids(self.dc.fetch_all("alice", "Lokal/Neu")),
+                         collections.Counter([b"<Archive.2@gen.example.test>"]))
+
+        li = imaplib.IMAP4(host, port, timeout=20)
+        li.login(user, password)
+        li.rename(imap_mailbox("Lokal/Neu"), imap_mailbox("Lokal/Umbenannt"))
+        li.logout()
+        wait_idle(d, "alice", 30)
+        wait_for(lambda: message_ids(self.dc.fetch_all("alice", "Lokal/Umbenannt")), 10, 0.1, "renamed upstream")
+
+        # Restart: nothing is downloaded again, nothing duplicated.
+        d.stop()
+        d.start()
+        st = wait_idle(d, "alice", 60)
+        for folder in list(FOLDERS) + ["Lokal/Umbenannt"]:
+            self.assert_same(d, "alice", folder)
+        self.assertLess(st["bytes"], 2_000_000, "a restart downloaded the mailboxes again")
+
+    def test_kill_during_initial_sync_and_uidvalidity_reset(self):
+        msgs = [gen_message(i, "bob") for i in range(900)]
+        self.dc.bulk_load("bob", msgs, "INBOX")
+        d = self.daemon("bob")
+        d.start()
+        wait_for(lambda: (sync_status(d, "bob") or {}).get("messages", {}).get("done", 0) >= 200, 60, 0.02,
+                 "first batches")
+        d.proc.send_signal(signal.SIGKILL)
+        d.proc.wait()
+        d.start()
+        st = wait_idle(d, "bob", 120)
+        self.assert_same(d, "bob", "INBOX")
+        self.assertLess(st["messages"]["total"], 900, "the restart fetched stored messages again")
+
+        # UIDVALIDITY reset upstream: same messages, new UIDs; local UIDs stay.
+        before = self._local_uids(d, "bob")
+        d.stop()
+        self.dc.doveadm("mailbox", "update", "-u", "bob", "--uid-validity", "12345", "INBOX")
+        d.start()
+        wait_idle(d, "bob", 60)
+        self.assert_same(d, "bob", "INBOX")
+        self.assertEqual(self._local_uids(d, "bob"), before)
+        self.assertIn("sync.remapped", d.log())
+        self.assertIn("kept=900", d.log())
+
+    def _local_uids(self, d, user):
+        db = sqlite3.connect("file:%s?mode=ro" % os.path.join(d.state_dir, "mailbridge.db"), uri=True)
+        try:
+            return sorted(db.execute(
+                "SELECT m.uid, m.message_id FROM messages m JOIN mailboxes b ON m.mailbox_id = b.id "
+                "JOIN accounts a ON b.account_id = a.id WHERE a.name = ? AND b.name = 'INBOX'", (user,)).fetchall())
+        finally:
+            db.close()
+
+    def test_wrong_password(self):
+        d = self.daemon("alice", password="wrong")
+        d.start()
+        st = wait_for(lambda: (sync_status(d, "alice") or {}).get("state") == "auth_failed" and sync_status(d, "alice"),
+                      20, 0.05, "auth_failed")
+        self.assertIn("AUTHENTICATIONFAILED", st["last_error"])
+        self.assertNotIn("wrong", d.log())
+        time.sleep(3)
+        self.assertEqual(d.log().count("upstream.login_failed"), 1, "retried a wrong password")
+
+
+class SyncNoCondstoreTest(_SyncBase, unittest.TestCase):
+    condstore = False
+
+    def test_fallback_two_way(self):
+        self.dc.bulk_load("alice", [(gen_message(i, "fb"), ("\\Seen",) if i % 2 else ()) for i in range(300)], "INBOX")
+        self.dc.bulk_load("alice", [gen_message(i, "fbw") for i in range(100)], "Work")
+        d = self.daemon("alice")
+        d.start()
+        wait_idle(d, "alice", 90)
+        self.assertIn("condstore=false", d.log().replace(" ", "").lower().replace('"', ""))
+        self.assert_same(d, "alice", "INBOX")
+        self.assert_same(d, "alice", "Work")
+        c = self.dc.imap("alice")
+        c.select(imap_mailbox("Work"))
+        c.store("1", "+FLAGS", "(\\Flagged)")
+        c.store("2", "+FLAGS", "(\\Deleted)")
+        c.expunge()
+        c.logout()
+        wait_for(lambda: dict(local_flags(d.state_dir, "alice", "Work")).get("<fbw.0@gen.example.test>") == 4
+                 and "<fbw.1@gen.example.test>" not in dict(local_flags(d.state_dir, "alice", "Work")),
+                 20, 0.1, "fallback flag diff and expunge")
+
+
+if __name__ == "__main__":
+    unittest.main()
