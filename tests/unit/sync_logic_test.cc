@@ -1,0 +1,184 @@
+// The sync engine's pure decisions: cursor round trip, what upstream changes
+// mean locally, UIDVALIDITY re-mapping, folder binding, flag words, names,
+// the retry schedule.
+#include <gtest/gtest.h>
+
+#include "daemon/connectors/imap_client.h"
+#include "daemon/connectors/upstream_imap.h"
+#include "daemon/store/store.h"
+#include "daemon/sync/sync_logic.h"
+
+namespace mb::sync {
+namespace {
+
+LocalMessage local(uint32_t uid, std::optional<uint32_t> up, uint32_t flags = 0, std::vector<std::string> kw = {},
+                   std::string mid = "", uint64_t size = 100, int64_t date = 1000) {
+  LocalMessage m;
+  m.uid = uid;
+  m.upstreamUid = up;
+  m.flags = flags;
+  m.keywords = std::move(kw);
+  m.messageId = std::move(mid);
+  m.size = size;
+  m.internalDate = date;
+  return m;
+}
+
+RemoteFlags remote(uint32_t uid, uint32_t flags, std::vector<std::string> kw = {}) {
+  return RemoteFlags{uid, flags, std::move(kw), 0};
+}
+
+TEST(SyncLogic, FolderStateRoundTripsAndRejectsGarbage) {
+  StoredFolder s{{7, 42, 41, 99}, true};
+  StoredFolder back = parseFolderState(serializeFolderState(s));
+  EXPECT_EQ(back.state, s.state);
+  EXPECT_TRUE(back.complete);
+  EXPECT_FALSE(parseFolderState("").complete);
+  EXPECT_FALSE(parseFolderState("{\"uidvalidity\":-1,\"complete\":true}").complete);
+  EXPECT_FALSE(parseFolderState("[1,2]").complete);
+}
+
+TEST(SyncLogic, IncrementalChangesUpdateFlagsRemoveVanishedAndDownloadNew) {
+  std::vector<LocalMessage> l = {local(1, 10, store::kFlagSeen), local(2, 11), local(3, 12, 0, {"$Work"}),
+                                 local(4, std::nullopt)};  // 4: a local APPEND not sent yet
+  FolderChanges ch;
+  ch.flags = {remote(10, store::kFlagSeen), remote(11, store::kFlagFlagged), remote(12, 0, {"$Work"}), remote(13, 0)};
+  ch.vanished = {12, 99};
+  ChangePlan p = planChanges(l, ch);
+  ASSERT_EQ(p.flagUpdates.size(), 1u);
+  EXPECT_EQ(p.flagUpdates[0].uid, 2u);
+  EXPECT_EQ(p.flagUpdates[0].flags, static_cast<uint32_t>(store::kFlagFlagged));
+  EXPECT_EQ(p.removals, (std::vector<uint32_t>{3}));
+  EXPECT_EQ(p.downloads, (std::vector<uint32_t>{13}));
+}
+
+TEST(SyncLogic, CompleteListingMeansTheRestIsGone) {
+  std::vector<LocalMessage> l = {local(1, 10), local(2, 11), local(3, std::nullopt)};
+  FolderChanges ch;
+  ch.complete = true;
+  ch.flags = {remote(11, 0), remote(14, 0)};
+  ChangePlan p = planChanges(l, ch);
+  EXPECT_EQ(p.removals, (std::vector<uint32_t>{1}));  // never the unsent local message
+  EXPECT_EQ(p.downloads, (std::vector<uint32_t>{14}));
+}
+
+TEST(SyncLogic, ExistingListFindsExpungesWithoutQresync) {
+  std::vector<LocalMessage> l = {local(1, 10), local(2, 11)};
+  FolderChanges ch;
+  ch.existing = std::vector<uint32_t>{11, 12};
+  ChangePlan p = planChanges(l, ch);
+  EXPECT_EQ(p.removals, (std::vector<uint32_t>{1}));
+  EXPECT_EQ(p.downloads, (std::vector<uint32_t>{12}));
+}
+
+TEST(SyncLogic, KeywordOrderIsNoChange) {
+  std::vector<LocalMessage> l = {local(1, 10, 0, {"$a", "$b"})};
+  FolderChanges ch;
+  ch.flags = {remote(10, 0, {"$b", "$a"})};
+  EXPECT_TRUE(planChanges(l, ch).flagUpdates.empty());
+}
+
+TEST(SyncLogic, RemapKeepsLocalUidsAndNeverDuplicates) {
+  std::vector<LocalMessage> l = {local(5, 1, 0, {}, "<a@x>", 100, 1000), local(6, 2, 0, {}, "<b@x>", 200, 2000),
+                                 local(7, 3, 0, {}, "<a@x>", 100, 1000),  // a second copy of <a@x>
+                                 local(8, 4, 0, {}, "<gone@x>", 50, 10), local(9, std::nullopt, 0, {}, "<new@x>")};
+  auto rm = [](uint32_t uid, std::string mid, uint64_t size, int64_t date, uint32_t flags = 0) {
+    RemoteMessage m;
+    m.meta.uid = uid;
+    m.meta.flags = flags;
+    m.messageId = std::move(mid);
+    m.size = size;
+    m.internalDate = date;
+    return m;
+  };
+  std::vector<RemoteMessage> r = {rm(100, "<a@x>", 100, 1000), rm(101, "<b@x>", 200, 2000, store::kFlagSeen),
+                                  rm(102, "<c@x>", 300, 3000), rm(103, "<b@x>", 999, 2000)};
+  RemapPlan p = planRemap(l, r);
+  EXPECT_EQ(p.rebind, (std::vector<std::pair<uint32_t, uint32_t>>{{5, 100}, {6, 101}}));
+  EXPECT_EQ(p.removals, (std::vector<uint32_t>{7, 8}));  // one upstream <a@x> only; <gone@x> is gone
+  EXPECT_EQ(p.downloads, (std::vector<uint32_t>{102, 103}));
+  ASSERT_EQ(p.flagUpdates.size(), 1u);
+  EXPECT_EQ(p.flagUpdates[0].uid, 6u);
+}
+
+TEST(SyncLogic, FoldersBindBySpecialUseThenNameElseCreate) {
+  std::vector<LocalMailboxRef> locals = {{"INBOX", "", ""}, {"Sent", "\\Sent", ""}, {"Projects", "", ""},
+                                         {"Old", "", "Old"}};
+  RemoteFolder sent{"Sent Items", "Sent Items", "\\Sent"};
+  EXPECT_EQ(bindFolder(sent, locals).existing, std::optional<size_t>(1));
+  RemoteFolder inbox{"INBOX", "INBOX", ""};
+  EXPECT_EQ(bindFolder(inbox, locals).existing, std::optional<size_t>(0));
+  RemoteFolder proj{"Projects", "Projects", ""};
+  EXPECT_EQ(bindFolder(proj, locals).existing, std::optional<size_t>(2));
+  RemoteFolder bound{"Old", "Renamed", ""};
+  EXPECT_EQ(bindFolder(bound, locals).existing, std::optional<size_t>(3));
+  RemoteFolder fresh{"a.b", "a/b", ""};
+  auto b = bindFolder(fresh, locals);
+  EXPECT_FALSE(b.existing);
+  EXPECT_EQ(b.createName, "a/b");
+  // A second \Sent when ours is bound: created, without the special use.
+  locals[1].upstreamName = "Sent Items";
+  RemoteFolder sent2{"Sent2", "Sent", "\\Sent"};
+  b = bindFolder(sent2, locals);
+  EXPECT_EQ(b.createName, "Sent (2)");
+  EXPECT_EQ(b.createSpecialUse, "");
+}
+
+TEST(SyncLogic, FolderFilter) {
+  RemoteFolder f{"INBOX.Work", "INBOX/Work", ""};
+  EXPECT_TRUE(folderWanted(f, {}));
+  EXPECT_TRUE(folderWanted(f, {"INBOX/Work"}));
+  EXPECT_TRUE(folderWanted(f, {"INBOX.Work"}));
+  EXPECT_FALSE(folderWanted(f, {"INBOX"}));
+  RemoteFolder inbox{"INBOX", "INBOX", ""};
+  EXPECT_TRUE(folderWanted(inbox, {"inbox"}));
+}
+
+TEST(SyncLogic, RetryDelayGrowsWithJitterAndIsCapped) {
+  std::mt19937_64 rng(1);
+  for (int i = 0; i < 50; ++i) {
+    uint64_t d1 = retryDelayMs(1, rng);
+    EXPECT_GE(d1, 500u);
+    EXPECT_LE(d1, 1000u);
+    uint64_t d30 = retryDelayMs(30, rng);
+    EXPECT_GE(d30, 150000u);
+    EXPECT_LE(d30, 300000u);
+  }
+}
+
+TEST(ImapConnector, FlagWordsRoundTrip) {
+  uint32_t flags = 0;
+  std::vector<std::string> kw;
+  connectors::parseFlags({"\\Seen", "\\recent", "$Label1", "\\FLAGGED", "\\*", "$Label1", "NonJunk"}, flags, kw);
+  EXPECT_EQ(flags, static_cast<uint32_t>(store::kFlagSeen | store::kFlagFlagged));
+  EXPECT_EQ(kw, (std::vector<std::string>{"$Label1", "NonJunk"}));
+  EXPECT_EQ(connectors::flagWords(flags, kw), (std::vector<std::string>{"\\Seen", "\\Flagged", "$Label1", "NonJunk"}));
+}
+
+TEST(ImapConnector, NamesTranslateBetweenDelimiters) {
+  EXPECT_EQ(connectors::remoteToPath("INBOX.Work.2024", '.'), "INBOX/Work/2024");
+  EXPECT_EQ(connectors::remoteToPath("a/b.c", '.'), "a_b/c");
+  EXPECT_EQ(connectors::remoteToPath("a/b", '/'), "a/b");
+  EXPECT_EQ(connectors::remoteToPath("flat", std::nullopt), "flat");
+  EXPECT_EQ(connectors::pathToRemote("INBOX/Work", '.'), "INBOX.Work");
+  EXPECT_EQ(connectors::pathToRemote("a/b", '/'), "a/b");
+}
+
+TEST(ImapConnector, MessageIdFromHeaderFields) {
+  EXPECT_EQ(connectors::messageIdFromHeader("Message-ID: <a@b>\r\n\r\n"), "<a@b>");
+  EXPECT_EQ(connectors::messageIdFromHeader("message-id:\r\n  <folded@b>  \r\n\r\n"), "<folded@b>");
+  EXPECT_EQ(connectors::messageIdFromHeader("\r\n"), "");
+  EXPECT_EQ(connectors::messageIdFromHeader("X-Message-ID: <no>\r\n"), "");
+}
+
+TEST(ImapConnector, DateTimeToUnixAndBack) {
+  imap::DateTime dt{{2024, 2, 29}, 23, 30, 0, 120};  // +0200
+  int64_t t = connectors::toUnixSeconds(dt);
+  EXPECT_EQ(t, 1709242200);
+  imap::DateTime back = connectors::fromUnixSeconds(t);
+  EXPECT_EQ(connectors::toUnixSeconds(back), t);
+  EXPECT_EQ(back.zoneMinutes, 0);
+}
+
+}  // namespace
+}  // namespace mb::sync
