@@ -165,7 +165,7 @@ void SyncEngine::setState(const char* state, std::string error) {
 
 void SyncEngine::publish(bool force) {
   uint64_t now = nowMs();
-  if (!force && now - lastPublishMs_ < 200) return;
+  if (!force && now - lastPublishMs_ < 100) return;
   lastPublishMs_ = now;
   if (conn_) status_.bytes = conn_->bytesReceived();
   if (onStatus_) onStatus_();
@@ -244,6 +244,7 @@ void SyncEngine::onStoreChange(const store::StoreChange& c) {
   // Every local write commits a journal row with its change.
   wantReplay_ = true;
   if (auto n = pendingJournal(store_, accountId_)) status_.pendingChanges = static_cast<uint64_t>(*n);
+  publish(true);
   if (connected_ && !busy_) kick(kReplayDebounceMs);
 }
 
@@ -617,6 +618,7 @@ void SyncEngine::replayOne(std::function<void()> next) {
   auto again = [this, alive, next](void) mutable {
     if (!*alive) return;
     if (status_.pendingChanges) --status_.pendingChanges;
+    publish();
     replayOne(std::move(next));
   };
   auto skip = [&](const std::string& why) {

@@ -459,18 +459,21 @@ protocol pop3 {{
             cb()
 
     # -- lifecycle
-    def start(self, timeout=15, attempts=3):
+    def start(self, timeout=15, attempts=3, keep_ports=False):
+        """keep_ports: a restart on the ports of the previous run (clients
+        configured with them reconnect to the same place)."""
         if self.proc and self.proc.poll() is None:
             return self
         t0 = time.monotonic()
         for attempt in range(attempts):
-            self._ports = {"imap": free_port()}
-            if self.tls:
-                self._ports["imaps"] = free_port()
-            if self.pop3:
-                self._ports["pop3"] = free_port()
-            if self.lmtp:
-                self._ports["lmtp"] = free_port()
+            if not (keep_ports and self._ports):
+                self._ports = {"imap": free_port()}
+                if self.tls:
+                    self._ports["imaps"] = free_port()
+                if self.pop3:
+                    self._ports["pop3"] = free_port()
+                if self.lmtp:
+                    self._ports["lmtp"] = free_port()
             self._config()
             log = open(os.path.join(self.tmp, "dovecot.out"), "ab")
             self.proc = subprocess.Popen([DOVECOT, "-F", "-c", self.conf_path], stdout=log,

@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import sqlite3
+import subprocess
 import time
 import unittest
 
@@ -115,20 +116,22 @@ FOLDERS = {"INBOX": 1100, "Work/Projects": 600, "Archive": 300, "Ärger/Überwei
 
 class _SyncBase:
     condstore = True
+    tls = False
 
     @classmethod
     def setUpClass(cls):
-        cls.dc = Dovecot(condstore=cls.condstore, users={"alice": "alice-pw", "bob": "bob-pw"}).start()
+        cls.dc = Dovecot(condstore=cls.condstore, tls=cls.tls,
+                         users={"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw"}).start()
 
     @classmethod
     def tearDownClass(cls):
         cls.dc.cleanup()
 
-    def account(self, user, password=None, poll=5):
-        return {"name": user, "address": "%s@example.test" % user,
-                "imap": {"host": "127.0.0.1", "port": self.dc.imap_port, "security": "none",
-                         "username": user, "password": password or self.dc.users[user],
-                         "poll_seconds": poll}}
+    def account(self, user, password=None, poll=5, **imap):
+        cfg = {"host": "127.0.0.1", "port": self.dc.imap_port, "security": "none",
+               "username": user, "password": password or self.dc.users[user], "poll_seconds": poll}
+        cfg.update(imap)
+        return {"name": user, "address": "%s@example.test" % user, "imap": cfg}
 
     def daemon(self, *users, **kw):
         d = Daemon(config={"accounts": [self.account(u, **kw) for u in users]},
@@ -288,6 +291,92 @@ class SyncTest(_SyncBase, unittest.TestCase):
         self.assertNotIn("wrong", d.log())
         time.sleep(3)
         self.assertEqual(d.log().count("upstream.login_failed"), 1, "retried a wrong password")
+
+
+    def test_starttls_configured_but_not_offered(self):
+        # This Dovecot has no TLS: configured STARTTLS must not fall back.
+        d = self.daemon("alice", security="starttls")
+        d.start()
+        st = wait_for(lambda: (sync_status(d, "alice") or {}).get("state") == "offline" and sync_status(d, "alice"),
+                      20, 0.05, "offline")
+        self.assertIn("does not offer STARTTLS", st["last_error"])
+        self.assertIsNotNone(st["next_retry"])
+        self.assertNotIn("AUTHENTICATE", d.log())
+        self.assertNotIn("upstream.logged_in", d.log())
+
+    def test_upstream_restart_offline_work_and_kill_during_replay(self):
+        self.dc.bulk_load("carol", [gen_message(i, "carol") for i in range(2500)], "INBOX")
+        d = self.daemon("carol")
+        d.start()
+        wait_for(lambda: (sync_status(d, "carol") or {}).get("messages", {}).get("done", 0) >= 100, 60, 0.01,
+                 "first batches")
+        # The upstream goes away mid-sync and comes back on the same port.
+        self.dc.stop()
+        wait_for(lambda: (sync_status(d, "carol") or {}).get("state") == "offline", 20, 0.05, "offline")
+        self.dc.start(keep_ports=True)
+        wait_idle(d, "carol", 90)
+        self.assert_same(d, "carol", "INBOX")
+
+        # Upstream down: local work goes on and is journaled.
+        self.dc.stop()
+        wait_for(lambda: (sync_status(d, "carol") or {}).get("state") == "offline", 20, 0.05, "offline")
+        user, password = password_for(d, "carol")
+        host, port = host_port(d.listeners["imap"])
+        li = imaplib.IMAP4(host, port, timeout=20)
+        li.login(user, password)
+        # Large enough that the replay takes a while (the kill must land in it).
+        pad = b"X-Pad: " + b"p" * 990 + b"\r\n"
+        added = [pad * 300 + gen_message(9000 + k, "offline") for k in range(60)]
+        for raw in added:
+            self.assertEqual(li.append(imap_mailbox("INBOX"), None, None, raw)[0], "OK")
+        li.select(imap_mailbox("INBOX"))
+        li.store("1:20", "+FLAGS", "(\\Flagged)")
+        li.logout()
+        self.assertGreaterEqual(sync_status(d, "carol")["pending_changes"], 61)
+
+        # Upstream back; kill -9 while the journal is being replayed.
+        self.dc.start(keep_ports=True)
+        wait_for(lambda: (sync_status(d, "carol") or {}).get("pending_changes", 999) < 55, 60, 0.005, "replay")
+        d.proc.send_signal(signal.SIGKILL)
+        d.proc.wait()
+        d.start()
+        wait_idle(d, "carol", 90)
+        up = message_ids(self.dc.fetch_all("carol", "INBOX"))
+        for raw in added:
+            self.assertEqual(up[message_ids([raw]).most_common(1)[0][0]], 1)
+        self.assertEqual(sum(up.values()), 2500 + 60)
+        self.assert_same(d, "carol", "INBOX")
+        flags = upstream_flags(self.dc, "carol", "INBOX")
+        self.assertIn("\\Flagged", flags["<carol.0@gen.example.test>"])
+        self.assertIn("\\Flagged", flags["<carol.19@gen.example.test>"])
+        self.assertNotIn("\\Flagged", flags["<carol.20@gen.example.test>"])
+
+
+class SyncTlsTest(_SyncBase, unittest.TestCase):
+    tls = True
+
+    def test_starttls_and_implicit_tls_with_pin(self):
+        self.dc.bulk_load("alice", [gen_message(i, "tls") for i in range(50)], "INBOX")
+        d = self.daemon("alice", security="starttls", ca_file=self.dc.cert)
+        d.start()
+        wait_idle(d, "alice", 60)
+        self.assert_same(d, "alice", "INBOX")
+        self.assertIn("tls=true", d.log())
+
+        out = subprocess.run(["openssl", "x509", "-in", self.dc.cert, "-noout", "-fingerprint", "-sha256"],
+                             capture_output=True, check=True, text=True).stdout
+        pin = out.strip().split("=", 1)[1]
+        d2 = self.daemon("alice", security="tls", port=self.dc.imaps_port, pin_sha256=pin)
+        d2.start()
+        wait_idle(d2, "alice", 60)
+        self.assert_same(d2, "alice", "INBOX")
+
+        # The system CAs do not accept this self-signed certificate.
+        d3 = self.daemon("alice", security="tls", port=self.dc.imaps_port)
+        d3.start()
+        st = wait_for(lambda: (sync_status(d3, "alice") or {}).get("state") == "offline" and sync_status(d3, "alice"),
+                      20, 0.05, "offline")
+        self.assertIn("verif", st["last_error"])
 
 
 class SyncNoCondstoreTest(_SyncBase, unittest.TestCase):
