@@ -57,15 +57,29 @@ json toJson(const SyncProgress& p) {
               {"last_sync", p.lastSync ? json(p.lastSync) : json(nullptr)}};
 }
 
+json toJson(const std::optional<UpstreamSummary>& u) {
+  if (!u) return nullptr;
+  return json{{"host", u->host}, {"port", u->port}, {"security", u->security}, {"username", u->username}};
+}
+
 json toJson(const AccountStatus& a) {
   json j{{"id", a.id},
          {"name", a.name},
          {"address", a.address},
          {"local_username", a.localUsername.empty() ? json(nullptr) : json(a.localUsername)},
          {"kind", a.kind},
-         {"state", a.state}};
+         {"state", a.state},
+         {"source", a.source},
+         {"imap", toJson(a.imap)},
+         {"smtp", toJson(a.smtp)}};
   if (a.sync) j["sync"] = toJson(*a.sync);
   return j;
+}
+
+const AccountStatus* findAccount(const StatusSnapshot& s, int64_t id) {
+  for (const auto& a : s.accounts)
+    if (a.id == id) return &a;
+  return nullptr;
 }
 
 json toJson(const StatusSnapshot& s) {
@@ -176,6 +190,50 @@ void RestServer::routes() {
     res.set_header("Cache-Control", "no-store");
     res.status = 200;
     res.set_content(*result, "application/json");
+  });
+
+  // Account management, run on the loop thread. A body the account parser
+  // refuses is a 400 whose message names the key path.
+  auto accountCall = [this](httplib::Response& res, int okStatus, const Command& call) -> Result<std::string> {
+    auto result = queue_.call(call, kCommandTimeout);
+    if (!result) {
+      if (result.error().kind == ErrorKind::Config) sendError(res, 400, "invalid_request", result.error().message);
+      else sendError(res, result.error());
+      return result;
+    }
+    res.set_header("Cache-Control", "no-store");
+    res.status = okStatus;
+    return result;
+  };
+  srv.Post("/v1/accounts", [this, accountCall](const httplib::Request& req, httplib::Response& res) {
+    if (!commands_.createAccount) return sendError(res, 404, "not_found", "account management is not available");
+    std::string body = req.body;
+    auto result = accountCall(res, 201, [this, body] { return commands_.createAccount(body); });
+    if (result) res.set_content(*result, "application/json");
+  });
+  srv.Get(R"(/v1/accounts/(\d{1,18}))", [this](const httplib::Request& req, httplib::Response& res) {
+    int64_t id = std::stoll(req.matches[1]);
+    auto snap = board_.current();
+    const AccountStatus* a = findAccount(*snap, id);
+    if (!a) return sendError(res, 404, "not_found", "no account with id " + std::to_string(id));
+    sendJson(res, 200, toJson(*a));
+  });
+  srv.Patch(R"(/v1/accounts/(\d{1,18}))", [this, accountCall](const httplib::Request& req, httplib::Response& res) {
+    if (!commands_.updateAccount) return sendError(res, 404, "not_found", "account management is not available");
+    int64_t id = std::stoll(req.matches[1]);
+    std::string body = req.body;
+    auto result = accountCall(res, 200, [this, id, body] { return commands_.updateAccount(id, body); });
+    if (!result) return;
+    // The loop published the changed account before it answered.
+    const AccountStatus* a = findAccount(*board_.current(), id);
+    if (!a) return sendError(res, 404, "not_found", "no account with id " + std::to_string(id));
+    sendJson(res, 200, toJson(*a));
+  });
+  srv.Delete(R"(/v1/accounts/(\d{1,18}))", [this, accountCall](const httplib::Request& req, httplib::Response& res) {
+    if (!commands_.deleteAccount) return sendError(res, 404, "not_found", "account management is not available");
+    int64_t id = std::stoll(req.matches[1]);
+    auto result = accountCall(res, 200, [this, id] { return commands_.deleteAccount(id); });
+    if (result) res.set_content(*result, "application/json");
   });
 
   // The SMTP outbox (GET list, POST retry, DELETE), run on the loop thread.

@@ -24,6 +24,11 @@ struct ApiCommands {
   std::function<Status()> reload;  // re-read the config, like SIGHUP
   // New local password for an account: JSON {"username","password"}.
   std::function<Result<std::string>(int64_t accountId)> issuePassword;
+  // Account management (see Daemon::createAccount and friends): JSON bodies
+  // in, JSON text out.
+  std::function<Result<std::string>(std::string body)> createAccount;
+  std::function<Result<std::string>(int64_t accountId, std::string patch)> updateAccount;
+  std::function<Result<std::string>(int64_t accountId)> deleteAccount;
   // The SMTP outbox: {"outbox": [...]}, retry now, delete. Unset: 404.
   std::function<Result<std::string>()> outboxList;
   std::function<Result<std::string>(int64_t id)> outboxRetry;

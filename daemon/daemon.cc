@@ -5,12 +5,15 @@
 
 #include <csignal>
 #include <cstdio>
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <set>
 
 #include "daemon/auth/authenticator.h"
 #include "daemon/connectors/upstream_imap.h"
 #include "daemon/sync/sync_engine.h"
+#include "daemon/config/vault.h"
+#include "daemon/store/api_accounts.h"
 #include "daemon/store/credentials.h"
 #include "daemon/store/state_lock.h"
 #include "daemon/store/store.h"
@@ -49,6 +52,54 @@ Result<Secret> ensureApiToken(const std::filesystem::path& stateDir) {
   return Secret(std::move(token));
 }
 
+// The upstream objects of an account body whose "password" is a secret.
+constexpr const char* kSecretObjects[] = {"imap", "smtp"};
+
+// Moves the upstream passwords out of an account document (they are sealed
+// apart from the settings), after the rules only API accounts have.
+Result<store::SecretFields> takeSecrets(nlohmann::json& doc) {
+  store::SecretFields secrets;
+  for (const char* key : kSecretObjects) {
+    auto it = doc.find(key);
+    if (it == doc.end() || !it->is_object()) continue;
+    // A command the daemon would run through /bin/sh is not something a REST
+    // client may configure; it belongs in the config file.
+    if (it->contains("password_command"))
+      return fail(ErrorKind::Config, std::string(key) + ".password_command: not accepted through the API (use password, or the config file)");
+    if (auto pw = it->find("password"); pw != it->end()) {
+      secrets.emplace_back(std::string(key) + ".password", Secret(pw->get<std::string>()));
+      it->erase(pw);
+    }
+  }
+  return secrets;
+}
+
+// The stored settings with the opened secrets put back: the document the
+// account was created from (after its patches).
+nlohmann::json accountDocument(const store::ApiAccountRecord& rec) {
+  auto doc = nlohmann::json::parse(rec.settings, nullptr, /*allow_exceptions=*/false);
+  if (!doc.is_object()) doc = nlohmann::json::object();
+  for (const auto& [field, secret] : rec.secrets) {
+    auto dot = field.find('.');
+    if (dot == std::string::npos) continue;
+    std::string object = field.substr(0, dot);
+    if (doc.contains(object) && doc[object].is_object()) doc[object][field.substr(dot + 1)] = secret.reveal();
+  }
+  return doc;
+}
+
+// An API account as the account parser sees it; a stored account that no
+// longer parses is Corrupt (never silently dropped: that would delete it).
+Result<AccountConfig> apiAccountConfig(const store::ApiAccountRecord& rec) {
+  auto doc = accountDocument(rec);
+  auto parsed = parseAccount(doc.dump());
+  doc.clear();
+  if (!parsed)
+    return fail(ErrorKind::Corrupt, "account " + rec.name + " (created through the API) has invalid stored settings: " +
+                                        parsed.error().message);
+  return parsed;
+}
+
 }  // namespace
 
 void Daemon::LoopDeleter::operator()(uv_loop_t* loop) const {
@@ -75,6 +126,7 @@ Daemon::~Daemon() {
   engines_.clear();
   commands_.reset();
   authenticator_.reset();
+  vault_.reset();
   store_.reset();  // closes the database before the lock is released
   lock_.reset();
 }
@@ -104,10 +156,20 @@ Result<std::unique_ptr<Daemon>> Daemon::open(const DaemonOptions& options) {
   if (!token) return std::unexpected(token.error());
   d->apiToken_ = std::move(*token);
 
-  if (auto s = d->applyAccounts(d->config_); !s) return std::unexpected(s.error());
+  auto vault = Vault::open(options.stateDir);
+  if (!vault) return std::unexpected(vault.error());
+  d->vault_ = std::make_unique<Vault>(std::move(*vault));
+  auto records = store::loadApiAccounts(*d->store_, *d->vault_);
+  if (!records) return std::unexpected(records.error());
+  std::vector<AccountConfig> api;
+  for (const auto& rec : *records) {
+    auto a = apiAccountConfig(rec);
+    if (!a) return std::unexpected(a.error());
+    api.push_back(std::move(*a));
+  }
+  if (auto s = d->applyAccounts(d->config_, std::move(api)); !s) return std::unexpected(s.error());
   d->commands_ = std::make_unique<CommandQueue>(d->loop());
   d->authenticator_ = std::make_unique<auth::Authenticator>(d->loop(), *d->store_);
-  d->reconcileSync(d->config_, false);
   d->publishStatus();
   d->greetNewAccounts();
   logInfo("daemon.opened")
@@ -118,23 +180,122 @@ Result<std::unique_ptr<Daemon>> Daemon::open(const DaemonOptions& options) {
   return d;
 }
 
-Status Daemon::applyAccounts(const Config& config) {
+Status Daemon::applyAccounts(Config next, std::vector<AccountConfig> api) {
+  // File and API accounts share one namespace of names and addresses.
+  for (const auto& a : api) {
+    for (const auto& f : next.accounts) {
+      if (a.name == f.name)
+        return fail(ErrorKind::Conflict, "account \"" + a.name +
+                                             "\" is in the config file and was also created through the API; "
+                                             "rename one of them");
+      if (sameAddress(a.address, f.address))
+        return fail(ErrorKind::Conflict, "address \"" + a.address + "\" is used by account \"" + f.name +
+                                             "\" in the config file and by account \"" + a.name + "\" from the API");
+    }
+  }
+  Config merged = next;
+  merged.accounts.insert(merged.accounts.end(), api.begin(), api.end());
+  reconcileSync(merged, /*stopOnly=*/true);  // no engine may outlive its account's rows
+  // On a failure from here on, the engines of the accounts still standing run again.
+  auto failed = [this](const Error& e) -> Status {
+    reconcileSync(config_, /*stopOnly=*/false);
+    return std::unexpected(e);
+  };
   auto existing = store_->listAccounts();
-  if (!existing) return std::unexpected(existing.error());
-  std::set<std::string> wanted;
-  for (const auto& a : config.accounts) {
-    wanted.insert(a.name);
+  if (!existing) return failed(existing.error());
+  std::set<std::string> wantedFile, wantedApi;
+  for (const auto& a : next.accounts) {
+    wantedFile.insert(a.name);
     auto id = store_->ensureAccount(a.name, a.address, store::AccountSource::Config);
-    if (!id) return std::unexpected(id.error());
+    if (!id) return failed(id.error());
   }
-  // Accounts that came from the config and left it are removed; accounts
-  // created through the API are not the config's to remove.
+  for (const auto& a : api) wantedApi.insert(a.name);
+  // Rows of accounts that left their set go, with everything they own. The
+  // file never removes an API account, nor the API a file account.
   for (const auto& row : *existing) {
-    if (row.source != store::AccountSource::Config || wanted.count(row.name)) continue;
-    if (auto s = store_->removeAccount(row.id); !s) return s;
-    logInfo("account.removed").kv("account", row.name).kv("reason", "no longer in config");
+    bool fromApi = row.source == store::AccountSource::Api;
+    if ((fromApi ? wantedApi : wantedFile).count(row.name)) continue;
+    if (auto s = store_->removeAccount(row.id); !s) return failed(s.error());
+    logInfo("account.removed").kv("account", row.name).kv("reason", fromApi ? "deleted through the API" : "no longer in config");
   }
+  config_ = std::move(merged);
+  apiAccounts_ = std::move(api);
+  reconcileSync(config_, /*stopOnly=*/false);  // publishes the status
   return {};
+}
+
+Config Daemon::fileConfig() const {
+  Config c = config_;
+  c.accounts.resize(config_.accounts.size() - apiAccounts_.size());
+  return c;
+}
+
+Result<std::string> Daemon::createAccount(std::string_view body) {
+  auto account = parseAccount(body);
+  if (!account) return std::unexpected(account.error());
+  auto doc = nlohmann::json::parse(body);  // valid: parseAccount read it
+  auto secrets = takeSecrets(doc);
+  if (!secrets) return std::unexpected(secrets.error());
+  auto id = store::createApiAccount(*store_, *vault_, account->name, account->address, doc.dump(), *secrets);
+  if (!id) return std::unexpected(id.error());
+  auto api = apiAccounts_;
+  api.push_back(*account);
+  if (auto s = applyAccounts(fileConfig(), std::move(api)); !s) {
+    (void)store_->removeAccount(*id);
+    return std::unexpected(s.error());
+  }
+  logInfo("account.created").kv("account", account->name).kv("id", *id).kv("via", "api");
+  auto password = authenticator_->issuePassword(*id, account->address);
+  if (!password) return std::unexpected(password.error());
+  publishStatus();
+  nlohmann::json out{{"id", *id}, {"local", {{"username", account->address}, {"password", password->reveal()}}}};
+  return out.dump();
+}
+
+Result<std::string> Daemon::updateAccount(int64_t accountId, std::string_view patchText) {
+  auto records = store::loadApiAccounts(*store_, *vault_);
+  if (!records) return std::unexpected(records.error());
+  auto rec = std::find_if(records->begin(), records->end(), [&](const auto& r) { return r.id == accountId; });
+  if (rec == records->end()) {
+    auto rows = store_->listAccounts();
+    if (!rows) return std::unexpected(rows.error());
+    for (const auto& row : *rows)
+      if (row.id == accountId)
+        return fail(ErrorKind::Conflict, "account " + row.name + " comes from the config file: change it there");
+    return fail(ErrorKind::NotFound, "no account with id " + std::to_string(accountId));
+  }
+  auto patch = nlohmann::json::parse(patchText, nullptr, /*allow_exceptions=*/false);
+  if (patch.is_discarded()) return fail(ErrorKind::Config, "(top level): invalid JSON");
+  if (!patch.is_object()) return fail(ErrorKind::Config, "(top level): expected an object");
+  auto doc = accountDocument(*rec);
+  doc.merge_patch(patch);
+  auto account = parseAccount(doc.dump());
+  if (!account) return std::unexpected(account.error());
+  auto secrets = takeSecrets(doc);
+  if (!secrets) return std::unexpected(secrets.error());
+  if (auto s = store::updateApiAccount(*store_, *vault_, accountId, account->name, account->address, doc.dump(),
+                                       *secrets);
+      !s)
+    return std::unexpected(s.error());
+  auto api = apiAccounts_;
+  for (auto& a : api)
+    if (a.name == rec->name) a = *account;
+  if (auto s = applyAccounts(fileConfig(), std::move(api)); !s) return std::unexpected(s.error());
+  logInfo("account.changed").kv("account", account->name).kv("id", accountId).kv("via", "api");
+  return nlohmann::json{{"id", accountId}}.dump();
+}
+
+Result<std::string> Daemon::deleteAccount(int64_t accountId) {
+  auto rows = store_->listAccounts();
+  if (!rows) return std::unexpected(rows.error());
+  auto row = std::find_if(rows->begin(), rows->end(), [&](const auto& r) { return r.id == accountId; });
+  if (row == rows->end()) return fail(ErrorKind::NotFound, "no account with id " + std::to_string(accountId));
+  if (row->source != store::AccountSource::Api)
+    return fail(ErrorKind::Conflict, "account " + row->name + " comes from the config file: remove it there");
+  auto api = apiAccounts_;
+  std::erase_if(api, [&](const AccountConfig& a) { return a.name == row->name; });
+  if (auto s = applyAccounts(fileConfig(), std::move(api)); !s) return std::unexpected(s.error());
+  return nlohmann::json{{"deleted", accountId}}.dump();
 }
 
 void Daemon::greetNewAccounts() {
@@ -214,7 +375,19 @@ void Daemon::publishStatus() {
   snap->listeners = listeners_;
   if (auto rows = store_->listAccounts()) {
     for (const auto& row : *rows) {
-      AccountStatus a{row.id, row.name, row.address, row.localUsername.value_or(""), "local", "ready", std::nullopt};
+      AccountStatus a;
+      a.id = row.id;
+      a.name = row.name;
+      a.address = row.address;
+      a.localUsername = row.localUsername.value_or("");
+      a.kind = "local";
+      a.state = "ready";
+      a.source = store::accountSourceName(row.source);
+      for (const auto& c : config_.accounts) {
+        if (c.name != row.name) continue;
+        if (c.imap) a.imap = UpstreamSummary{c.imap->host, c.imap->port, relaySecurityName(c.imap->security), c.imap->username};
+        if (c.relay) a.smtp = UpstreamSummary{c.relay->host, c.relay->port, relaySecurityName(c.relay->security), c.relay->username};
+      }
       if (auto e = engines_.find(row.name); e != engines_.end()) {
         a.kind = "imap";
         a.sync = e->second->status();
@@ -247,16 +420,13 @@ Status Daemon::reload() {
   if (!(cfg->api == config_.api))
     logWarn("config.reload_partial").kv("key", "api.listen").kv("note", "takes effect after a restart");
   setLogLevel(cfg->logLevel);
-  reconcileSync(*cfg, true);  // no engine may outlive its account's rows
-  if (auto s = applyAccounts(*cfg); !s) {
+  cfg->api = config_.api;
+  size_t fileAccounts = cfg->accounts.size();
+  if (auto s = applyAccounts(std::move(*cfg), apiAccounts_); !s) {
     logError("config.reload_failed").kv("error", s.error().message);
     return s;
   }
-  cfg->api = config_.api;
-  config_ = std::move(*cfg);
-  reconcileSync(config_, false);
-  publishStatus();
-  logInfo("config.reloaded").kv("config", config_.source).kv("accounts", config_.accounts.size());
+  logInfo("config.reloaded").kv("config", config_.source).kv("accounts", fileAccounts);
   return {};
 }
 

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "daemon/command_queue.h"
@@ -19,6 +20,8 @@
 #include "protocols/common/result.h"
 
 namespace mb {
+
+class Vault;
 
 namespace auth {
 class Authenticator;
@@ -72,13 +75,30 @@ class Daemon {
   // level; a bad file is reported and changes nothing. Loop thread only.
   Status reload();
 
+  // REST account management (loop thread). Bodies are JSON text, validated by
+  // the config file's account parser; errors are Config (400, naming the key
+  // path), NotFound, or Conflict (a name or address in use, or an account
+  // from the config file, which only the file changes).
+  // create: {"id", "local": {"username", "password"}} (the password shown once).
+  Result<std::string> createAccount(std::string_view body);
+  // A JSON merge patch (RFC 7386) of the account's settings; {"id"}.
+  Result<std::string> updateAccount(int64_t accountId, std::string_view patch);
+  // Removes the account and everything of it on disk; {"deleted": id}.
+  Result<std::string> deleteAccount(int64_t accountId);
+
   // Runs the loop until SIGINT/SIGTERM. `onShutdown` runs on the loop thread
   // as shutdown begins (main stops the API there). Returns the exit code.
   int run(std::function<void()> onShutdown);
 
  private:
   explicit Daemon(DaemonOptions options);
-  Status applyAccounts(const Config& config);
+  // The one way the set of accounts changes (start-up, reload, REST): config_
+  // becomes `next` with `api` appended to its accounts, so config_.accounts
+  // is always every account (the file's first). Creates rows for new file
+  // accounts and removes the rows of accounts that left either set.
+  Status applyAccounts(Config next, std::vector<AccountConfig> api);
+  // config_ as the file gave it (without the API accounts).
+  Config fileConfig() const;
   void publishStatus();
   // Starts a SyncEngine for each account with an "imap" upstream, restarts
   // those whose upstream config changed, stops those whose account or
@@ -101,6 +121,8 @@ class Daemon {
   std::unique_ptr<CommandQueue> commands_;
   std::unique_ptr<auth::Authenticator> authenticator_;
   std::map<std::string, std::unique_ptr<sync::SyncEngine>> engines_;  // by account name
+  std::unique_ptr<Vault> vault_;            // seals API accounts' upstream secrets
+  std::vector<AccountConfig> apiAccounts_;  // the tail of config_.accounts
   StatusBoard status_;
   std::chrono::steady_clock::time_point started_;
   std::vector<ListenerStatus> listeners_;

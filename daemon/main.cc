@@ -113,6 +113,9 @@ int main(int argc, char** argv) {
   }
 
   mb::ApiCommands commands{[&d] { return d.reload(); }, [&d](int64_t id) { return d.issueLocalPassword(id); }};
+  commands.createAccount = [&d](std::string body) { return d.createAccount(body); };
+  commands.updateAccount = [&d](int64_t id, std::string patch) { return d.updateAccount(id, patch); };
+  commands.deleteAccount = [&d](int64_t id) { return d.deleteAccount(id); };
   commands.outboxList = [&relay] { return relay.listJson(); };
   commands.outboxRetry = [&relay](int64_t id) { return relay.retry(id); };
   commands.outboxDelete = [&relay](int64_t id) { return relay.remove(id); };

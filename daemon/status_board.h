@@ -31,6 +31,14 @@ struct SyncProgress {
   int64_t lastSync = 0;                          // unix seconds of the last complete sync
 };
 
+// What the API shows of an upstream connection: never a secret.
+struct UpstreamSummary {
+  std::string host;
+  uint16_t port = 0;
+  std::string security;  // "tls", "starttls", "none"
+  std::string username;
+};
+
 struct AccountStatus {
   int64_t id = 0;
   std::string name;
@@ -39,6 +47,9 @@ struct AccountStatus {
   std::string kind;   // "local" (no upstream), later "imap", "pop3", "eas"
   std::string state;  // "ready", "connecting", "syncing", "idle", "offline", "auth_failed"
   std::optional<SyncProgress> sync;  // accounts with an upstream IMAP mailbox
+  std::string source;  // "config" (the file) or "api" (created through the REST API)
+  std::optional<UpstreamSummary> imap;  // the upstream IMAP server, if any
+  std::optional<UpstreamSummary> smtp;  // the SMTP relay, if any
 };
 
 struct StatusSnapshot {

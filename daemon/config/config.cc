@@ -70,7 +70,8 @@ class ObjectReader {
   std::string childPath(const std::string& key) const { return path_.empty() ? key : path_ + "." + key; }
 
   std::unexpected<Error> errorAt(const std::string& path, const std::string& what) const {
-    return fail(ErrorKind::Config, std::string(source_) + ": " + (path.empty() ? "(top level)" : path) + ": " + what);
+    std::string where = path.empty() ? "(top level)" : path;
+    return fail(ErrorKind::Config, (source_.empty() ? "" : std::string(source_) + ": ") + where + ": " + what);
   }
 
  private:
@@ -211,22 +212,19 @@ struct ConnectionDefaults {
   uint16_t plainPort;  // default port with starttls or none
 };
 
-Result<UpstreamConnection> readConnection(ObjectReader& r, const std::string& path, ConnectionDefaults defaults) {
+Result<UpstreamConnection> readConnection(ObjectReader& r, ConnectionDefaults defaults) {
   UpstreamConnection c;
   auto host = r.getString("host", true);
   if (!host) return std::unexpected(host.error());
   if (host->empty() || host->find_first_of(" \t\r\n/") != std::string::npos)
-    return r.errorAt(path + ".host", "\"" + *host + "\" is not a host name");
+    return r.errorAt(r.childPath("host"), "\"" + *host + "\" is not a host name");
   c.host = *host;
-  const char* defaultSecurity = defaults.security == RelaySecurity::Tls        ? "tls"
-                                : defaults.security == RelaySecurity::StartTls ? "starttls"
-                                                                               : "none";
-  auto security = r.getString("security", false, defaultSecurity);
+  auto security = r.getString("security", false, relaySecurityName(defaults.security));
   if (!security) return std::unexpected(security.error());
   if (*security == "starttls") c.security = RelaySecurity::StartTls;
   else if (*security == "tls") c.security = RelaySecurity::Tls;
   else if (*security == "none") c.security = RelaySecurity::None;
-  else return r.errorAt(path + ".security", "expected one of starttls, tls, none; got \"" + *security + "\"");
+  else return r.errorAt(r.childPath("security"), "expected one of starttls, tls, none; got \"" + *security + "\"");
   auto port = readUnsigned(r, "port", c.security == RelaySecurity::Tls ? defaults.tlsPort : defaults.plainPort, 1, 65535);
   if (!port) return std::unexpected(port.error());
   c.port = static_cast<uint16_t>(*port);
@@ -240,17 +238,17 @@ Result<UpstreamConnection> readConnection(ObjectReader& r, const std::string& pa
   if (!command) return std::unexpected(command.error());
   c.passwordCommand = *command;
   if (!c.password.empty() && !c.passwordCommand.empty())
-    return r.errorAt(path + ".password_command", "give either password or password_command, not both");
+    return r.errorAt(r.childPath("password_command"), "give either password or password_command, not both");
   auto ca = r.getString("ca_file", false);
   if (!ca) return std::unexpected(ca.error());
   c.caFile = *ca;
   auto pin = r.getString("pin_sha256", false);
   if (!pin) return std::unexpected(pin.error());
   if (!pin->empty() && !tls::parseFingerprint(*pin))
-    return r.errorAt(path + ".pin_sha256", "expected the certificate's SHA-256 as 64 hex digits (colons allowed)");
+    return r.errorAt(r.childPath("pin_sha256"), "expected the certificate's SHA-256 as 64 hex digits (colons allowed)");
   c.pinSha256 = *pin;
   if (c.security == RelaySecurity::None && (!c.caFile.empty() || !c.pinSha256.empty()))
-    return r.errorAt(path + ".security", "ca_file and pin_sha256 need security starttls or tls");
+    return r.errorAt(r.childPath("security"), "ca_file and pin_sha256 need security starttls or tls");
   return c;
 }
 
@@ -258,7 +256,7 @@ Result<UpstreamConnection> readConnection(ObjectReader& r, const std::string& pa
 Result<RelayConfig> readRelay(const json& obj, const std::string& path, std::string_view source) {
   ObjectReader r(obj, path, source);
   if (auto s = r.expectObject(); !s) return std::unexpected(s.error());
-  auto conn = readConnection(r, path, {RelaySecurity::StartTls, 465, 587});
+  auto conn = readConnection(r, {RelaySecurity::StartTls, 465, 587});
   if (!conn) return std::unexpected(conn.error());
   RelayConfig c;
   c.host = conn->host;
@@ -275,13 +273,13 @@ Result<RelayConfig> readRelay(const json& obj, const std::string& path, std::str
   else if (*auth == "login") c.auth = RelayAuth::Login;
   else if (*auth == "xoauth2") c.auth = RelayAuth::Xoauth2;
   else if (*auth == "none") c.auth = RelayAuth::None;
-  else return r.errorAt(path + ".auth", "expected one of plain, login, xoauth2, none; got \"" + *auth + "\"");
+  else return r.errorAt(r.childPath("auth"), "expected one of plain, login, xoauth2, none; got \"" + *auth + "\"");
   if (c.auth != RelayAuth::None && !conn->haveSecret())
-    return r.errorAt(path + ".auth", "\"" + *auth + "\" needs password or password_command");
+    return r.errorAt(r.childPath("auth"), "\"" + *auth + "\" needs password or password_command");
   auto ehlo = r.getString("ehlo", false, "localhost");
   if (!ehlo) return std::unexpected(ehlo.error());
   if (ehlo->empty() || ehlo->find_first_of(" \t\r\n") != std::string::npos)
-    return r.errorAt(path + ".ehlo", "\"" + *ehlo + "\" is not a host name");
+    return r.errorAt(r.childPath("ehlo"), "\"" + *ehlo + "\" is not a host name");
   c.ehlo = *ehlo;
   auto connections = readUnsigned(r, "max_connections", c.maxConnections, 1, 32);
   if (!connections) return std::unexpected(connections.error());
@@ -320,7 +318,7 @@ Result<std::vector<std::string>> readMailboxList(ObjectReader& r, const std::str
 Result<ImapUpstreamConfig> readImapUpstream(const json& obj, const std::string& path, std::string_view source) {
   ObjectReader r(obj, path, source);
   if (auto s = r.expectObject(); !s) return std::unexpected(s.error());
-  auto conn = readConnection(r, path, {RelaySecurity::Tls, 993, 143});
+  auto conn = readConnection(r, {RelaySecurity::Tls, 993, 143});
   if (!conn) return std::unexpected(conn.error());
   ImapUpstreamConfig c;
   c.host = conn->host;
@@ -337,9 +335,9 @@ Result<ImapUpstreamConfig> readImapUpstream(const json& obj, const std::string& 
   else if (*auth == "login") c.auth = ImapAuth::Login;
   else if (*auth == "xoauth2") c.auth = ImapAuth::Xoauth2;
   else if (*auth == "oauthbearer") c.auth = ImapAuth::OAuthBearer;
-  else return r.errorAt(path + ".auth", "expected one of plain, login, xoauth2, oauthbearer; got \"" + *auth + "\"");
+  else return r.errorAt(r.childPath("auth"), "expected one of plain, login, xoauth2, oauthbearer; got \"" + *auth + "\"");
   // Every IMAP login needs a secret (there is no "none" as for SMTP relays).
-  if (!conn->haveSecret()) return r.errorAt(path + ".password", "is required (or password_command)");
+  if (!conn->haveSecret()) return r.errorAt(r.childPath("password"), "is required (or password_command)");
   auto mailboxes = readMailboxList(r, "mailboxes");
   if (!mailboxes) return std::unexpected(mailboxes.error());
   c.mailboxes = std::move(*mailboxes);
@@ -349,10 +347,10 @@ Result<ImapUpstreamConfig> readImapUpstream(const json& obj, const std::string& 
   if (r.find("idle_mailboxes")) {
     auto idle = readMailboxList(r, "idle_mailboxes");
     if (!idle) return std::unexpected(idle.error());
-    if (idle->size() > 16) return r.errorAt(path + ".idle_mailboxes", "at most 16 (one connection each)");
+    if (idle->size() > 16) return r.errorAt(r.childPath("idle_mailboxes"), "at most 16 (one connection each)");
     for (size_t i = 0; i < idle->size(); ++i)
       if (!synced((*idle)[i]))
-        return r.errorAt(path + ".idle_mailboxes[" + std::to_string(i) + "]",
+        return r.errorAt(r.childPath("idle_mailboxes") + "[" + std::to_string(i) + "]",
                          "\"" + (*idle)[i] + "\" is not in mailboxes");
     c.idleMailboxes = std::move(*idle);
   } else if (!synced("INBOX")) {
@@ -365,12 +363,77 @@ Result<ImapUpstreamConfig> readImapUpstream(const json& obj, const std::string& 
   if (!bodies) return std::unexpected(bodies.error());
   if (*bodies == "full") c.bodies = BodyPolicy::Full;
   else if (*bodies == "on_demand") c.bodies = BodyPolicy::OnDemand;
-  else return r.errorAt(path + ".bodies", "expected \"full\" or \"on_demand\", got \"" + *bodies + "\"");
+  else return r.errorAt(r.childPath("bodies"), "expected \"full\" or \"on_demand\", got \"" + *bodies + "\"");
   if (auto s = r.finish(); !s) return std::unexpected(s.error());
   return c;
 }
 
+// One entry of "accounts" (or a REST API account body, with an empty path).
+// Uniqueness across accounts is the caller's to check.
+Result<AccountConfig> readAccount(const json& obj, const std::string& path, std::string_view source) {
+  ObjectReader r(obj, path, source);
+  if (auto s = r.expectObject(); !s) return std::unexpected(s.error());
+  AccountConfig a;
+  auto name = r.getString("name", true);
+  if (!name) return std::unexpected(name.error());
+  if (!validAccountName(*name))
+    return r.errorAt(r.childPath("name"), "\"" + *name +
+                                         "\" is not a valid account name (lowercase letters, digits, '.', '_', "
+                                         "'-'; starting with a letter or digit; at most 64)");
+  auto address = r.getString("address", true);
+  if (!address) return std::unexpected(address.error());
+  if (!plausibleAddress(*address))
+    return r.errorAt(r.childPath("address"), "\"" + *address + "\" is not an e-mail address");
+  a.name = *name;
+  a.address = *address;
+  if (const json* aliases = r.find("aliases")) {
+    if (!aliases->is_array())
+      return r.errorAt(r.childPath("aliases"), std::string("expected an array, got ") + typeName(*aliases));
+    for (size_t j = 0; j < aliases->size(); ++j) {
+      const json& al = (*aliases)[j];
+      std::string apath = r.childPath("aliases") + "[" + std::to_string(j) + "]";
+      if (!al.is_string()) return r.errorAt(apath, std::string("expected a string, got ") + typeName(al));
+      if (!plausibleAddress(al.get<std::string>()))
+        return r.errorAt(apath, "\"" + al.get<std::string>() + "\" is not an e-mail address");
+      a.aliases.push_back(al.get<std::string>());
+    }
+  }
+  if (const json* relay = r.find("smtp")) {
+    auto rc = readRelay(*relay, r.childPath("smtp"), source);
+    if (!rc) return std::unexpected(rc.error());
+    a.relay = std::move(*rc);
+    if (a.relay->username.empty()) a.relay->username = a.address;
+  }
+  if (const json* imap = r.find("imap")) {
+    auto ic = readImapUpstream(*imap, r.childPath("imap"), source);
+    if (!ic) return std::unexpected(ic.error());
+    a.imap = std::move(*ic);
+    if (a.imap->username.empty()) a.imap->username = a.address;
+  }
+  auto sent = r.getString("sent_copy", false, "sent");
+  if (!sent) return std::unexpected(sent.error());
+  if (*sent == "sent") a.sentCopy = SentCopy::Sent;
+  else if (*sent == "none") a.sentCopy = SentCopy::None;
+  else return r.errorAt(r.childPath("sent_copy"), "expected \"none\" or \"sent\", got \"" + *sent + "\"");
+  auto maxAge = readUnsigned(r, "retry_max_age_seconds", a.retryMaxAgeSeconds, 60, 30ull * 86400);
+  if (!maxAge) return std::unexpected(maxAge.error());
+  a.retryMaxAgeSeconds = *maxAge;
+  if (auto s = r.finish(); !s) return std::unexpected(s.error());
+  return a;
+}
+
 }  // namespace
+
+const char* relaySecurityName(RelaySecurity security) {
+  switch (security) {
+    case RelaySecurity::Tls: return "tls";
+    case RelaySecurity::StartTls: return "starttls";
+    case RelaySecurity::None: return "none";
+  }
+  return "none";
+}
+
+bool sameAddress(std::string_view a, std::string_view b) { return lowerAscii(a) == lowerAscii(b); }
 
 bool ImapUpstreamConfig::operator==(const ImapUpstreamConfig& o) const {
   return host == o.host && port == o.port && security == o.security && username == o.username &&
@@ -517,63 +580,29 @@ Result<Config> parseConfig(std::string_view text, std::string_view source) {
     std::set<std::string> addresses;
     for (size_t i = 0; i < accounts->size(); ++i) {
       std::string path = "accounts[" + std::to_string(i) + "]";
-      ObjectReader r((*accounts)[i], path, source);
-      if (auto s = r.expectObject(); !s) return std::unexpected(s.error());
-      AccountConfig a;
-      auto name = r.getString("name", true);
-      if (!name) return std::unexpected(name.error());
-      if (!validAccountName(*name))
-        return r.errorAt(path + ".name", "\"" + *name +
-                                             "\" is not a valid account name (lowercase letters, digits, '.', '_', "
-                                             "'-'; starting with a letter or digit; at most 64)");
-      if (!names.insert(*name).second) return r.errorAt(path + ".name", "duplicate account name \"" + *name + "\"");
-      auto address = r.getString("address", true);
-      if (!address) return std::unexpected(address.error());
-      if (!plausibleAddress(*address))
-        return r.errorAt(path + ".address", "\"" + *address + "\" is not an e-mail address");
-      a.name = *name;
-      a.address = *address;
-      if (!addresses.insert(lowerAscii(*address)).second)
-        return r.errorAt(path + ".address", "\"" + *address + "\" is already used by another account");
-      if (const json* aliases = r.find("aliases")) {
-        if (!aliases->is_array())
-          return r.errorAt(path + ".aliases", std::string("expected an array, got ") + typeName(*aliases));
-        for (size_t j = 0; j < aliases->size(); ++j) {
-          const json& al = (*aliases)[j];
-          std::string apath = path + ".aliases[" + std::to_string(j) + "]";
-          if (!al.is_string()) return r.errorAt(apath, std::string("expected a string, got ") + typeName(al));
-          if (!plausibleAddress(al.get<std::string>()))
-            return r.errorAt(apath, "\"" + al.get<std::string>() + "\" is not an e-mail address");
-          a.aliases.push_back(al.get<std::string>());
-        }
-      }
-      if (const json* relay = r.find("smtp")) {
-        auto rc = readRelay(*relay, path + ".smtp", source);
-        if (!rc) return std::unexpected(rc.error());
-        a.relay = std::move(*rc);
-        if (a.relay->username.empty()) a.relay->username = a.address;
-      }
-      if (const json* imap = r.find("imap")) {
-        auto ic = readImapUpstream(*imap, path + ".imap", source);
-        if (!ic) return std::unexpected(ic.error());
-        a.imap = std::move(*ic);
-        if (a.imap->username.empty()) a.imap->username = a.address;
-      }
-      auto sent = r.getString("sent_copy", false, "sent");
-      if (!sent) return std::unexpected(sent.error());
-      if (*sent == "sent") a.sentCopy = SentCopy::Sent;
-      else if (*sent == "none") a.sentCopy = SentCopy::None;
-      else return r.errorAt(path + ".sent_copy", "expected \"none\" or \"sent\", got \"" + *sent + "\"");
-      auto maxAge = readUnsigned(r, "retry_max_age_seconds", a.retryMaxAgeSeconds, 60, 30ull * 86400);
-      if (!maxAge) return std::unexpected(maxAge.error());
-      a.retryMaxAgeSeconds = *maxAge;
-      if (auto s = r.finish(); !s) return std::unexpected(s.error());
-      cfg.accounts.push_back(std::move(a));
+      auto a = readAccount((*accounts)[i], path, source);
+      if (!a) return std::unexpected(a.error());
+      if (!names.insert(a->name).second)
+        return top.errorAt(path + ".name", "duplicate account name \"" + a->name + "\"");
+      if (!addresses.insert(lowerAscii(a->address)).second)  // the same rule as sameAddress()
+        return top.errorAt(path + ".address", "\"" + a->address + "\" is already used by another account");
+      cfg.accounts.push_back(std::move(*a));
     }
   }
 
   if (auto s = top.finish(); !s) return std::unexpected(s.error());
   return cfg;
+}
+
+Result<AccountConfig> parseAccount(std::string_view text) {
+  json root;
+  try {
+    root = json::parse(text.begin(), text.end());
+  } catch (const json::exception& e) {
+    // Byte offsets and nlohmann's wording say little to an API client.
+    return fail(ErrorKind::Config, "(top level): invalid JSON");
+  }
+  return readAccount(root, "", "");
 }
 
 Result<Config> loadConfigFile(const std::filesystem::path& path) {

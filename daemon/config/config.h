@@ -62,6 +62,9 @@ struct TlsFiles {
 enum class RelaySecurity { StartTls, Tls, None };
 enum class RelayAuth { Plain, Login, Xoauth2, None };
 
+// "tls", "starttls", "none": the config file's words.
+const char* relaySecurityName(RelaySecurity security);
+
 struct RelayConfig {
   std::string host;
   uint16_t port = 587;  // default: 587 for starttls/none, 465 for tls
@@ -133,12 +136,21 @@ struct Config {
   std::vector<AccountConfig> accounts;
 };
 
+// Two accounts may not share an address; addresses compare ignoring ASCII case.
+bool sameAddress(std::string_view a, std::string_view b);
+
 // The configuration used when no config file exists: one local account that
 // needs no upstream, so a fresh install works offline.
 Config embeddedDefaultConfig();
 
 // Parses and validates `text`; `source` names the file in error messages.
 Result<Config> parseConfig(std::string_view text, std::string_view source);
+
+// One account object as the REST API receives it (POST/PATCH /v1/accounts),
+// validated by the same code as an entry of "accounts" in the file. Errors
+// name the key path without a file ("imap.host: is required"). Uniqueness
+// against the other accounts is the caller's to check.
+Result<AccountConfig> parseAccount(std::string_view text);
 
 // Reads and parses a file. A missing file is ErrorKind::NotFound.
 Result<Config> loadConfigFile(const std::filesystem::path& path);

@@ -113,9 +113,26 @@ CREATE TABLE expunged (
 CREATE INDEX expunged_by_modseq ON expunged (mailbox_id, modseq);
 )sql";
 
+// Accounts created through the REST API persist here (the file's accounts
+// live in the file): their settings as the account JSON without secrets, and
+// each upstream secret sealed by the Vault under the context
+// "account:<id>:<field>", so a sealed value cannot be replayed into another
+// account or field. Rows go with their account (DELETE /v1/accounts).
+constexpr const char* kV3 = R"sql(
+ALTER TABLE accounts ADD COLUMN settings TEXT;
+
+CREATE TABLE account_secrets (
+  account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+  field      TEXT NOT NULL,
+  sealed     TEXT NOT NULL,
+  PRIMARY KEY (account_id, field)
+) STRICT;
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "initial schema", kV1},
     {2, "imap: stored analysis, header search columns, expunge log", kV2},
+    {3, "accounts created through the REST API: settings and sealed secrets", kV3},
     // {2, "what changed", "ALTER TABLE ...;"},
     // A step that rebuilds a table must run with foreign_keys OFF, which
     // cannot change inside a transaction: give migrate() a flag for it then.

@@ -255,6 +255,14 @@ Result<std::optional<Account>> Store::findAccount(std::string_view name) {
 
 Status Store::removeAccount(int64_t accountId) {
   std::vector<std::string> blobIds;
+  // Nothing of a removed account may stay on disk: secure_delete zeroes the
+  // freed cells and pages (only for this delete, expunges do not pay for it),
+  // and the checkpoint below empties the WAL, which still holds the old pages.
+  if (auto s = db_.exec("PRAGMA secure_delete = ON"); !s) return propagate(s);
+  struct SecureDeleteOff {
+    Db& db;
+    ~SecureDeleteOff() { (void)db.exec("PRAGMA secure_delete = OFF"); }
+  } secureDeleteOff{db_};
   {
     auto tx = Transaction::begin(db_);
     if (!tx) return propagate(tx);
@@ -278,6 +286,9 @@ Status Store::removeAccount(int64_t accountId) {
   // After the commit: a crash here leaves unreferenced blobs for the next GC,
   // never a row without its body.
   for (const auto& id : blobIds) removeBlobIfUnreferenced(id);
+  auto busy = db_.queryInt("PRAGMA wal_checkpoint(TRUNCATE)");
+  if (!busy || *busy != 0)
+    logWarn("store.checkpoint_incomplete").kv("after", "account removal").kv("note", "the WAL is emptied by a later checkpoint");
   logInfo("store.account_removed").kv("account_id", accountId).kv("blobs", static_cast<uint64_t>(blobIds.size()));
   return {};
 }

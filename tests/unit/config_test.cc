@@ -421,5 +421,35 @@ TEST(Config, AccountImapErrors) {
             0u);
 }
 
+// The REST API's account bodies go through the same reader; errors name the
+// key path without a file.
+TEST(Config, ParseAccountForTheApi) {
+  auto a = parseAccount(R"({"name": "work", "address": "me@example.com",
+                            "imap": {"host": "imap.example.com", "password": "pw"},
+                            "smtp": {"host": "smtp.example.com", "password": "pw2"}})");
+  ASSERT_TRUE(a) << a.error().message;
+  EXPECT_EQ(a->imap->username, "me@example.com");
+  EXPECT_EQ(a->imap->port, 993);
+  EXPECT_EQ(a->relay->port, 587);
+  struct Case {
+    const char* text;
+    const char* expect;
+  } cases[] = {
+      {"{", "(top level): invalid JSON"},
+      {"[]", "(top level): expected an object, got an array"},
+      {R"({"address": "a@b"})", "name: is required"},
+      {R"({"name": "x", "address": "a@b", "imap": {"password": "p"}})", "imap.host: is required"},
+      {R"({"name": "x", "address": "a@b", "smtp": {"host": "h", "security": "ssl"}})", "smtp.security: expected one of"},
+      {R"({"name": "x", "address": "a@b", "aliases": [1]})", "aliases[0]: expected a string, got an integer"},
+      {R"({"name": "x", "address": "a@b", "local": {}})", "local: unknown key"},
+  };
+  for (const auto& c : cases) {
+    auto r = parseAccount(c.text);
+    ASSERT_FALSE(r) << c.text;
+    EXPECT_EQ(r.error().kind, ErrorKind::Config);
+    EXPECT_EQ(r.error().message.rfind(c.expect, 0), 0u) << "input: " << c.text << "\n got: " << r.error().message;
+  }
+}
+
 }  // namespace
 }  // namespace mb
