@@ -10,6 +10,7 @@
 #include "daemon/store/store.h"
 #include "daemon/util/password_command.h"
 #include "protocols/imap/mutf7.h"
+#include "protocols/mime/analysis.h"
 
 namespace mb::connectors {
 namespace {
@@ -83,7 +84,7 @@ imap::SequenceSet compress(std::vector<uint32_t> uids) {
 sync::RemoteFlags flagsOf(const client::FetchData& f) {
   sync::RemoteFlags r;
   r.uid = f.uid.value_or(0);
-  if (f.flags) parseFlags(*f.flags, r.flags, r.keywords);
+  if (f.flags) store::parseFlagWords(*f.flags, r.flags, r.keywords);
   r.modseq = f.modSeq.value_or(0);
   return r;
 }
@@ -96,32 +97,6 @@ const char* specialUseOf(const client::ListData& l) {
 }
 
 }  // namespace
-
-void parseFlags(const std::vector<std::string>& words, uint32_t& flags, std::vector<std::string>& keywords) {
-  flags = 0;
-  keywords.clear();
-  for (const auto& w : words) {
-    if (iequal(w, "\\Seen")) flags |= store::kFlagSeen;
-    else if (iequal(w, "\\Answered")) flags |= store::kFlagAnswered;
-    else if (iequal(w, "\\Flagged")) flags |= store::kFlagFlagged;
-    else if (iequal(w, "\\Deleted")) flags |= store::kFlagDeleted;
-    else if (iequal(w, "\\Draft")) flags |= store::kFlagDraft;
-    else if (w.empty() || w[0] == '\\') continue;  // \Recent, \*, unknown system flags
-    else if (std::find(keywords.begin(), keywords.end(), w) == keywords.end()) keywords.push_back(w);
-  }
-  std::sort(keywords.begin(), keywords.end());
-}
-
-std::vector<std::string> flagWords(uint32_t flags, const std::vector<std::string>& keywords) {
-  std::vector<std::string> out;
-  static const std::pair<uint32_t, const char*> kNames[] = {{store::kFlagSeen, "\\Seen"},       {store::kFlagAnswered, "\\Answered"},
-                                                            {store::kFlagFlagged, "\\Flagged"}, {store::kFlagDeleted, "\\Deleted"},
-                                                            {store::kFlagDraft, "\\Draft"}};
-  for (auto [bit, name] : kNames)
-    if (flags & bit) out.emplace_back(name);
-  for (const auto& k : keywords) out.push_back(k);
-  return out;
-}
 
 std::string remoteToPath(const std::string& utf8, std::optional<char> delimiter) {
   if (!delimiter || *delimiter == '/') return utf8;
@@ -140,35 +115,6 @@ std::string pathToRemote(const std::string& path, std::optional<char> delimiter)
   for (char& c : out)
     if (c == '/') c = *delimiter;
   return out;
-}
-
-std::string messageIdFromHeader(std::string_view header) {
-  // Unfold, then take the value of the first Message-ID field.
-  std::string text;
-  for (size_t i = 0; i < header.size(); ++i) {
-    if (header[i] == '\r') continue;
-    if (header[i] == '\n') {
-      if (i + 1 < header.size() && (header[i + 1] == ' ' || header[i + 1] == '\t')) continue;
-      text.push_back('\n');
-      continue;
-    }
-    text.push_back(header[i]);
-  }
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string::npos) end = text.size();
-    std::string_view line(text.data() + pos, end - pos);
-    size_t colon = line.find(':');
-    if (colon != std::string_view::npos && iequal(line.substr(0, colon), "Message-ID")) {
-      std::string_view v = line.substr(colon + 1);
-      while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
-      while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
-      return std::string(v);
-    }
-    pos = end + 1;
-  }
-  return {};
 }
 
 struct UpstreamImap::Watcher {
@@ -438,7 +384,7 @@ void UpstreamImap::fetchMeta(const std::string& folder, uint32_t from,
           if (f->internalDate) m.internalDate = toUnixSeconds(*f->internalDate);
           m.size = f->rfc822Size.value_or(0);
           for (const auto& b : f->bodies)
-            if (b.data) m.messageId = messageIdFromHeader(*b.data);
+            if (b.data) m.messageId = mime::messageIdOf(*b.data);
           out->push_back(std::move(m));
         });
   });
@@ -533,7 +479,7 @@ void UpstreamImap::apply(const sync::Op& op, std::function<void(Result<sync::OpR
   if (auto* a = std::get_if<sync::AppendOp>(&op)) {
     auto doAppend = [this, alive, a = *a, done](void) mutable {
       client::AppendOptions ao;
-      ao.flags = flagWords(a.flags, a.keywords);
+      ao.flags = store::flagWords(a.flags, a.keywords);
       if (a.internalDate) ao.internalDate = fromUnixSeconds(a.internalDate);
       ao.binary = main_->features().binary && a.bytes.find('\0') != std::string::npos;
       runSimple(main_->builder().append(client::Mailbox::fromWire(a.folder), std::move(a.bytes), ao),
@@ -581,7 +527,7 @@ void UpstreamImap::apply(const sync::Op& op, std::function<void(Result<sync::OpR
       auto mode = f.mode == sync::FlagsOp::Mode::Add      ? client::StoreMode::Add
                   : f.mode == sync::FlagsOp::Mode::Remove ? client::StoreMode::Remove
                                                           : client::StoreMode::Replace;
-      simple("UID STORE", main_->builder().uidStore(compress(f.uids), mode, flagWords(f.flags, f.keywords), so), done);
+      simple("UID STORE", main_->builder().uidStore(compress(f.uids), mode, store::flagWords(f.flags, f.keywords), so), done);
     });
   }
   if (auto* c = std::get_if<sync::CopyOp>(&op)) {

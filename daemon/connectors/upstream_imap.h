@@ -19,14 +19,9 @@
 
 namespace mb::connectors {
 
-// Flag words <-> store bits + keywords (\Recent and \* are dropped).
-void parseFlags(const std::vector<std::string>& words, uint32_t& flags, std::vector<std::string>& keywords);
-std::vector<std::string> flagWords(uint32_t flags, const std::vector<std::string>& keywords);
 // Remote UTF-8 name with its delimiter -> local path ("/" separated), and back.
 std::string remoteToPath(const std::string& utf8, std::optional<char> delimiter);
 std::string pathToRemote(const std::string& path, std::optional<char> delimiter);
-// The Message-ID out of a BODY[HEADER.FIELDS (MESSAGE-ID)] answer ("" if none).
-std::string messageIdFromHeader(std::string_view header);
 
 class UpstreamImap : public sync::Connector {
  public:

@@ -14,16 +14,7 @@ std::unexpected<Error> propagate(const Result<T>& r) {
   return std::unexpected(r.error());
 }
 
-nlohmann::json flagNames(uint32_t flags, const std::vector<std::string>& keywords) {
-  nlohmann::json out = nlohmann::json::array();
-  static const std::pair<uint32_t, const char*> kNames[] = {{kFlagSeen, "\\Seen"},       {kFlagAnswered, "\\Answered"},
-                                                            {kFlagFlagged, "\\Flagged"}, {kFlagDeleted, "\\Deleted"},
-                                                            {kFlagDraft, "\\Draft"}};
-  for (auto [bit, name] : kNames)
-    if (flags & bit) out.push_back(name);
-  for (const auto& k : keywords) out.push_back(k);
-  return out;
-}
+nlohmann::json flagNames(uint32_t flags, const std::vector<std::string>& keywords) { return flagWords(flags, keywords); }
 
 struct BoxRow {
   int64_t accountId = 0;

@@ -2,6 +2,7 @@
 // and message operations, each one transaction.
 #include "daemon/store/store.h"
 
+#include <strings.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -98,6 +99,36 @@ Status checkOpenable(Db& db) {
 }
 
 }  // namespace
+
+namespace {
+constexpr std::pair<uint32_t, const char*> kFlagNames[] = {{kFlagSeen, "\\Seen"},       {kFlagAnswered, "\\Answered"},
+                                                           {kFlagFlagged, "\\Flagged"}, {kFlagDeleted, "\\Deleted"},
+                                                           {kFlagDraft, "\\Draft"}};
+}  // namespace
+
+std::vector<std::string> flagWords(uint32_t flags, const std::vector<std::string>& keywords) {
+  std::vector<std::string> out;
+  for (auto [bit, name] : kFlagNames)
+    if (flags & bit) out.emplace_back(name);
+  for (const auto& k : keywords) out.push_back(k);
+  return out;
+}
+
+void parseFlagWords(const std::vector<std::string>& words, uint32_t& flags, std::vector<std::string>& keywords) {
+  flags = 0;
+  keywords.clear();
+  for (const auto& w : words) {
+    if (w.empty()) continue;
+    if (w[0] == '\\') {
+      for (auto [bit, name] : kFlagNames)
+        if (strcasecmp(w.c_str(), name) == 0) flags |= bit;
+      continue;
+    }
+    keywords.push_back(w);
+  }
+  std::sort(keywords.begin(), keywords.end());
+  keywords.erase(std::unique(keywords.begin(), keywords.end()), keywords.end());
+}
 
 std::string joinKeywords(const std::vector<std::string>& keywords) {
   std::string out;

@@ -184,6 +184,12 @@ class Store {
 
 const char* accountSourceName(AccountSource source);
 
+// MessageFlag bits <-> their IMAP names ("\\Seen"...; any case when
+// parsing); keywords pass through. Parsing drops \\Recent, \\* and unknown
+// system flags and returns the keywords sorted, without repeats.
+std::vector<std::string> flagWords(uint32_t flags, const std::vector<std::string>& keywords);
+void parseFlagWords(const std::vector<std::string>& words, uint32_t& flags, std::vector<std::string>& keywords);
+
 // messages.keywords is space-separated text.
 std::string joinKeywords(const std::vector<std::string>& keywords);
 std::vector<std::string> splitKeywords(std::string_view text);

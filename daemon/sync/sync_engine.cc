@@ -92,18 +92,7 @@ uint32_t flagBits(const nlohmann::json& names, std::vector<std::string>& keyword
     for (const auto& n : names)
       if (n.is_string()) words.push_back(n.get<std::string>());
   uint32_t bits = 0;
-  static const std::pair<const char*, uint32_t> kNames[] = {{"\\Seen", store::kFlagSeen},       {"\\Answered", store::kFlagAnswered},
-                                                            {"\\Flagged", store::kFlagFlagged}, {"\\Deleted", store::kFlagDeleted},
-                                                            {"\\Draft", store::kFlagDraft}};
-  for (const auto& w : words) {
-    bool system = false;
-    for (auto [n, b] : kNames)
-      if (strcasecmp(w.c_str(), n) == 0) {
-        bits |= b;
-        system = true;
-      }
-    if (!system && !w.empty() && w[0] != '\\') keywords.push_back(w);
-  }
+  store::parseFlagWords(words, bits, keywords);
   return bits;
 }
 

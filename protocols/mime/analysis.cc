@@ -27,6 +27,21 @@ std::string_view trimBlanks(std::string_view s) {
   return s;
 }
 
+}  // namespace
+
+std::string messageIdValue(std::string_view rawValue) { return std::string(trimBlanks(unfold(rawValue))); }
+
+std::string messageIdOf(std::string_view headerBlock) {
+  std::string id;
+  HeaderReader reader(headerBlock);
+  HeaderField f;
+  while (reader.next(f))
+    if (f.hasColon && equalsIgnoreCase(f.name, "message-id")) id = messageIdValue(f.value);
+  return id;
+}
+
+namespace {
+
 QuickFields quickFields(std::string_view raw, const Part& root) {
   QuickFields q;
   q.size = raw.size();
@@ -40,7 +55,7 @@ QuickFields quickFields(std::string_view raw, const Part& root) {
   };
   while (reader.next(f)) {
     if (!f.hasColon) continue;
-    if (equalsIgnoreCase(f.name, "message-id")) q.messageId = std::string(trimBlanks(unfold(f.value)));
+    if (equalsIgnoreCase(f.name, "message-id")) q.messageId = messageIdValue(f.value);
     else if (equalsIgnoreCase(f.name, "subject")) q.subject = decodeHeaderText(f.value);
     else if (equalsIgnoreCase(f.name, "date")) q.date = std::string(trimBlanks(unfold(f.value)));
     else if (equalsIgnoreCase(f.name, "from")) join(q.from);

@@ -45,6 +45,13 @@ Result<MessageAnalysis> analyzeMessage(std::string_view raw);
 // way as far as sizes go, so analysing the normalized bytes matches its numbers.
 std::string normalizeLineEndings(std::string_view raw);
 
+// The Message-ID of a header block as QuickFields::messageId has it (the last
+// Message-ID field, unfolded, blanks trimmed; "" if none): the sync engine
+// matches upstream messages to stored ones by it.
+std::string messageIdOf(std::string_view headerBlock);
+// One Message-ID field value, as above.
+std::string messageIdValue(std::string_view rawValue);
+
 // One string for the store. Binary-safe, versioned ("MBMA1"), validated on
 // the way back: a damaged value is ErrorKind::Corrupt, never a crash.
 std::string serializeAnalysis(const MessageAnalysis& analysis);

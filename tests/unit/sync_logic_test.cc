@@ -7,6 +7,7 @@
 #include "daemon/connectors/upstream_imap.h"
 #include "daemon/store/store.h"
 #include "daemon/sync/sync_logic.h"
+#include "protocols/mime/analysis.h"
 
 namespace mb::sync {
 namespace {
@@ -149,10 +150,10 @@ TEST(SyncLogic, RetryDelayGrowsWithJitterAndIsCapped) {
 TEST(ImapConnector, FlagWordsRoundTrip) {
   uint32_t flags = 0;
   std::vector<std::string> kw;
-  connectors::parseFlags({"\\Seen", "\\recent", "$Label1", "\\FLAGGED", "\\*", "$Label1", "NonJunk"}, flags, kw);
+  store::parseFlagWords({"\\Seen", "\\recent", "$Label1", "\\FLAGGED", "\\*", "$Label1", "NonJunk"}, flags, kw);
   EXPECT_EQ(flags, static_cast<uint32_t>(store::kFlagSeen | store::kFlagFlagged));
   EXPECT_EQ(kw, (std::vector<std::string>{"$Label1", "NonJunk"}));
-  EXPECT_EQ(connectors::flagWords(flags, kw), (std::vector<std::string>{"\\Seen", "\\Flagged", "$Label1", "NonJunk"}));
+  EXPECT_EQ(store::flagWords(flags, kw), (std::vector<std::string>{"\\Seen", "\\Flagged", "$Label1", "NonJunk"}));
 }
 
 TEST(ImapConnector, NamesTranslateBetweenDelimiters) {
@@ -164,11 +165,14 @@ TEST(ImapConnector, NamesTranslateBetweenDelimiters) {
   EXPECT_EQ(connectors::pathToRemote("a/b", '/'), "a/b");
 }
 
-TEST(ImapConnector, MessageIdFromHeaderFields) {
-  EXPECT_EQ(connectors::messageIdFromHeader("Message-ID: <a@b>\r\n\r\n"), "<a@b>");
-  EXPECT_EQ(connectors::messageIdFromHeader("message-id:\r\n  <folded@b>  \r\n\r\n"), "<folded@b>");
-  EXPECT_EQ(connectors::messageIdFromHeader("\r\n"), "");
-  EXPECT_EQ(connectors::messageIdFromHeader("X-Message-ID: <no>\r\n"), "");
+TEST(ImapConnector, MessageIdOfFetchedHeaderFieldsMatchesTheStoredOne) {
+  // BODY[HEADER.FIELDS (MESSAGE-ID)] and the analysis of the whole message
+  // must agree, or a UIDVALIDITY re-map would match nothing.
+  std::string raw = "Subject: x\r\nmessage-id:\r\n  <folded@b>  \r\n\r\nbody\r\n";
+  EXPECT_EQ(mime::messageIdOf("message-id:\r\n  <folded@b>  \r\n\r\n"), "<folded@b>");
+  EXPECT_EQ(mime::analyzeMessage(raw)->quick.messageId, "<folded@b>");
+  EXPECT_EQ(mime::messageIdOf("\r\n"), "");
+  EXPECT_EQ(mime::messageIdOf("X-Message-ID: <no>\r\n\r\n"), "");
 }
 
 TEST(ImapConnector, DateTimeToUnixAndBack) {
