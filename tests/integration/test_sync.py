@@ -2,8 +2,11 @@
 run with them hidden for the fallback path): initial sync of several folders
 (2,000+ generated messages with attachments and non-ASCII headers) compared by
 Message-ID multiset and body bytes; IDLE push latency (printed); upstream
-flag/expunge changes; local flag/append/create/move/expunge/rename reaching
-upstream; kill -9 during the initial sync; UIDVALIDITY reset; wrong password."""
+flag/expunge/create/delete reaching the local copy; local flag/append/copy/
+move/expunge/create/rename/delete reaching upstream; kill -9 during the
+initial sync and during journal replay; upstream restarted mid-sync; local
+work while the upstream is down; UIDVALIDITY reset; wrong password; STARTTLS
+and implicit TLS (CA file, pin), and STARTTLS configured but not offered."""
 import base64
 import collections
 import email.utils
@@ -236,9 +239,36 @@ class SyncTest(_SyncBase, unittest.TestCase):
         li = imaplib.IMAP4(host, port, timeout=20)
         li.login(user, password)
         li.rename(imap_mailbox("Lokal/Neu"), imap_mailbox("Lokal/Umbenannt"))
+        li.create(imap_mailbox("Wegwerf"))
+        li.select(imap_mailbox("Archive"))
+        typ, data = li.uid("SEARCH", None, "HEADER", "Message-ID", "<Archive.6@gen.example.test>")
+        self.assertEqual(li.uid("MOVE", data[0].split()[0], imap_mailbox("Lokal/Umbenannt"))[0], "OK")
         li.logout()
         wait_idle(d, "alice", 30)
-        wait_for(lambda: message_ids(self.dc.fetch_all("alice", "Lokal/Umbenannt")), 10, 0.1, "renamed upstream")
+        li = imaplib.IMAP4(host, port, timeout=20)
+        li.login(user, password)
+        li.delete(imap_mailbox("Wegwerf"))
+        li.logout()
+        wait_idle(d, "alice", 30)
+        self.assertEqual(message_ids(self.dc.fetch_all("alice", "Lokal/Umbenannt")),
+                         collections.Counter([b"<Archive.2@gen.example.test>", b"<Archive.6@gen.example.test>"]))
+        self.assertNotIn("<Archive.6@gen.example.test>", upstream_flags(self.dc, "alice", "Archive"))
+        c = self.dc.imap("alice")
+        typ, boxes = c.list()
+        c.logout()
+        names = b" ".join(boxes)
+        self.assertNotIn(b"Wegwerf", names)
+        self.assertNotIn(b"Lokal/Neu", names)
+
+        # A folder created upstream appears locally (at the next poll); one
+        # deleted upstream goes.
+        self.dc.deliver("alice", gen_message(1, "fresh"), mailbox="Neu von oben")
+        wait_for(lambda: "Neu von oben" in local_mailboxes(d.state_dir, "alice"), 20, 0.1, "upstream CREATE")
+        wait_for(lambda: stored_messages(d.state_dir, "alice", "Neu von oben"), 20, 0.1, "its message")
+        c = self.dc.imap("alice")
+        self.assertEqual(c.delete(imap_mailbox("Neu von oben"))[0], "OK")
+        c.logout()
+        wait_for(lambda: "Neu von oben" not in local_mailboxes(d.state_dir, "alice"), 20, 0.1, "upstream DELETE")
 
         # Restart: nothing is downloaded again, nothing duplicated.
         d.stop()
