@@ -364,6 +364,12 @@ void SyncEngine::syncFolder(Folder& f, std::function<void(Status)> done) {
   std::optional<FolderState> listed = std::move(f.remote.status);
   f.remote.status.reset();
   if (stored.complete && listed && listed->highestModSeq != 0 && *listed == stored.state) return done({});
+  if (listed)
+    logDebug("sync.mailbox_check")
+        .kv("account", accountName_)
+        .kv("mailbox", f.localName)
+        .kv("stored", serializeFolderState(stored))
+        .kv("listed", serializeFolderState({*listed, true}));
   auto alive = alive_;
   Folder* fp = &f;
   std::optional<uint32_t> boundValidity = (*box)->upstreamUidValidity;

@@ -401,6 +401,17 @@ class SyncTlsTest(_SyncBase, unittest.TestCase):
         wait_idle(d2, "alice", 60)
         self.assert_same(d2, "alice", "INBOX")
 
+        # An unchanged account costs one LIST-STATUS per poll: no SELECT, no
+        # FETCH. (Each IDLE connection start is followed by one check of its
+        # mailbox, for what came in before it was listening: skip that poll.)
+        first = len(d2.log())
+        wait_for(lambda: d2.log()[first:].count(" LIST ") >= 1, 20, 0.2, "a poll")
+        mark = len(d2.log())
+        wait_for(lambda: d2.log()[mark:].count(" LIST ") >= 2, 20, 0.2, "two polls")
+        polled = [l for l in d2.log()[mark:].splitlines() if "upstream.command" in l]
+        self.assertTrue(polled)
+        self.assertEqual([l for l in polled if " LIST " not in l], [], "a no-op poll did more than LIST")
+
         # The system CAs do not accept this self-signed certificate.
         d3 = self.daemon("alice", security="tls", port=self.dc.imaps_port)
         d3.start()
