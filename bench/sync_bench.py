@@ -410,7 +410,7 @@ def main():
             r = leg_mailbridged(dc, total_n, os.path.join(work, "mb"), args.poll, args.limit, log)
             daemon = r.pop("daemon")
             results["mailbridged"] = r
-            log("mailbridged: %s" % {k: v for k, v in r.items() if k != "status"})
+            log("mailbridged: %s" % {k: v for k, v in r.items() if k not in ("status", "local")})
             if not r.get("error"):
                 # No-op resyncs: the poll timer starts a full check (LIST-STATUS,
                 # journal, every folder) of the unchanged account; its duration
