@@ -48,6 +48,8 @@ OTHER_FOLDERS = ["Sent", "Drafts", "Trash", "Junk", "Archive"] + \
     ["Work/Projects", "Work/Clients", "Work/Reports", "Lists/debian-devel", "Lists/lkml", "Lists/announce",
      "Family", "Friends", "Receipts", "Travel", "Newsletters", "Ärger/Überweisungen", "Old/2023", "Old/2024"]
 FOLDERS = ["INBOX"] + OTHER_FOLDERS
+# What daemon/connectors/upstream_imap.cc fetchMessages asks for (with CONDSTORE).
+OUR_ITEMS = b"(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[] MODSEQ)"
 
 
 def folder_of(i):
@@ -66,6 +68,35 @@ def proc_cpu(pid):
         return None
     tick = os.sysconf("SC_CLK_TCK")
     return sum(int(x) for x in fields[11:15]) / tick   # utime stime cutime cstime
+
+
+def schedstat(pids):
+    """{(pid, tid): (ns on CPU, ns runnable but waiting for a CPU)} of every
+    thread of pids (/proc/<pid>/task/<tid>/schedstat)."""
+    out = {}
+    for pid in pids:
+        try:
+            tids = os.listdir("/proc/%d/task" % pid)
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                    run, wait = f.read().split()[:2]
+                out[(pid, tid)] = (int(run), int(wait))
+            except (OSError, ValueError):
+                pass
+    return out
+
+
+def sched_delta(before, after):
+    """(CPU s, run-queue wait s) spent between two schedstat() snapshots."""
+    run = wait = 0
+    for k, (r, w) in after.items():
+        r0, w0 = before.get(k, (0, 0))
+        run += r - r0
+        wait += w - w0
+    return run / 1e9, wait / 1e9
 
 
 def run_measured(argv, cwd=None, timeout=None, env=None):
@@ -145,27 +176,35 @@ def capabilities(port):
 
 # ------------------------------------------------------------------ legs
 
-def leg_ceiling(port, per, log):
-    """One connection; per folder SELECT + one UID FETCH 1:* BODY.PEEK[]; the
+def leg_ceiling(dc, per, log, items=b"BODY.PEEK[]"):
+    """One connection; per folder SELECT + one UID FETCH 1:* <items>; the
     client skips literals (imap_bench.RawImap), so it measures the server and
-    the wire. CPU is this Python client's."""
+    the wire. CPU is this Python client's; "sched" the Dovecot imap
+    processes' time on and waiting for a CPU."""
     r0 = resource.getrusage(resource.RUSAGE_SELF)
+    before = {p for p in dc.pids() if comm(p) == "imap"}
     t0 = time.perf_counter()
-    c = RawImap(port)
+    c = RawImap(dc.imap_port)
     c.login(USER, PASSWORD)
+    mine = [p for p in dc.pids() if comm(p) == "imap" and p not in before]
+    s0 = schedstat(mine)
     n = nbytes = 0
     for f in FOLDERS:
         if not per[f][0]:
             continue
         c.run(b"SELECT " + servers.imap_mailbox(f).encode())
-        _, _, _, nlit, litb, _ = c.run(b"UID FETCH 1:* BODY.PEEK[]")
+        _, _, _, nlit, litb, _ = c.run(b"UID FETCH 1:* " + items)
         n += nlit
         nbytes += litb
+    s1 = schedstat(mine)
     c.close()
     wall = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-    return {"wall": wall, "messages": n, "bytes": nbytes, "cpu": cpu, "rss": None, "note": "python client, skips literals"}
+    sched = "Dovecot imap %.1f s on CPU, %.1f s waiting for a CPU" % sched_delta(s0, s1)
+    log("ceiling (%s): %.1f s, %d messages; %s" % (items.decode(), wall, n, sched))
+    return {"wall": wall, "messages": n, "bytes": nbytes, "cpu": cpu, "rss": None, "sched": sched,
+            "note": "python client, skips literals"}
 
 
 def mb_account(dc, poll):
@@ -205,6 +244,8 @@ def leg_mailbridged(dc, total, root, poll, limit, log):
     log("mailbridged %s pid %d, state dir %s" % (harness.MAILBRIDGED, pid, state_dir))
     res = {"daemon": d, "state_dir": state_dir}
     cpu0 = proc_cpu(pid)
+    dovecot_imap = lambda: [p for p in dc.pids() if comm(p) == "imap"]
+    sched0 = (schedstat([pid]), schedstat(dovecot_imap()))
     t0 = time.perf_counter()
     status, body = d.api("POST", "/v1/accounts", body=mb_account(dc, poll))
     if status != 201:
@@ -231,6 +272,12 @@ def leg_mailbridged(dc, total, root, poll, limit, log):
             res["error"] = "not idle after %d s: %s" % (limit, s)
             break
     wall = time.perf_counter() - t0
+    # Where the wall time went: on a CPU, waiting for one (a busy machine),
+    # or neither (waiting for the other side / I/O).
+    ours, theirs = sched_delta(sched0[0], schedstat([pid])), sched_delta(sched0[1], schedstat(dovecot_imap()))
+    res["sched"] = "daemon %.1f s on CPU, %.1f s waiting for a CPU; Dovecot imap %.1f s on CPU, %.1f s waiting" % (
+        ours + theirs)
+    log("mailbridged: %.1f s: %s" % (wall, res["sched"]))
     res.update(wall=wall, cpu=proc_cpu(pid) - cpu0, rss=vm(pid, "VmHWM"), status=(acct or {}).get("sync"),
                note="daemon process; POST /v1/accounts to idle")
     cyc = cycle_lines(d)
@@ -401,9 +448,13 @@ def main():
 
         if "ceiling" not in args.skip:   # also the warm-up: Dovecot's indexes and caches are built by it
             log("ceiling: warm-up pass")
-            leg_ceiling(dc.imap_port, per, log)
+            leg_ceiling(dc, per, log)
             log("ceiling: timed pass, load %s" % loadavg())
-            results["ceiling"] = leg_ceiling(dc.imap_port, per, log)
+            results["ceiling"] = leg_ceiling(dc, per, log)
+            # The same stream with the items mailbridged asks for: what the
+            # upstream's side of our FETCH costs.
+            notes.append("ceiling with mailbridged's FETCH items (%s): %.1f s; %s" % (
+                OUR_ITEMS.decode(), *(lambda r: (r["wall"], r["sched"]))(leg_ceiling(dc, per, log, OUR_ITEMS))))
 
         if "mailbridged" not in args.skip:
             log("mailbridged: initial sync, load %s" % loadavg())
@@ -502,7 +553,7 @@ def report(args, total_n, total_b, results, noop, notes):
     print()
     ceil = results.get("ceiling", {}).get("wall")
     ours = results.get("mailbridged", {}).get("wall")
-    rows = [["program", "messages", "seconds", "msg/s", "MB/s", "CPU s", "peak RSS", "vs ceiling", "ours vs it"]]
+    rows = [["program", "messages", "seconds", "msg/s", "MB/s", "CPU s", "peak RSS", "vs ceiling", "its time / ours"]]
     for name in ("ceiling", "mailbridged", "mbsync", "offlineimap"):
         r = results.get(name)
         if not r:
@@ -524,7 +575,7 @@ def report(args, total_n, total_b, results, noop, notes):
     print("MB/s counts the upstream's message bytes (a Maildir stores LF line ends: mbsync and offlineimap "
           "write fewer bytes than they fetch)")
     print("vs ceiling = ceiling time / its time (1.00 = as fast as one raw FETCH stream); "
-          "ours vs it = its time / ours (above 1 = mailbridged faster)")
+          "its time / ours: above 1 = mailbridged faster")
     print()
     for name, runs in noop.items():
         if runs:
@@ -540,6 +591,9 @@ def report(args, total_n, total_b, results, noop, notes):
     for name, r in results.items():
         if isinstance(r, dict) and r.get("error"):
             print("%s failed: %s" % (name, r["error"][:500]))
+    for name in ("ceiling", "mailbridged"):
+        if results.get(name, {}).get("sched"):
+            print("%s: %s" % (name, results[name]["sched"]))
     eng = results.get("mailbridged", {}).get("engine")
     if eng:
         print("mailbridged engine: first cycle %s us for %s messages (connect/login and start-up not included)"
