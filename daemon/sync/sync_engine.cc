@@ -707,7 +707,9 @@ void SyncEngine::replayOne(std::function<void()> next) {
     int64_t mailboxId = (*box)->id;
     return conn_->apply(a, [onResult, mailboxId, uid](Result<OpResult> r) mutable {
       onResult(std::move(r), [mailboxId, uid](Db& db, const OpResult& res) -> Status {
-        if (res.newUids.empty()) return {};  // no UIDPLUS: the next sync matches it by Message-ID
+        // No APPENDUID (a server without UIDPLUS): the message stays unmapped and the
+        // next sync downloads the upstream copy too (README: not yet handled).
+        if (res.newUids.empty()) return {};
         auto st = db.prepare("UPDATE messages SET upstream_id = ?1 WHERE mailbox_id = ?2 AND uid = ?3");
         if (!st) return std::unexpected(st.error());
         return st->bind(1, std::to_string(res.newUids.front())).bind(2, mailboxId).bind(3, uid).run();
