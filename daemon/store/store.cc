@@ -450,8 +450,9 @@ Result<std::vector<AppendResult>> Store::appendMessages(int64_t mailboxId, std::
     // IMAP sends CRLF only, and the analysis offsets must be of the stored
     // bytes: normalize first (a copy only when there is a bare LF).
     p.bytes = messages[i].bytes;
-    for (size_t j = 0; j < p.bytes.size(); ++j) {
-      if (p.bytes[j] == '\n' && (j == 0 || p.bytes[j - 1] != '\r')) {
+    // find() is memchr: a byte-at-a-time loop here was ~9% of the sync's CPU.
+    for (size_t j = p.bytes.find('\n'); j != std::string_view::npos; j = p.bytes.find('\n', j + 1)) {
+      if (j == 0 || p.bytes[j - 1] != '\r') {
         p.normalized = mime::normalizeLineEndings(p.bytes);
         p.bytes = p.normalized;
         break;
