@@ -150,7 +150,7 @@ Session::Session(Backend& backend, SessionOptions options)
       parser_(std::in_place, ParserOptions{options.limits, false, false, 64}) {}
 
 std::string Session::capabilities() const {
-  std::string caps = "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN "
+  std::string caps = "IMAP4rev1 SASL-IR LITERAL+ MULTIAPPEND ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN "
                      "LIST-EXTENDED LIST-STATUS SPECIAL-USE CONDSTORE QRESYNC ESEARCH BINARY";
   caps += " APPENDLIMIT=" + std::to_string(options_.appendLimit);
   if (state_ == State::NotAuthenticated) {

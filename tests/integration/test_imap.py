@@ -101,10 +101,12 @@ class ImapTest(unittest.TestCase):
 
     def test_capabilities_starttls_and_implicit_tls(self):
         m = self.imap(login=False)
-        for cap in ("IMAP4REV1", "STARTTLS", "AUTH=PLAIN", "IDLE", "UIDPLUS", "MOVE", "LITERAL+", "NAMESPACE",
+        for cap in ("IMAP4REV1", "STARTTLS", "AUTH=PLAIN", "IDLE", "MULTIAPPEND", "UIDPLUS", "MOVE", "LITERAL+",
+                    "NAMESPACE",
                     "ID", "ENABLE", "UNSELECT", "SPECIAL-USE", "CHILDREN", "LIST-EXTENDED", "LIST-STATUS",
                     "CONDSTORE", "QRESYNC", "ESEARCH", "SASL-IR"):
             self.assertIn(cap, m.capabilities)
+        self.assertTrue(any(c.startswith("APPENDLIMIT=") for c in m.capabilities), m.capabilities)
         m.starttls(ssl_context=self.ctx)
         self.assertNotIn("STARTTLS", m.capabilities)
         self.assertEqual(m.login(self.user, self.password)[0], "OK")
@@ -284,6 +286,80 @@ class ImapTest(unittest.TestCase):
         self.assertEqual(r.line(timeout=2.0), b"* %d EXISTS" % (exists + 1))
         r.send(b"DONE\r\n")
         r.until_tagged(b"c")
+
+
+class ImapLimitsTest(unittest.TestCase):
+    """Configured limits of the real daemon, and MULTIAPPEND (RFC 3502)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.d = Daemon(config={"imap": {"listen": "127.0.0.1:0", "tls_listen": "127.0.0.1:0",
+                                        "max_connections_per_account": 2, "max_literal_size": 4096}}).start()
+        cls.user, cls.password = password_for(cls.d)
+        cls.host, cls.port = host_port(cls.d.listeners["imap"])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.stop()
+        cls.d.cleanup()
+
+    def login(self):
+        r = Raw(self.host, self.port)
+        self.addCleanup(r.close)
+        r.send(b"a LOGIN %s %s\r\n" % (self.user.encode(), self.password.encode()))
+        return r, r.until_tagged(b"a")[-1]
+
+    def test_max_connections_per_account(self):
+        first, ok1 = self.login()
+        second, ok2 = self.login()
+        self.assertTrue(ok1.startswith(b"a OK") and ok2.startswith(b"a OK"), (ok1, ok2))
+        third, refused = self.login()
+        self.assertTrue(refused.startswith(b"a NO [LIMIT]"), refused)
+        third.send(b"b NOOP\r\n")  # refused login, connection kept
+        self.assertEqual(third.until_tagged(b"b")[-1], b"b OK NOOP completed")
+        first.send(b"z LOGOUT\r\n")
+        first.until_tagged(b"z")
+        deadline = time.monotonic() + 10
+        while True:  # the server notices the close asynchronously
+            third.send(b"c LOGIN %s %s\r\n" % (self.user.encode(), self.password.encode()))
+            answer = third.until_tagged(b"c")[-1]
+            if answer.startswith(b"c OK") or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertTrue(answer.startswith(b"c OK"), answer)
+
+    def test_literal_over_limit_is_toobig_and_connection_kept(self):
+        r, ok = self.login()
+        r.send(b"b APPEND INBOX {4097}\r\n")
+        self.assertTrue(r.until_tagged(b"b")[-1].startswith(b"b NO [TOOBIG]"))
+        # Non-synchronizing: the server cannot refuse before the bytes come;
+        # it answers and reads past them (RFC 7888 4), or closes.
+        r.send(b"c APPEND INBOX {4097+}\r\n" + b"x" * 4097 + b"\r\nd NOOP\r\n")
+        self.assertRegex(r.until_tagged(b"c")[-1], rb"^c (NO|BAD) \[TOOBIG\]")
+        self.assertEqual(r.until_tagged(b"d")[-1], b"d OK NOOP completed")
+
+    def test_multiappend_all_or_nothing(self):
+        r, ok = self.login()
+        r.send(b"b CREATE Multi\r\n")
+        r.until_tagged(b"b")
+        m1, m2 = MESSAGE, MESSAGE.replace(b"hello imap", b"second one")
+        # A refusable second message: nothing of the command is stored.
+        r.send(b"c APPEND Multi (\\Seen) {%d+}\r\n%s (\\Bogus) {%d+}\r\n%s\r\n" % (len(m1), m1, len(m2), m2))
+        self.assertTrue(r.until_tagged(b"c")[-1].startswith(b"c BAD"))
+        r.send(b"d STATUS Multi (MESSAGES)\r\n")
+        self.assertIn(b"* STATUS Multi (MESSAGES 0)", r.until_tagged(b"d"))
+        r.send(b"e APPEND Multi (\\Seen) {%d}\r\n" % len(m1))
+        self.assertEqual(r.line(), b"+ Ready for literal data")
+        r.send(m1 + b" (\\Flagged) \"01-Jan-2020 10:00:00 +0100\" {%d}\r\n" % len(m2))
+        self.assertEqual(r.line(), b"+ Ready for literal data")
+        r.send(m2 + b"\r\n")
+        self.assertRegex(r.until_tagged(b"e")[-1], rb"^e OK \[APPENDUID \d+ 1:2\]")
+        r.send(b"f SELECT Multi\r\ng FETCH 1:2 (FLAGS INTERNALDATE BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\n")
+        r.until_tagged(b"f")
+        out = b"\n".join(r.until_tagged(b"g"))
+        self.assertIn(b"FLAGS (\\Seen)", out)
+        self.assertIn(b"FLAGS (\\Flagged) INTERNALDATE \"01-Jan-2020 09:00:00 +0000\"", out)
+        self.assertIn(b"Subject: second one", out)
 
 
 class ImapDurabilityTest(unittest.TestCase):

@@ -89,6 +89,7 @@ TEST_F(SessionTest, GreetingAndCapabilities) {
   EXPECT_EQ(g.rfind("* OK [CAPABILITY IMAP4rev1 ", 0), 0u) << g;
   EXPECT_TRUE(has(g, "STARTTLS"));
   EXPECT_TRUE(has(g, "LOGINDISABLED"));
+  EXPECT_TRUE(has(g, " MULTIAPPEND "));  // RFC 3502: the session accepts several messages per APPEND
   EXPECT_FALSE(has(g, "AUTH=PLAIN"));
   s.feed("a LOGIN alice secret\r\n");
   EXPECT_EQ(s.takeOutput(), "a NO [PRIVACYREQUIRED] use STARTTLS first\r\n");
