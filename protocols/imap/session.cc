@@ -629,6 +629,13 @@ bool Session::cmdRename(const std::string& tag, const RenameCmd& cmd) {
     return tagged(tag, "NO", "CANNOT", "a mailbox cannot become its own child"), false;
   if (auto s = backend_.renameMailbox(*from, *to); !s) return failed(tag, s.error(), "RENAME"), false;
   if (state_ == State::Selected && *from == selectedName_ && *from != "INBOX") selectedName_ = *to;
+  if (state_ == State::Selected && *from == "INBOX" && selectedName_ == "INBOX") {
+    // RFC 3501 6.3.5: every message left INBOX. The store reports that move
+    // as this session's own change, which EXPUNGE/MOVE answer themselves;
+    // here nothing else would, so the snapshot is reported expunged.
+    pendingExpunged_.insert(uids_.begin(), uids_.end());
+    pendingAdded_.clear();
+  }
   return true;
 }
 

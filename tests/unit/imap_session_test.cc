@@ -174,6 +174,22 @@ TEST_F(SessionTest, AppendSyncNonSyncAndMulti) {
   EXPECT_EQ(c.send(appendCmd("d", "INBOX", m, "\\Bogus")), "d BAD invalid flag in APPEND\r\n");
 }
 
+// RFC 3501 6.3.5: renaming INBOX moves its messages out; every session with
+// INBOX selected or examined, the renaming one included, sees them expunged.
+TEST_F(SessionTest, RenameInboxWhileSelected) {
+  Client a(store), b(store);
+  for (Client* c : {&a, &b}) c->login();
+  for (int i = 0; i < 2; ++i) a.send(appendCmd("x", "INBOX", kMessage));
+  a.send("s SELECT INBOX\r\n");
+  b.send("s EXAMINE INBOX\r\n");
+  EXPECT_EQ(a.send("r RENAME INBOX Old\r\n"), "* 2 EXPUNGE\r\n* 1 EXPUNGE\r\nr OK RENAME completed\r\n");
+  EXPECT_EQ(b.send("n NOOP\r\n"), "* 2 EXPUNGE\r\n* 1 EXPUNGE\r\nn OK NOOP completed\r\n");
+  b.send(appendCmd("y", "INBOX", kMessage));
+  EXPECT_EQ(a.send("n NOOP\r\n"), "* 1 EXISTS\r\nn OK NOOP completed\r\n");
+  EXPECT_EQ(a.send("f FETCH 1 (UID)\r\n"), "* 1 FETCH (UID 3)\r\nf OK FETCH completed\r\n");
+  EXPECT_TRUE(has(a.send("g STATUS Old (MESSAGES)\r\n"), "* STATUS Old (MESSAGES 2)"));
+}
+
 // RFC 3501 6.3.1 SELECT responses, 6.3.2 EXAMINE READ-ONLY, 6.4.2 CLOSE, RFC 3691 UNSELECT.
 TEST_F(SessionTest, SelectExamineClose) {
   Client c(store);
