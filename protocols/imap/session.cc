@@ -487,10 +487,11 @@ bool Session::cmdList(const std::string& tag, const ListCmd& cmd) {
   }
   auto boxes = backend_.listMailboxes();
   if (!boxes) return failed(tag, boxes.error(), "LIST"), false;
-  bool subscribedOnly = false, specialOnly = false;
+  bool subscribedOnly = false, specialOnly = false, recursive = false;
   for (const auto& o : cmd.selectOptions) {
     if (o == "SUBSCRIBED") subscribedOnly = true;
     if (o == "SPECIAL-USE") specialOnly = true;
+    if (o == "RECURSIVEMATCH") recursive = true;
   }
   // Every name plus the parents that only exist as a path (\Noselect / \NonExistent).
   std::map<std::string, const MailboxInfo*> all;
@@ -521,7 +522,16 @@ bool Session::cmdList(const std::string& tag, const ListCmd& cmd) {
     }
     if (!matched) continue;
     const MailboxInfo* m = all.count(name) ? all[name] : nullptr;
-    if (subscribedOnly && (!m || !m->subscribed)) continue;
+    bool childInfo = false;
+    if (subscribedOnly && (!m || !m->subscribed)) {
+      // RFC 5258 3.5: with RECURSIVEMATCH, a name that is not subscribed
+      // itself but has a subscribed descendant is listed with CHILDINFO.
+      if (!recursive) continue;
+      std::string prefix = name + "/";
+      for (auto it = all.lower_bound(prefix); it != all.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it)
+        childInfo = childInfo || it->second->subscribed;
+      if (!childInfo) continue;
+    }
     if (specialOnly && (!m || m->specialUse.empty())) continue;
     std::vector<std::string> attrs;
     if (!m) attrs.push_back(cmd.extended ? "\\NonExistent" : "\\Noselect");
@@ -529,7 +539,9 @@ bool Session::cmdList(const std::string& tag, const ListCmd& cmd) {
     if (m && (cmd.returnSubscribed || subscribedOnly) && m->subscribed) attrs.push_back("\\Subscribed");
     if (m && !m->specialUse.empty()) attrs.push_back(m->specialUse);
     std::string wire = toWire(name);
-    w_.untagged().atom("LIST").atomList(attrs).quoted("/").astring(wire).end();
+    w_.untagged().atom("LIST").atomList(attrs).quoted("/").astring(wire);
+    if (childInfo) w_.raw(" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
+    w_.end();
     out_ += w_.take();
     if (m && cmd.returnStatus) {
       auto counts = backend_.mailboxCounts(name);

@@ -141,6 +141,19 @@ TEST_F(SessionTest, ListMailboxes) {
   EXPECT_TRUE(has(c.send("f LIST \"\" Caf*\r\n"), "\"/\" Caf&AOk-\r\n"));
   EXPECT_EQ(c.send("g CREATE \"bad&name\"\r\n"), "g BAD mailbox name is not valid modified UTF-7\r\n");
   EXPECT_EQ(c.send("h CREATE Sent\r\n"), "h NO [ALREADYEXISTS] CREATE: mailbox exists already\r\n");
+  // RFC 5258 3.5 / 5 example 6: RECURSIVEMATCH reports the parents of
+  // subscribed mailboxes with CHILDINFO; without it they are not listed.
+  c.send("i CREATE Lists/Unsub\r\nj UNSUBSCRIBE Lists/Unsub\r\nk UNSUBSCRIBE Work/2024\r\n");
+  c.send("l CREATE Deep/A/B\r\nm UNSUBSCRIBE Deep/A\r\n");
+  out = c.send("n LIST (SUBSCRIBED RECURSIVEMATCH) \"\" %\r\n");
+  EXPECT_TRUE(has(out, "* LIST (\\NonExistent \\HasChildren) \"/\" Deep (\"CHILDINFO\" (\"SUBSCRIBED\"))\r\n")) << out;
+  EXPECT_TRUE(has(out, "* LIST (\\HasNoChildren \\Subscribed) \"/\" INBOX\r\n")) << out;
+  EXPECT_FALSE(has(out, "Lists")) << out;
+  EXPECT_FALSE(has(out, "Work")) << out;
+  out = c.send("o LIST (SUBSCRIBED) \"\" %\r\n");
+  EXPECT_FALSE(has(out, "Deep")) << out;
+  EXPECT_FALSE(has(out, "Lists")) << out;
+  EXPECT_EQ(c.send("p LIST (RECURSIVEMATCH) \"\" %\r\n").substr(0, 6), "p BAD ");
 }
 
 // RFC 3501 6.3.5 RENAME (INBOX moves its messages), 6.3.4 DELETE, 6.3.6/6.3.9 LSUB.
