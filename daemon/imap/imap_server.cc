@@ -101,6 +101,12 @@ void ImapConnection::onData(std::string_view bytes) {
 
 void ImapConnection::onChange(const store::StoreChange& change) {
   if (closing_ || change.accountId != session_.accountId() || session_.accountId() == 0) return;
+  if (change.kind == store::StoreChange::Kind::AccountRemoved) {
+    // Nothing of this session's account is left: end it rather than answer
+    // every later command from an empty, vanished account.
+    logInfo("imap.account_removed").kv("peer", peerHost_).kv("account_id", change.accountId);
+    return close("account removed");
+  }
   auto ev = StoreBackend::toEvent(change);
   if (!ev) return;
   session_.onEvent(*ev, change.origin == &backend_);

@@ -19,7 +19,9 @@ struct ChangedMessage {
 };
 
 struct StoreChange {
-  enum class Kind { MessagesAdded, FlagsChanged, MessagesExpunged, MailboxCreated, MailboxRenamed, MailboxDeleted };
+  // AccountRemoved: the account and everything in it is gone (config reload
+  // or REST); only accountId is set. Sessions of that account end.
+  enum class Kind { MessagesAdded, FlagsChanged, MessagesExpunged, MailboxCreated, MailboxRenamed, MailboxDeleted, AccountRemoved };
   Kind kind = Kind::MessagesAdded;
   int64_t accountId = 0;
   int64_t mailboxId = 0;

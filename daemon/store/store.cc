@@ -321,6 +321,10 @@ Status Store::removeAccount(int64_t accountId) {
   if (!busy || *busy != 0)
     logWarn("store.checkpoint_incomplete").kv("after", "account removal").kv("note", "the WAL is emptied by a later checkpoint");
   logInfo("store.account_removed").kv("account_id", accountId).kv("blobs", static_cast<uint64_t>(blobIds.size()));
+  StoreChange change;
+  change.kind = StoreChange::Kind::AccountRemoved;
+  change.accountId = accountId;
+  changes_.publish(change);
   return {};
 }
 

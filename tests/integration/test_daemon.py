@@ -106,6 +106,33 @@ class LifecycleTest(unittest.TestCase):
         finally:
             d.cleanup()
 
+    def test_sigterm_with_open_sessions(self):
+        # In-flight work: an idling IMAP session gets BYE, an SMTP client in
+        # the middle of DATA is cut off, and the daemon still exits 0 quickly.
+        from test_imap import Raw, host_port, password_for
+        d = Daemon().start()
+        try:
+            user, password = password_for(d, "local")
+            r = Raw(*host_port(d.listeners["imap"]))
+            r.send(b"a LOGIN %s %s\r\nb SELECT INBOX\r\nc IDLE\r\n" % (user.encode(), password.encode()))
+            r.until_tagged(b"b")
+            self.assertEqual(r.line(), b"+ idling")
+            smtp = smtplib.SMTP(*host_port(d.listeners["smtp"]), timeout=20)
+            smtp.login(user, password)
+            smtp.mail("me@localhost")
+            smtp.rcpt("me@localhost")
+            self.assertEqual(smtp.docmd("DATA")[0], 354)
+            smtp.send(b"Subject: half\r\n\r\nnot finished\r\n")
+            rc, took = d.stop()
+            self.assertEqual(rc, 0, d.log())
+            self.assertLess(took, 5.0)
+            self.assertTrue(r.line().startswith(b"* BYE"))
+            r.close()
+            smtp.close()
+        finally:
+            d.stop()
+            d.cleanup()
+
     def test_sigint_exits_zero(self):
         d = Daemon().start()
         try:
@@ -157,6 +184,54 @@ class LifecycleTest(unittest.TestCase):
             status, body = d.api("POST", "/v1/reload")
             self.assertEqual(status, 400)
             self.assertIn("invalid JSON", body["error"]["message"])
+        finally:
+            d.stop()
+            d.cleanup()
+
+    def test_sighup_keeps_unrelated_sessions(self):
+        # Issue 2: accounts added/removed by a reload without dropping the
+        # sessions of the accounts that stay (IMAP selected + SMTP mid-transaction).
+        from test_imap import MESSAGE, Raw, host_port, password_for
+        keep = {"name": "local", "address": "me@localhost"}
+        d = Daemon(config={"accounts": [keep, {"name": "gone", "address": "gone@localhost"}]}).start()
+        try:
+            user, password = password_for(d, "local")
+            imap = imaplib.IMAP4(*host_port(d.listeners["imap"]), timeout=20)
+            imap.login(user, password)
+            imap.append("INBOX", None, None, MESSAGE)
+            typ, data = imap.select("INBOX")
+            exists = int(data[0])
+            smtp = smtplib.SMTP(*host_port(d.listeners["smtp"]), timeout=20)
+            smtp.login(user, password)
+            self.assertEqual(smtp.mail("me@localhost")[0], 250)
+            gone_user, gone_password = password_for(d, "gone")
+            gone = Raw(*host_port(d.listeners["imap"]))
+            gone.send(b"a LOGIN %s %s\r\nb SELECT INBOX\r\n" % (gone_user.encode(), gone_password.encode()))
+            gone.until_tagged(b"b")
+            d.write_config(dict(d.config, accounts=[keep, {"name": "added", "address": "new@localhost"}]))
+            d.signal(signal.SIGHUP)
+            deadline = time.monotonic() + 10
+            names = None
+            while time.monotonic() < deadline:
+                names = sorted(a["name"] for a in d.api("GET", "/v1/status")[1]["accounts"])
+                if names == ["added", "local"]:
+                    break
+                time.sleep(0.05)
+            self.assertEqual(names, ["added", "local"])
+            # The removed account's session ends; the others go on.
+            self.assertEqual(gone.line(), b"* BYE account removed")
+            gone.close()
+            self.assertEqual(imap.noop()[0], "OK")
+            typ, data = imap.fetch(str(exists), "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+            self.assertEqual(typ, "OK")
+            self.assertIn(b"hello imap", data[0][1])
+            self.assertEqual(smtp.rcpt("me@localhost")[0], 250)
+            self.assertEqual(smtp.data(b"Subject: after reload\r\n\r\nstill here\r\n")[0], 250)
+            smtp.quit()
+            imap.untagged_responses.clear()
+            imap.noop()
+            self.assertEqual(imap.untagged_responses.get("EXISTS"), [str(exists + 1).encode()])
+            imap.logout()
         finally:
             d.stop()
             d.cleanup()
