@@ -1,13 +1,20 @@
 """Real IMAP clients against the real mailbridged: curl's IMAP (LIST, APPEND
-by upload, SEARCH, FETCH by UID, STARTTLS and implicit TLS) and mbsync
+by upload, SEARCH, FETCH by UID, STARTTLS and implicit TLS), mbsync
 syncing the server with a local Maildir both ways (new mail, flag changes
-and deletes round-trip)."""
+and deletes round-trip) and mutt on a pseudo-terminal (server-side search,
+copy, flag, delete + expunge)."""
+import fcntl
 import imaplib
 import os
+import pty
 import re
+import select
 import shutil
+import struct
 import subprocess
 import tempfile
+import termios
+import time
 import unittest
 
 from harness import Daemon
@@ -15,6 +22,7 @@ from test_imap import MESSAGE, host_port, password_for
 
 CURL = shutil.which("curl")
 MBSYNC = shutil.which("mbsync")
+MUTT = shutil.which("mutt")
 
 
 class ImapClientsTest(unittest.TestCase):
@@ -146,6 +154,66 @@ SyncState *
         files = local_files()
         self.assertEqual(sorted(files), ["sync 0", "sync 3"])
         self.assertRegex(files["sync 0"], r":2,[A-Z]*R")
+
+    def run_mutt(self, folder, keys, timeout=60):
+        """mutt on a pseudo-terminal (it needs one to open a mailbox), driven
+        by `push`ed keys over STARTTLS; returns its exit code and screen bytes."""
+        rc = os.path.join(self.tmp, "muttrc")
+        with open(rc, "w") as f:
+            f.write("\n".join([
+                "set imap_user=%s" % self.user, "set imap_pass=%s" % self.password,
+                "set folder=imap://localhost:%d/" % self.port, "set spoolfile=+INBOX",
+                "set ssl_starttls=yes", "set ssl_force_tls=yes", "set certificate_file=%s" % self.cert,
+                "set ssl_ca_certificates_file=%s" % self.cert,
+                "set confirmappend=no", "set confirmcreate=no", "set move=no", "set quit=yes",
+                "set delete=yes", "set mark_old=no", "set imap_passive=yes", "set imap_check_subscribed=no",
+                "set timeout=1", "set sort=date-sent", "unset header_cache", "unset message_cachedir",
+                "set mbox_type=mbox", "set record=", "set postponed=+Drafts", "set wait_key=no", ""]))
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 132, 0, 0))
+        env = dict(os.environ, TERM="xterm", HOME=self.tmp, LANG="C.UTF-8")
+        p = subprocess.Popen([MUTT, "-n", "-F", rc, "-f", folder, "-e", "push '%s'" % keys],
+                             stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
+        os.close(slave)
+        screen = b""
+        deadline = time.monotonic() + timeout
+        while p.poll() is None and time.monotonic() < deadline:
+            r, _, _ = select.select([master], [], [], 0.2)
+            if r:
+                try:
+                    screen += os.read(master, 65536)
+                except OSError:
+                    break
+        if p.poll() is None:
+            p.kill()
+        code = p.wait()
+        os.close(master)
+        return code, screen
+
+    @unittest.skipUnless(MUTT, "mutt not installed")
+    def test_mutt(self):
+        m = self.imap()
+        m.create("Mutt")
+        m.create("MuttCopy")
+        for i in range(3):
+            m.append("Mutt", None, imaplib.Time2Internaldate(1700000000 + i),
+                     MESSAGE.replace(b"hello imap", b"mutt %d" % i).replace(b"first part", b"needle%d" % i))
+        # Server-side body search (=b -> UID SEARCH BODY), copy the hit, flag
+        # message 1, delete message 3, then sync (STORE + EXPUNGE) and quit.
+        keys = ("<tag-pattern>=b needle1<enter><tag-prefix><copy-message>=MuttCopy<enter>"
+                "<first-entry><flag-message><last-entry><delete-message><sync-mailbox><quit>")
+        code, screen = self.run_mutt("imap://localhost:%d/Mutt" % self.port, keys)
+        self.assertEqual(code, 0, screen[-2000:])
+        m.select("MuttCopy", readonly=True)
+        typ, data = m.fetch("1:*", "(BODY.PEEK[])")
+        self.assertEqual([x[1] for x in data if isinstance(x, tuple)],
+                         [MESSAGE.replace(b"hello imap", b"mutt 1").replace(b"first part", b"needle1")])
+        m.select("Mutt", readonly=True)
+        typ, data = m.fetch("1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        got = {re.search(rb"Subject: (mutt \d)", x[1]).group(1): x[0] for x in data if isinstance(x, tuple)}
+        self.assertEqual(sorted(got), [b"mutt 0", b"mutt 1"], screen[-2000:])
+        self.assertIn(b"\\Flagged", got[b"mutt 0"])
+        self.assertNotIn(b"\\Flagged", got[b"mutt 1"])
 
 
 if __name__ == "__main__":
