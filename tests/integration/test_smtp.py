@@ -34,6 +34,32 @@ def stored_messages(state_dir, account, mailbox="INBOX"):
     return out
 
 
+def parse_dsn(testcase, raw):
+    """Checks an RFC 3464 report by parsing it (not by substrings) and returns
+    (per-message fields, [per-recipient fields], returned header block)."""
+    import email
+    import email.policy
+    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    testcase.assertEqual(msg.get_content_type(), "multipart/report")
+    testcase.assertEqual(msg.get_param("report-type"), "delivery-status")  # RFC 3462 / 6522
+    testcase.assertEqual(msg["Auto-Submitted"], "auto-replied")  # RFC 3834: no auto-reply loops
+    for h in ("From", "Date", "Message-ID", "Subject"):
+        testcase.assertTrue(msg[h], h)
+    parts = msg.get_payload()
+    testcase.assertEqual([p.get_content_type() for p in parts],
+                         ["text/plain", "message/delivery-status", "text/rfc822-headers"])
+    blocks = parts[1].get_payload()  # RFC 3464 2.1: per-message block, then one per recipient
+    testcase.assertGreaterEqual(len(blocks), 2)
+    per_message, recipients = blocks[0], blocks[1:]
+    testcase.assertRegex(per_message["Reporting-MTA"], r"^dns; \S+$")  # required (2.2.2)
+    for r in recipients:
+        testcase.assertRegex(r["Final-Recipient"], r"^rfc822; \S+@\S+$")  # required (2.3.2)
+        testcase.assertEqual(r["Action"], "failed")  # required (2.3.3)
+        testcase.assertRegex(r["Status"], r"^[245]\.\d{1,3}\.\d{1,3}$")  # required (2.3.4)
+    returned = email.message_from_string(parts[2].get_payload())
+    return per_message, recipients, returned
+
+
 def password_for(d, name):
     status, body = d.api("GET", "/v1/accounts")
     [acct] = [a for a in body["accounts"] if a["name"] == name]
@@ -226,9 +252,10 @@ class SmtpSubmissionTest(unittest.TestCase):
         self.assertEqual(s.sendmail("me@localhost", ["nobody@example.com"], b"Subject: lost\r\n\r\nx\r\n"), {})
         msgs = self.wait_count("local", before + 1)
         dsn = msgs[-1]
-        self.assertIn(b"multipart/report; report-type=delivery-status", dsn)
-        self.assertIn(b"Final-Recipient: rfc822; nobody@example.com", dsn)
-        self.assertIn(b"Subject: lost", dsn)
+        _, recipients, returned = parse_dsn(self, dsn)
+        self.assertEqual([r["Final-Recipient"] for r in recipients], ["rfc822; nobody@example.com"])
+        self.assertTrue(recipients[0]["Status"].startswith("5."))
+        self.assertEqual(returned["Subject"], "lost")
 
 
 class SmtpDurabilityTest(unittest.TestCase):
