@@ -497,7 +497,9 @@ bool Session::matches(const SearchKey& k, SearchContext& c) {
     }
     case K::Body: return mime::containsIgnoreCase(body(), k.text);
     case K::Text: {
-      std::string_view hdr = mime::topHeader(raw(), analysis().root);
+      // Header fields decoded like the header keys, so an RFC 2047 subject
+      // is found by its text (RFC 3501 6.4.4 TEXT: "header or body").
+      std::string hdr = mime::headerText(mime::topHeader(raw(), analysis().root));
       return mime::containsIgnoreCase(hdr, k.text) || mime::containsIgnoreCase(body(), k.text);
     }
   }

@@ -34,6 +34,18 @@ std::vector<std::string> headerValues(std::string_view headerBlock, std::string_
   return out;
 }
 
+std::string headerText(std::string_view headerBlock) {
+  std::string out;
+  HeaderReader reader(headerBlock);
+  HeaderField f;
+  while (reader.next(f)) {
+    out.append(f.name);
+    if (f.hasColon) out += ": " + decodeHeaderText(f.value);
+    out += '\n';
+  }
+  return out;
+}
+
 std::string_view topHeader(std::string_view raw, const Part& root) {
   if (root.headerEnd > raw.size()) return {};
   return raw.substr(root.headerBegin, root.headerEnd - root.headerBegin);

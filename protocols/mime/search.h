@@ -14,6 +14,10 @@ namespace mb::mime {
 // decoded, UTF-8. For SEARCH HEADER / FROM / SUBJECT...
 std::vector<std::string> headerValues(std::string_view headerBlock, std::string_view name);
 
+// A header block as SEARCH TEXT sees it: every field as "Name: value" with
+// the value unfolded and RFC 2047 decoded to UTF-8, one per line.
+std::string headerText(std::string_view headerBlock);
+
 // The message's top-level header block.
 std::string_view topHeader(std::string_view raw, const Part& root);
 

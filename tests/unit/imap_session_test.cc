@@ -287,6 +287,54 @@ TEST_F(SessionTest, Search) {
   EXPECT_EQ(c.send("k SEARCH MODSEQ 3\r\n"), "* SEARCH 2 (MODSEQ 3)\r\nk OK SEARCH completed\r\n");
 }
 
+// RFC 3501 6.4.4 / 6.4.5 + RFC 2047 / 2045: SEARCH CHARSET UTF-8 with 8-bit
+// literals matches decoded, case-folded header and body text (encoded words,
+// quoted-printable); NOT/OR nest.
+TEST_F(SessionTest, SearchUtf8Text) {
+  Client c(store);
+  c.login();
+  c.send(appendCmd("a", "INBOX",
+                   "Subject: =?UTF-8?Q?Caf=C3=A9_cr=C3=A8me?=\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                   "Content-Transfer-Encoding: quoted-printable\r\n\r\nna=C3=AFve body\r\n"));
+  c.send(appendCmd("a", "INBOX", "Subject: plain\r\n\r\nnaive body\r\n", "\\Flagged"));
+  c.send("s SELECT INBOX\r\n");
+  EXPECT_EQ(c.send("a SEARCH CHARSET UTF-8 SUBJECT {5+}\r\ncaf\xc3\xa9\r\n"), "* SEARCH 1\r\na OK SEARCH completed\r\n");
+  EXPECT_EQ(c.send("b SEARCH CHARSET UTF-8 BODY {6+}\r\nNA\xc3\x8fVE\r\n"), "* SEARCH 1\r\nb OK SEARCH completed\r\n");
+  EXPECT_EQ(c.send("c SEARCH CHARSET UTF-8 TEXT {6+}\r\nCR\xc3\x88ME\r\n"), "* SEARCH 1\r\nc OK SEARCH completed\r\n");
+  EXPECT_EQ(c.send("d SEARCH CHARSET UTF-8 NOT BODY {6+}\r\nna\xc3\xafve\r\n"), "* SEARCH 2\r\nd OK SEARCH completed\r\n");
+  // One OR of a group and a NOT: message 1 matches through NOT ("naïve" is not "naive").
+  EXPECT_EQ(c.send("e SEARCH OR (SUBJECT nothing FLAGGED) NOT (OR BODY naive SUBJECT plain)\r\n"),
+            "* SEARCH 1\r\ne OK SEARCH completed\r\n");
+  EXPECT_EQ(c.send("e SEARCH OR (SUBJECT plain FLAGGED) (NOT FLAGGED BODY naive)\r\n"),
+            "* SEARCH 2\r\ne OK SEARCH completed\r\n");
+  EXPECT_EQ(c.send("f UID SEARCH NOT (NOT (NOT FLAGGED)) 1:*\r\n"), "* SEARCH 1\r\nf OK UID SEARCH completed\r\n");
+  EXPECT_EQ(c.send("g SEARCH caf\xc3\xa9\r\n").substr(0, 6), "g BAD ");  // 8-bit outside a literal
+}
+
+// RFC 3501 6.4.5: sections of an encapsulated message (part 2 is a
+// message/rfc822 whose body is multipart), HEADER.FIELDS.NOT, MIME and
+// partials <offset.length> counted within the section.
+TEST_F(SessionTest, FetchNestedSectionsWithPartials) {
+  Client c(store);
+  c.login();
+  c.send(appendCmd("a", "INBOX",
+                   "From: a@x\r\nSubject: outer\r\nContent-Type: multipart/mixed; boundary=o\r\n\r\n"
+                   "--o\r\nContent-Type: text/plain\r\n\r\none\r\n"
+                   "--o\r\nContent-Type: message/rfc822\r\n\r\n"
+                   "From: b@y\r\nSubject: inner\r\nContent-Type: multipart/alternative; boundary=i\r\n\r\n"
+                   "--i\r\nContent-Type: text/plain\r\n\r\ninner text\r\n"
+                   "--i\r\nContent-Type: text/html\r\n\r\n<b>x</b>\r\n--i--\r\n--o--\r\n"));
+  c.send("s SELECT INBOX\r\n");
+  EXPECT_EQ(c.send("a FETCH 1 (BODY.PEEK[2.HEADER.FIELDS.NOT (From Content-Type)] "
+                   "BODY.PEEK[2.HEADER.FIELDS.NOT (From Content-Type)]<2.5> BODY.PEEK[2.1.MIME] BODY.PEEK[2.1] "
+                   "BODY.PEEK[2.2]<3.3> BODY.PEEK[2.TEXT]<0.4> BODY.PEEK[2.HEADER.FIELDS (SUBJECT)]<100.5>)\r\n"),
+            "* 1 FETCH (BODY[2.HEADER.FIELDS.NOT (FROM CONTENT-TYPE)] {18}\r\nSubject: inner\r\n\r\n "
+            "BODY[2.HEADER.FIELDS.NOT (FROM CONTENT-TYPE)]<2> {5}\r\nbject "
+            "BODY[2.1.MIME] {28}\r\nContent-Type: text/plain\r\n\r\n BODY[2.1] {10}\r\ninner text "
+            "BODY[2.2]<3> {3}\r\nx</ BODY[2.TEXT]<0> {4}\r\n--i\r BODY[2.HEADER.FIELDS (SUBJECT)]<100> \"\")\r\n"
+            "a OK FETCH completed\r\n");
+}
+
 // RFC 4315 COPYUID / UID EXPUNGE, RFC 6851 MOVE, RFC 3501 6.4.3 EXPUNGE.
 TEST_F(SessionTest, CopyMoveExpunge) {
   Client c(store);
