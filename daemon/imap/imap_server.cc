@@ -34,6 +34,8 @@ ImapConnection::ImapConnection(ImapServer& server, std::unique_ptr<TcpStream> st
       stream_(std::move(stream)),
       backend_(*server.deps_.store),
       session_(backend_, server.sessionOptions(implicitTls)) {
+  static uint64_t lastConn = 0;  // loop thread only
+  conn_ = ++lastConn;
   peerHost_ = hostOf(stream_->peerAddress());
 }
 
@@ -46,7 +48,7 @@ ImapConnection::~ImapConnection() {
 }
 
 void ImapConnection::start() {
-  logDebug("imap.connected").kv("peer", stream_->peerAddress()).kv("tls", stream_->isTls());
+  logDebug("imap.connected").kv("conn", conn_).kv("peer", stream_->peerAddress()).kv("tls", stream_->isTls());
   subscription_ = server_.deps_.store->changes().subscribe([this](const store::StoreChange& c) { onChange(c); });
   timer_ = new uv_timer_t;
   uv_timer_init(server_.deps_.loop, timer_);
@@ -55,7 +57,7 @@ void ImapConnection::start() {
   stream_->start(TcpStreamCallbacks{
       [this](std::string_view bytes) { onData(bytes); },
       [this](const CloseReason& why) {
-        if (!why.clean()) logDebug("imap.connection_lost").kv("peer", peerHost_).kv("reason", why.message);
+        if (!why.clean()) logDebug("imap.connection_lost").kv("conn", conn_).kv("peer", peerHost_).kv("reason", why.message);
         finished();
       },
       [this] {
@@ -79,7 +81,7 @@ void ImapConnection::armTimer() {
       [](uv_timer_t* t) {
         auto* self = static_cast<ImapConnection*>(t->data);
         if (!self) return;
-        logDebug("imap.autologout").kv("peer", self->peerHost_);
+        logDebug("imap.autologout").kv("conn", self->conn_).kv("peer", self->peerHost_);
         self->session_.autologout();
         self->pump();
       },
@@ -104,7 +106,7 @@ void ImapConnection::onChange(const store::StoreChange& change) {
   if (change.kind == store::StoreChange::Kind::AccountRemoved) {
     // Nothing of this session's account is left: end it rather than answer
     // every later command from an empty, vanished account.
-    logInfo("imap.account_removed").kv("peer", peerHost_).kv("account_id", change.accountId);
+    logInfo("imap.account_removed").kv("conn", conn_).kv("peer", peerHost_).kv("account_id", change.accountId);
     return close("account removed");
   }
   auto ev = StoreBackend::toEvent(change);
@@ -138,12 +140,13 @@ void ImapConnection::pump() {
         if (account) {
           size_t max = server_.deps_.config->imapLimits.maxConnectionsPerAccount;
           if (server_.connectionsOf(*account) >= max) {
-            logInfo("imap.too_many_connections").kv("peer", peerHost_).kv("account_id", *account);
+            logInfo("imap.too_many_connections").kv("conn", conn_).kv("peer", peerHost_).kv("account_id", *account);
             account = fail(ErrorKind::User, "too many connections for this account", "LIMIT");
           }
         } else {
-          logInfo("imap.login_failed").kv("peer", peerHost_).kv("error", account.error().message);
+          logInfo("imap.login_failed").kv("conn", conn_).kv("peer", peerHost_).kv("error", account.error().message);
         }
+        if (account) logDebug("imap.logged_in").kv("conn", conn_).kv("account_id", *account);
         session_.loginDone(std::move(account));
         pump();
       });

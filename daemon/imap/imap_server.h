@@ -61,6 +61,7 @@ class ImapConnection {
   bool closing_ = false;
   bool pumping_ = false;
   std::string peerHost_;
+  uint64_t conn_ = 0;  // "conn=" in every log line of this connection
 };
 
 struct ImapServerDeps {

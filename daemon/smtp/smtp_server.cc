@@ -28,17 +28,19 @@ std::string hostOf(const std::string& peer) {
 
 SmtpConnection::SmtpConnection(SmtpServer& server, std::unique_ptr<TcpStream> stream, bool implicitTls)
     : server_(server), stream_(std::move(stream)), session_(server.sessionOptions(implicitTls)) {
+  static uint64_t lastConn = 0;  // loop thread only
+  conn_ = ++lastConn;
   peerHost_ = hostOf(stream_->peerAddress());
 }
 
 SmtpConnection::~SmtpConnection() = default;
 
 void SmtpConnection::start() {
-  logDebug("smtp.connected").kv("peer", stream_->peerAddress()).kv("tls", stream_->isTls());
+  logDebug("smtp.connected").kv("conn", conn_).kv("peer", stream_->peerAddress()).kv("tls", stream_->isTls());
   stream_->start(TcpStreamCallbacks{
       [this](std::string_view bytes) { onData(bytes); },
       [this](const CloseReason& why) {
-        if (!why.clean()) logDebug("smtp.connection_lost").kv("peer", peerHost_).kv("reason", why.message);
+        if (!why.clean()) logDebug("smtp.connection_lost").kv("conn", conn_).kv("peer", peerHost_).kv("reason", why.message);
         finished();
       },
       [this] {
@@ -116,10 +118,11 @@ bool SmtpConnection::handle(Request& request) {
           busy_ = false;
           authTicket_.reset();
           if (account) {
+            logDebug("smtp.authenticated").kv("conn", conn_).kv("account_id", *account);
             accountId_ = *account;
             (void)session_.answer(Verdict::Accept);
           } else {
-            logInfo("smtp.auth_failed").kv("peer", peerHost_).kv("error", account.error().message);
+            logInfo("smtp.auth_failed").kv("conn", conn_).kv("peer", peerHost_).kv("error", account.error().message);
             (void)session_.answer(account.error().kind == ErrorKind::Auth ? Verdict::Reject : Verdict::TempFail);
           }
           pump();
@@ -131,7 +134,7 @@ bool SmtpConnection::handle(Request& request) {
     if (!ok) {
       (void)session_.answer(Verdict::TempFail);
     } else if (!*ok) {
-      logInfo("smtp.sender_refused").kv("peer", peerHost_).kv("user", sender->user).kv("sender", sender->sender.address());
+      logInfo("smtp.sender_refused").kv("conn", conn_).kv("peer", peerHost_).kv("user", sender->user).kv("sender", sender->sender.address());
       (void)session_.answer(Verdict::Reject);
     } else {
       (void)session_.answer(Verdict::Accept);
@@ -153,7 +156,7 @@ bool SmtpConnection::handle(Request& request) {
       if (alive.expired()) return;
       busy_ = false;
       if (!queued) {
-        logError("smtp.store_failed").kv("peer", peerHost_).kv("error", queued.error().message);
+        logError("smtp.store_failed").kv("conn", conn_).kv("peer", peerHost_).kv("error", queued.error().message);
         (void)session_.answer(Verdict::TempFail);
       } else {
         (void)session_.answer(Verdict::Accept, *queued);

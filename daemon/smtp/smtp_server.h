@@ -57,6 +57,7 @@ class SmtpConnection {
   bool paused_ = false;
   bool closing_ = false;
   std::string peerHost_;
+  uint64_t conn_ = 0;  // "conn=" in every log line of this connection
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // expires with *this
 };
 

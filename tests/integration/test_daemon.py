@@ -268,6 +268,22 @@ class LifecycleTest(unittest.TestCase):
             d.stop()
             log = d.log()
             self.assertIn("api.request", log)  # debug lines were written
+            # Issue 2: connection and account ids. Every per-connection line
+            # carries conn=N, so one session's lines can be told apart.
+            import re
+            per_conn = [l for l in log.splitlines()
+                        if re.search(r" (imap|smtp)\.(connected|login_failed|logged_in|authenticated)\b", l)]
+            self.assertGreaterEqual(len(per_conn), 6, log)
+            conn = {}
+            for l in per_conn:
+                m = re.search(r" ((?:imap|smtp)\.\w+) conn=(\d+)", l)
+                self.assertTrue(m, l)
+                conn.setdefault(m.group(1), []).append(m.group(2))
+            self.assertEqual(len(set(conn["imap.connected"])), 2)  # two IMAP connections, two ids
+            self.assertIn(conn["imap.login_failed"][0], conn["imap.connected"])
+            self.assertNotEqual(conn["imap.login_failed"][0], conn["imap.logged_in"][0])
+            self.assertRegex(log, r"imap\.logged_in conn=\d+ account_id=1\b")
+            self.assertRegex(log, r"smtp\.authenticated conn=\d+ account_id=1\b")
             self.assertNotIn(token, log)
             self.assertNotIn("not-the-token-", log)
             for line in key_lines:
