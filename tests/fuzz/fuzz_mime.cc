@@ -1,5 +1,6 @@
 // libFuzzer target for MIME analysis: analyse any bytes, store and reload the
-// result, resolve sections and decode; none of it may crash or read out of bounds.
+// result, resolve sections and decode, read the Message-ID as the sync engine
+// does; none of it may crash or read out of bounds.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -13,6 +14,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::string_view raw(reinterpret_cast<const char*>(data), size);
   auto a = mb::mime::analyzeMessage(raw);
   if (!a) __builtin_trap();  // analysis never fails
+  // The sync engine reads upstream Message-IDs from HEADER.FIELDS answers with
+  // messageIdOf and matches them against the stored one: they must agree.
+  if (mb::mime::messageIdOf(raw.substr(a->root.headerBegin, a->root.headerEnd - a->root.headerBegin)) !=
+      a->quick.messageId)
+    __builtin_trap();
+  (void)mb::mime::messageIdOf(raw);
   std::string blob = mb::mime::serializeAnalysis(*a);
   auto back = mb::mime::deserializeAnalysis(blob);
   if (!back || back->bodyStructure != a->bodyStructure || mb::mime::serializeAnalysis(*back) != blob)
