@@ -9,6 +9,7 @@
 
 #include "protocols/mime/analysis.h"
 #include "protocols/mime/section.h"
+#include "tests/unit/test_fixtures.h"
 
 namespace mb::mime {
 namespace {
@@ -16,12 +17,7 @@ namespace {
 // The fixture as the store would keep it: bare LFs become CRLF (Dovecot
 // reports sizes of the CRLF form too).
 std::string loadFixtureForImap(const std::string& name) {
-  std::string dir(__FILE__);
-  dir.resize(dir.rfind('/') + 1);
-  std::ifstream in(dir + "../fixtures/mime/" + name, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return normalizeLineEndings(ss.str());
+  return normalizeLineEndings(test::readFixture("mime/" + name));
 }
 
 std::string fixtureTestName(std::string name) {

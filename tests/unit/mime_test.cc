@@ -13,18 +13,12 @@
 #include "protocols/mime/imap_quote.h"
 #include "protocols/mime/search.h"
 #include "protocols/mime/section.h"
+#include "tests/unit/test_fixtures.h"
 
 namespace mb::mime {
 namespace {
 
-std::string loadRaw(const std::string& name) {
-  std::string dir(__FILE__);
-  dir.resize(dir.rfind('/') + 1);
-  std::ifstream in(dir + "../fixtures/mime/" + name, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+std::string loadRaw(const std::string& name) { return test::readFixture("mime/" + name); }
 
 MessageAnalysis analyze(std::string_view raw) {
   auto a = analyzeMessage(raw);
