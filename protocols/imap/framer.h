@@ -84,6 +84,8 @@ class Framer {
   void setMode(Mode mode) { mode_ = mode; }
   Mode mode() const { return mode_; }
   const ParserLimits& limits() const { return limits_; }
+  // Applies from the next literal announced; one being read keeps its size.
+  void setLimits(const ParserLimits& limits) { limits_ = limits; }
 
   // Bytes held: unframed input plus the partial command. For tests/fuzzing.
   size_t bufferedBytes() const;

@@ -68,6 +68,11 @@ class CommandParser {
   void expectAuthResponse();
   // After ENABLE UTF8=ACCEPT (RFC 6855 3).
   void setUtf8Accept(bool on) { options_.utf8Accept = on; }
+  // E.g. the larger literals allowed once logged in.
+  void setLimits(const ParserLimits& limits) {
+    options_.limits = limits;
+    framer_.setLimits(limits);
+  }
   const ParserOptions& options() const { return options_; }
   // For tests and the fuzzer: bytes held right now.
   size_t bufferedBytes() const { return framer_.bufferedBytes(); }

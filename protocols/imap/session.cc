@@ -144,10 +144,20 @@ bool wildMatch(std::string_view pat, std::string_view name) {
 
 }  // namespace
 
+namespace {
+
+// Before login only small literals are taken (see preAuthLiteralLimit).
+ParserOptions preAuthParserOptions(const SessionOptions& o) {
+  ParserLimits l = o.limits;
+  l.maxLiteralSize = std::min(l.maxLiteralSize, o.preAuthLiteralLimit);
+  l.maxCommandLiterals = std::min(l.maxCommandLiterals, 2 * o.preAuthLiteralLimit);
+  return ParserOptions{l, false, false, 64};
+}
+
+}  // namespace
+
 Session::Session(Backend& backend, SessionOptions options)
-    : backend_(backend),
-      options_(options),
-      parser_(std::in_place, ParserOptions{options.limits, false, false, 64}) {}
+    : backend_(backend), options_(options), parser_(std::in_place, preAuthParserOptions(options)) {}
 
 std::string Session::capabilities() const {
   std::string caps = "IMAP4rev1 SASL-IR LITERAL+ MULTIAPPEND ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN "
@@ -294,7 +304,7 @@ void Session::dispatch(Command& cmd) {
     tagged(tag, "OK", "", "Begin TLS negotiation now");
     // RFC 3501 6.2.1 / CVE-2011-0411: what the client pipelined in plaintext
     // after STARTTLS must not be executed inside the TLS session.
-    parser_.emplace(ParserOptions{options_.limits, false, false, 64});
+    parser_.emplace(preAuthParserOptions(options_));
     startTls_ = true;
     return;
   } else if (auto* login = std::get_if<LoginCmd>(&b)) {
@@ -403,6 +413,7 @@ void Session::loginDone(Result<int64_t> account) {
     } else {
       accountId_ = *account;
       state_ = State::Authenticated;
+      parser_->setLimits(options_.limits);
       tagged(loginTag_, "OK", "CAPABILITY " + capabilities(), "logged in");
     }
   } else if (account.error().kind == ErrorKind::User) {

@@ -31,6 +31,10 @@ struct SessionOptions {
   bool requireTls = false;         // LOGINDISABLED before TLS (RFC 3501 6.2.3)
   ParserLimits limits;
   uint64_t appendLimit = 64ull * 1024 * 1024;  // APPENDLIMIT (RFC 7889)
+  // Largest literal before login (a LOGIN user or password), so a client
+  // that never logs in cannot make us hold limits.maxLiteralSize per
+  // connection.
+  uint64_t preAuthLiteralLimit = 8 * 1024;
   // Output bytes after which a FETCH pauses until the host calls resume().
   size_t outputHighWater = 1 << 20;
 };

@@ -105,6 +105,21 @@ TEST_F(SessionTest, GreetingAndCapabilities) {
   EXPECT_FALSE(has(caps, "STARTTLS"));
 }
 
+// Before login a literal is at most preAuthLiteralLimit (8 KiB): sync ones
+// get NO [TOOBIG] (RFC 9051 7.1), non-sync ones BAD [TOOBIG] and are skipped
+// (RFC 7888 4); after login the configured limits apply.
+TEST_F(SessionTest, PreAuthLiteralsAreSmall) {
+  Client c(store);
+  EXPECT_EQ(c.send("a LOGIN {9000}\r\n"), "a NO [TOOBIG] Literal too big\r\n");
+  EXPECT_EQ(c.send("b LOGIN alice {9000+}\r\n" + std::string(9000, 'x') + "\r\nc NOOP\r\n"),
+            "b BAD [TOOBIG] Non-synchronizing literal too big\r\nc OK NOOP completed\r\n");
+  EXPECT_EQ(c.send("d LOGIN {5}\r\n"), "+ Ready for literal data\r\n");
+  EXPECT_EQ(c.send("alice {6}\r\n"), "+ Ready for literal data\r\n");
+  EXPECT_TRUE(has(c.send("secret\r\n"), "d OK [CAPABILITY")) << "login with literals";
+  EXPECT_EQ(c.send("e APPEND INBOX {9000}\r\n"), "+ Ready for literal data\r\n");
+  EXPECT_TRUE(has(c.send(std::string(9000, 'y') + "\r\n"), "e OK [APPENDUID"));
+}
+
 // RFC 3501 6.2.3 LOGIN, RFC 4959 SASL-IR, RFC 4616 PLAIN, RFC 3501 6.2.2 exchange.
 TEST_F(SessionTest, LoginAndAuthenticatePlain) {
   Client c(store);
