@@ -494,37 +494,29 @@ def main():
             log("mailbridged stopped: exit %s in %.1f s" % (rc, took))
             shutil.rmtree(os.path.join(work, "mb"), ignore_errors=True)
 
-        if "mbsync" not in args.skip:
-            if not shutil.which("mbsync"):
-                notes.append("mbsync: not installed (apt-get install isync): skipped")
-            else:
-                md = os.path.join(work, "mbsync")
-                os.makedirs(md)
-                conf = os.path.join(work, "mbsyncrc")
-                write_mbsync_conf(conf, dc.imap_port, md)
-                log("mbsync: initial sync, load %s" % loadavg())
-                results["mbsync"] = leg_client("mbsync", ["mbsync", "-c", conf, "-a", "-q"], md, args.limit, log)
-                log("mbsync: %s" % results["mbsync"])
-                runs = []
-                for _ in range(args.noop_runs):
-                    rc, wall, cpu, rss, out = run_measured(["mbsync", "-c", conf, "-a", "-q"], timeout=120)
-                    runs.append(wall)
-                noop["mbsync"] = runs
-                shutil.rmtree(md, ignore_errors=True)
-
-        if "offlineimap" not in args.skip:
-            if not shutil.which("offlineimap"):
-                notes.append("offlineimap: not installed (apt-get install offlineimap3): skipped")
-            else:
-                md = os.path.join(work, "offlineimap")
-                os.makedirs(md)
-                conf = os.path.join(work, "offlineimaprc")
-                write_offlineimap_conf(conf, dc.imap_port, md, os.path.join(work, "offlineimap-meta"))
-                log("offlineimap: initial sync (-1), load %s" % loadavg())
-                results["offlineimap"] = leg_client("offlineimap", ["offlineimap", "-c", conf, "-1", "-u", "quiet"],
-                                                    md, args.limit, log)
-                log("offlineimap: %s" % results["offlineimap"])
-                shutil.rmtree(md, ignore_errors=True)
+        clients = [  # name, Debian package, config writer, argv, time no-op second runs
+            ("mbsync", "isync", lambda conf, md: write_mbsync_conf(conf, dc.imap_port, md),
+             ["mbsync", "-c", "%(conf)s", "-a", "-q"], True),
+            ("offlineimap", "offlineimap3",
+             lambda conf, md: write_offlineimap_conf(conf, dc.imap_port, md, os.path.join(work, "offlineimap-meta")),
+             ["offlineimap", "-c", "%(conf)s", "-1", "-u", "quiet"], False)]
+        for name, package, write_conf, argv, time_noop in clients:
+            if name in args.skip:
+                continue
+            if not shutil.which(name):
+                notes.append("%s: not installed (apt-get install %s): skipped" % (name, package))
+                continue
+            md = os.path.join(work, name)
+            os.makedirs(md)
+            conf = os.path.join(work, name + "rc")
+            write_conf(conf, md)
+            argv = [a % {"conf": conf} for a in argv]
+            log("%s: initial sync, load %s" % (name, loadavg()))
+            results[name] = leg_client(name, argv, md, args.limit, log)
+            log("%s: %s" % (name, results[name]))
+            if time_noop:
+                noop[name] = [run_measured(argv, timeout=120)[1] for _ in range(args.noop_runs)]
+            shutil.rmtree(md, ignore_errors=True)
         notes.append("load average at the end: %s" % loadavg())
         report(args, total_n, total_b, results, noop, notes)
     finally:
