@@ -4,6 +4,9 @@
 
 #include <sqlite3.h>
 
+#include <unordered_map>
+#include <vector>
+
 #include "daemon/log/log.h"
 
 namespace mb::store {
@@ -33,6 +36,72 @@ ErrorKind kindOf(int rc) {
 
 }  // namespace
 
+// Idle compiled statements by SQL text, least recently used text evicted
+// first; bounded so that statements built from variable text (IN lists) do
+// not pile up.
+class StmtCache {
+ public:
+  static constexpr size_t kMaxTexts = 64;
+  static constexpr size_t kMaxIdlePerText = 4;
+
+  ~StmtCache() { clear(); }
+
+  sqlite3_stmt* take(std::string_view sql) {
+    auto it = map_.find(std::string(sql));
+    if (it == map_.end() || it->second.idle.empty()) return nullptr;
+    sqlite3_stmt* st = it->second.idle.back();
+    it->second.idle.pop_back();
+    it->second.used = ++clock_;
+    return st;
+  }
+
+  // Keeps a statement that is done with (reset, bindings cleared), or
+  // finalizes it when its text already has enough idle copies.
+  void give(sqlite3_stmt* st) {
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    const char* sql = sqlite3_sql(st);
+    if (!sql) {
+      sqlite3_finalize(st);
+      return;
+    }
+    auto it = map_.find(sql);
+    if (it == map_.end()) {
+      if (map_.size() >= kMaxTexts) evictOldest();
+      it = map_.emplace(sql, Entry{}).first;
+    }
+    if (it->second.idle.size() >= kMaxIdlePerText) {
+      sqlite3_finalize(st);
+      return;
+    }
+    it->second.idle.push_back(st);
+    it->second.used = ++clock_;
+  }
+
+  void clear() {
+    for (auto& [sql, e] : map_)
+      for (sqlite3_stmt* st : e.idle) sqlite3_finalize(st);
+    map_.clear();
+  }
+
+ private:
+  struct Entry {
+    std::vector<sqlite3_stmt*> idle;
+    uint64_t used = 0;
+  };
+
+  void evictOldest() {
+    auto oldest = map_.begin();
+    for (auto it = map_.begin(); it != map_.end(); ++it)
+      if (it->second.used < oldest->second.used) oldest = it;
+    for (sqlite3_stmt* st : oldest->second.idle) sqlite3_finalize(st);
+    map_.erase(oldest);
+  }
+
+  std::unordered_map<std::string, Entry> map_;
+  uint64_t clock_ = 0;
+};
+
 // ---- Db
 
 Result<Db> Db::open(const std::string& path, OpenMode mode) {
@@ -53,13 +122,18 @@ Result<Db> Db::open(const std::string& path, OpenMode mode) {
   return Db(raw, path);
 }
 
-Db::Db(Db&& other) noexcept : db_(other.db_), path_(std::move(other.path_)) { other.db_ = nullptr; }
+Db::Db(sqlite3* db, std::string path) : db_(db), path_(std::move(path)), cache_(std::make_unique<StmtCache>()) {}
+
+Db::Db(Db&& other) noexcept : db_(other.db_), path_(std::move(other.path_)), cache_(std::move(other.cache_)) {
+  other.db_ = nullptr;
+}
 
 Db& Db::operator=(Db&& other) noexcept {
   if (this != &other) {
     close();
     db_ = other.db_;
     path_ = std::move(other.path_);
+    cache_ = std::move(other.cache_);
     other.db_ = nullptr;
   }
   return *this;
@@ -68,6 +142,7 @@ Db& Db::operator=(Db&& other) noexcept {
 Db::~Db() { close(); }
 
 void Db::close() {
+  if (cache_) cache_->clear();
   if (!db_) return;
   // sqlite3_close (not _v2) refuses while statements are alive; a leak there
   // is a bug we want to see in the log rather than a zombie connection.
@@ -98,13 +173,14 @@ Status Db::exec(std::string_view sql) {
 }
 
 Result<Stmt> Db::prepare(std::string_view sql) {
+  if (sqlite3_stmt* cached = cache_ ? cache_->take(sql) : nullptr) return Stmt(this, cached, cache_.get());
   sqlite3_stmt* raw = nullptr;
   int rc = sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &raw, nullptr);
   if (rc != SQLITE_OK) {
     return std::unexpected(error(rc, "prepare: " + std::string(sql.substr(0, 60))));
   }
   if (!raw) return fail(ErrorKind::Internal, path_ + ": empty statement");
-  return Stmt(this, raw);
+  return Stmt(this, raw, cache_.get());
 }
 
 Result<int64_t> Db::queryInt(std::string_view sql) {
@@ -132,22 +208,30 @@ bool Db::inTransaction() const { return sqlite3_get_autocommit(db_) == 0; }
 // ---- Stmt
 
 Stmt::Stmt(Stmt&& other) noexcept
-    : db_(other.db_), stmt_(other.stmt_), bindError_(std::move(other.bindError_)) {
+    : db_(other.db_), stmt_(other.stmt_), cache_(other.cache_), bindError_(std::move(other.bindError_)) {
   other.stmt_ = nullptr;
 }
 
 Stmt& Stmt::operator=(Stmt&& other) noexcept {
   if (this != &other) {
-    sqlite3_finalize(stmt_);
+    release();
     db_ = other.db_;
     stmt_ = other.stmt_;
+    cache_ = other.cache_;
     bindError_ = std::move(other.bindError_);
     other.stmt_ = nullptr;
   }
   return *this;
 }
 
-Stmt::~Stmt() { sqlite3_finalize(stmt_); }
+Stmt::~Stmt() { release(); }
+
+void Stmt::release() {
+  if (!stmt_) return;
+  if (cache_) cache_->give(stmt_);
+  else sqlite3_finalize(stmt_);
+  stmt_ = nullptr;
+}
 
 Stmt& Stmt::noteBind(int rc, int index) {
   if (rc != SQLITE_OK && !bindError_) bindError_ = db_->error(rc, "bind ?" + std::to_string(index));

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -18,6 +19,7 @@ struct sqlite3_stmt;
 namespace mb::store {
 
 class Stmt;
+class StmtCache;
 
 // One connection. Not thread-safe by contract: the owner thread uses it, other
 // threads open their own connection. Must outlive every Stmt and Transaction
@@ -38,6 +40,10 @@ class Db {
 
   // Runs one or more ';'-separated statements that return no rows we need.
   Status exec(std::string_view sql);
+  // Compiled statements are kept once their Stmt is destroyed (reset, so
+  // they hold no read snapshot) and handed out again for the same SQL text:
+  // the per-message paths run the same few statements thousands of times,
+  // and compiling one costs more than running it.
   Result<Stmt> prepare(std::string_view sql);
   // For "PRAGMA x" / "SELECT count(*)..." style one-value queries.
   Result<int64_t> queryInt(std::string_view sql);
@@ -55,11 +61,12 @@ class Db {
   Error error(int rc, std::string_view what) const;
 
  private:
-  Db(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  Db(sqlite3* db, std::string path);
   void close();
 
   sqlite3* db_ = nullptr;
   std::string path_;
+  std::unique_ptr<StmtCache> cache_;  // on the heap: a Db may move, its statements' cache may not
 };
 
 // A prepared statement. Binds are chainable; a bind failure is remembered and
@@ -110,13 +117,15 @@ class Stmt {
 
  private:
   friend class Db;
-  Stmt(const Db* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
+  Stmt(const Db* db, sqlite3_stmt* stmt, StmtCache* cache) : db_(db), stmt_(stmt), cache_(cache) {}
+  void release();  // back to the cache, or finalized
   Stmt& bindInt64(int index, int64_t value);
   Stmt& bindOverflow(int index);
   Stmt& noteBind(int rc, int index);
 
   const Db* db_ = nullptr;
   sqlite3_stmt* stmt_ = nullptr;
+  StmtCache* cache_ = nullptr;
   std::optional<Error> bindError_;
 };
 

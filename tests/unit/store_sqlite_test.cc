@@ -7,6 +7,7 @@
 #include <string>
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include "daemon/store/sqlite.h"
 
@@ -55,6 +56,55 @@ TEST_F(StoreSqlite, TransactionRollsBackUnlessCommitted) {
     EXPECT_FALSE(tx->commit());  // a second commit is a bug, reported
   }
   EXPECT_EQ(count(), 1);
+}
+
+int liveStatements(Db& db, int* busy = nullptr) {
+  int n = 0;
+  for (sqlite3_stmt* s = sqlite3_next_stmt(db.handle(), nullptr); s; s = sqlite3_next_stmt(db.handle(), s)) {
+    ++n;
+    if (busy && sqlite3_stmt_busy(s)) ++*busy;
+  }
+  return n;
+}
+
+// Statements are compiled once and reused; a reused one has no old bindings
+// and no read snapshot left, and two live ones of the same text are independent.
+TEST_F(StoreSqlite, PreparedStatementsAreReusedClean) {
+  ASSERT_TRUE(db_->exec("INSERT INTO t (n, s) VALUES (1, 'a'), (2, 'b')"));
+  for (int i = 0; i < 100; ++i) {
+    auto st = db_->prepare("SELECT n FROM t WHERE n >= ?1 ORDER BY n");
+    ASSERT_TRUE(st);
+    st->bind(1, 1);
+    ASSERT_TRUE(st->step().value_or(false));  // one row read, the second left unread
+  }
+  int busy = 0;
+  EXPECT_EQ(liveStatements(*db_, &busy), 1);
+  EXPECT_EQ(busy, 0);
+  {
+    auto st = db_->prepare("SELECT n FROM t WHERE n >= ?1 ORDER BY n");
+    ASSERT_TRUE(st);
+    ASSERT_TRUE(st->step().value_or(false) == false);  // ?1 unbound is NULL: no row
+  }
+  {
+    auto a = db_->prepare("SELECT n FROM t WHERE n >= ?1 ORDER BY n");
+    auto b = db_->prepare("SELECT n FROM t WHERE n >= ?1 ORDER BY n");
+    ASSERT_TRUE(a && b);
+    a->bind(1, 2);
+    b->bind(1, 1);
+    ASSERT_TRUE(a->step().value_or(false));
+    ASSERT_TRUE(b->step().value_or(false));
+    EXPECT_EQ(a->columnInt64(0), 2);
+    EXPECT_EQ(b->columnInt64(0), 1);
+  }
+  EXPECT_EQ(liveStatements(*db_), 2);
+  // Many different texts stay bounded.
+  for (int i = 0; i < 500; ++i) ASSERT_TRUE(db_->prepare("SELECT " + std::to_string(i)));
+  EXPECT_LE(liveStatements(*db_), 64 * 4);
+  // A schema change is picked up by a cached statement.
+  ASSERT_TRUE(db_->exec("ALTER TABLE t ADD COLUMN extra INTEGER DEFAULT 7"));
+  auto st = db_->prepare("SELECT * FROM t ORDER BY n");
+  ASSERT_TRUE(st && st->step().value_or(false));
+  EXPECT_EQ(st->columnInt64(3), 7);
 }
 
 TEST_F(StoreSqlite, BindAndColumnsRoundTrip) {
