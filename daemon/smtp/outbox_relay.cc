@@ -134,14 +134,20 @@ void OutboxRelay::tick() {
 
 std::optional<store::OutboxItem> OutboxRelay::nextFor(int64_t accountId, const std::set<int64_t>& tried) {
   if (stopped_) return std::nullopt;
-  // The rows other connections are sending come first in due order; read
-  // just past them (more only when this connection already tried those).
+  // The rows other connections are sending come first in due order; look
+  // just past them by id (more only when this connection already tried
+  // those), then read the one row this connection takes.
   int64_t limit = static_cast<int64_t>(inFlight_.size()) + 8;
+  int64_t now = store_.now();
   for (;;) {
-    auto due = store::dueOutbox(store_, store_.now(), accountId, limit);
+    auto due = store::dueOutboxIds(store_, now, accountId, limit);
     if (!due) return std::nullopt;
-    for (auto& item : *due)
-      if (!tried.count(item.id) && !inFlight_.count(item.id)) return std::move(item);
+    for (int64_t id : *due) {
+      if (tried.count(id) || inFlight_.count(id)) continue;
+      auto item = store::findOutbox(store_, id);
+      if (!item) return std::nullopt;
+      if (*item) return std::move(**item);
+    }
     if (static_cast<int64_t>(due->size()) < limit) return std::nullopt;
     limit *= 2;
   }

@@ -188,6 +188,22 @@ Result<std::vector<OutboxItem>> dueOutbox(Store& store, int64_t now, std::option
                {now, accountId.value_or(-1), limit.value_or(-1)});
 }
 
+Result<std::vector<int64_t>> dueOutboxIds(Store& store, int64_t now, int64_t accountId, int64_t limit) {
+  auto st = store.db().prepare(
+      "SELECT id FROM outbox WHERE state = 'queued' AND next_attempt <= ?1 AND account_id = ?2 "
+      "ORDER BY next_attempt, id LIMIT ?3");
+  if (!st) return propagate(st);
+  st->bind(1, now).bind(2, accountId).bind(3, limit);
+  std::vector<int64_t> out;
+  for (;;) {
+    auto row = st->step();
+    if (!row) return propagate(row);
+    if (!*row) break;
+    out.push_back(st->columnInt64(0));
+  }
+  return out;
+}
+
 Result<std::vector<std::pair<int64_t, int64_t>>> dueOutboxCounts(Store& store, int64_t now) {
   auto st = store.db().prepare(
       "SELECT account_id, count(*) FROM outbox WHERE state = 'queued' AND next_attempt <= ?1 GROUP BY account_id");

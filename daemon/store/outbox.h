@@ -95,6 +95,9 @@ Result<std::optional<OutboxItem>> findOutbox(Store& store, int64_t id);
 // of accountId when given, at most limit when given.
 Result<std::vector<OutboxItem>> dueOutbox(Store& store, int64_t now, std::optional<int64_t> accountId = std::nullopt,
                                           std::optional<int64_t> limit = std::nullopt);
+// The ids of the same rows as dueOutbox(store, now, accountId, limit), in the
+// same order, without reading them (the relay skips those in flight by id).
+Result<std::vector<int64_t>> dueOutboxIds(Store& store, int64_t now, int64_t accountId, int64_t limit);
 // How many queued rows are due per account (account id -> count).
 Result<std::vector<std::pair<int64_t, int64_t>>> dueOutboxCounts(Store& store, int64_t now);
 // Rows the relay must still finish after a restart (state copying).

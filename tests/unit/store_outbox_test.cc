@@ -92,6 +92,9 @@ TEST_F(OutboxTest, DueListAndAttemptBookkeeping) {
   ASSERT_TRUE(due);
   ASSERT_EQ(due->size(), 2u);
   EXPECT_EQ((*due)[0].id, first);
+  EXPECT_EQ(*dueOutboxIds(*store_, now_, account_, 10), (std::vector<int64_t>{first, second}));
+  EXPECT_EQ(*dueOutboxIds(*store_, now_, account_, 1), (std::vector<int64_t>{first}));
+  EXPECT_TRUE(dueOutboxIds(*store_, now_, account_ + 1, 10)->empty());
 
   auto item = **findOutbox(*store_, first);
   item.recipients[0].state = RecipientState::Sent;
@@ -104,6 +107,7 @@ TEST_F(OutboxTest, DueListAndAttemptBookkeeping) {
   due = dueOutbox(*store_, now_);
   ASSERT_EQ(due->size(), 1u);
   EXPECT_EQ((*due)[0].id, second);
+  EXPECT_EQ(*dueOutboxIds(*store_, now_, account_, 10), (std::vector<int64_t>{second}));
   auto next = nextOutboxAttempt(*store_);
   ASSERT_TRUE(next && *next);
   EXPECT_EQ(**next, now_);
