@@ -101,7 +101,11 @@ class LifecycleTest(unittest.TestCase):
         try:
             rc, took = d.stop()
             self.assertEqual(rc, 0, d.log())
-            self.assertLess(took, 5.0)
+            # The 5 s limit is the daemon's own grace timer: finishing in time
+            # means it never had to force the loop to stop. The wall clock is
+            # only printed (tests never assert on it; CI machines are loaded).
+            print("\nSIGTERM to exit: %.0f ms" % (took * 1000))
+            self.assertNotIn("daemon.stop_forced", d.log())
             self.assertIn("daemon.stopped", d.log())
         finally:
             d.cleanup()
@@ -125,7 +129,8 @@ class LifecycleTest(unittest.TestCase):
             smtp.send(b"Subject: half\r\n\r\nnot finished\r\n")
             rc, took = d.stop()
             self.assertEqual(rc, 0, d.log())
-            self.assertLess(took, 5.0)
+            print("\nSIGTERM to exit with open sessions: %.0f ms" % (took * 1000))
+            self.assertNotIn("daemon.stop_forced", d.log())
             self.assertTrue(r.line().startswith(b"* BYE"))
             r.close()
             smtp.close()

