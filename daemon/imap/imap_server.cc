@@ -32,7 +32,7 @@ std::string hostOf(const std::string& peer) {
 ImapConnection::ImapConnection(ImapServer& server, std::unique_ptr<TcpStream> stream, bool implicitTls)
     : server_(server),
       stream_(std::move(stream)),
-      backend_(*server.deps_.store),
+      backend_(*server.deps_.store, server.index_),
       session_(backend_, server.sessionOptions(implicitTls)) {
   static uint64_t lastConn = 0;  // loop thread only
   conn_ = ++lastConn;
@@ -190,7 +190,7 @@ void ImapConnection::finished() {
 
 // ---------------------------------------------------------------- server
 
-ImapServer::ImapServer(ImapServerDeps deps) : deps_(std::move(deps)) {}
+ImapServer::ImapServer(ImapServerDeps deps) : deps_(std::move(deps)), index_(*deps_.store) {}
 
 ImapServer::~ImapServer() {
   listeners_.clear();

@@ -95,6 +95,7 @@ class ImapServer {
   size_t connectionsOf(int64_t accountId) const;
 
   ImapServerDeps deps_;
+  store::MessageIndex index_;  // shared by the connections' backends (declared before them)
   std::optional<tls::ServerTlsContext> tls_;
   std::vector<std::unique_ptr<TcpListener>> listeners_;
   std::unordered_map<ImapConnection*, std::unique_ptr<ImapConnection>> connections_;

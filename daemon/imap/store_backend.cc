@@ -1,6 +1,7 @@
 // StoreBackend: the Backend calls mapped onto mailbox_ops / message_ops.
 #include "daemon/imap/store_backend.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "daemon/store/mailbox_ops.h"
@@ -106,15 +107,21 @@ Result<SelectInfo> StoreBackend::selectMailbox(std::string_view name) {
   s.uidValidity = box->uidValidity;
   s.uidNext = box->uidNext;
   s.highestModseq = box->highestModseq;
-  auto uids = store::listUids(store_, box->id);
-  if (!uids) return std::unexpected(uids.error());
-  s.uids = std::move(*uids);
-  auto unseen = store::firstUnseenUid(store_, box->id);
-  if (!unseen) return std::unexpected(unseen.error());
-  s.firstUnseenUid = *unseen;
-  auto keywords = store::keywordsInUse(store_, box->id);
-  if (!keywords) return std::unexpected(keywords.error());
-  s.keywords = std::move(*keywords);
+  auto index = index_.mailbox(box->id);
+  if (!index) return std::unexpected(index.error());
+  const store::IndexedMailbox& ix = **index;
+  s.uids.reserve(ix.messages.size());
+  std::vector<bool> keywordUsed(ix.keywordSets.size());
+  for (const auto& m : ix.messages) {
+    s.uids.push_back(m.uid);
+    if (!s.firstUnseenUid && !(m.flags & kSeen)) s.firstUnseenUid = m.uid;
+    keywordUsed[m.keywordSet] = true;
+  }
+  for (size_t i = 1; i < ix.keywordSets.size(); ++i) {
+    if (!keywordUsed[i]) continue;
+    for (const auto& k : ix.keywordSets[i])
+      if (std::find(s.keywords.begin(), s.keywords.end(), k) == s.keywords.end()) s.keywords.push_back(k);
+  }
   return s;
 }
 
@@ -136,11 +143,20 @@ Result<AppendInfo> StoreBackend::append(std::string_view name, std::string_view 
 }
 
 Result<std::vector<MessageInfo>> StoreBackend::messages(int64_t mailboxId, std::span<const uint32_t> uids) {
-  auto metas = store::messageMeta(store_, mailboxId, uids);
-  if (!metas) return std::unexpected(metas.error());
+  auto index = index_.mailbox(mailboxId);
+  if (!index) return std::unexpected(index.error());
+  const store::IndexedMailbox& ix = **index;
   std::vector<MessageInfo> out;
-  out.reserve(metas->size());
-  for (auto& m : *metas) out.push_back({m.uid, m.flags, std::move(m.keywords), m.internalDate, m.size, m.modseq});
+  out.reserve(uids.size());
+  // Both ascending: walk the index from the first UID asked for.
+  auto it = std::lower_bound(ix.messages.begin(), ix.messages.end(), uids.empty() ? 0 : uids.front(),
+                             [](const store::IndexedMessage& m, uint32_t u) { return m.uid < u; });
+  for (uint32_t uid : uids) {
+    while (it != ix.messages.end() && it->uid < uid) ++it;
+    if (it == ix.messages.end()) break;
+    if (it->uid != uid) continue;  // gone
+    out.push_back({it->uid, it->flags, ix.keywordSets[it->keywordSet], it->internalDate, it->size, it->modseq});
+  }
   return out;
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "daemon/store/change_hub.h"
+#include "daemon/store/message_index.h"
 #include "daemon/store/store.h"
 #include "protocols/imap/backend.h"
 
@@ -11,7 +12,7 @@ namespace mb::imap {
 
 class StoreBackend final : public Backend {
  public:
-  explicit StoreBackend(store::Store& store) : store_(store) {}
+  StoreBackend(store::Store& store, store::MessageIndex& index) : store_(store), index_(index) {}
 
   int64_t accountId() const { return account_; }
 
@@ -45,6 +46,7 @@ class StoreBackend final : public Backend {
   Result<store::Mailbox> find(std::string_view name);
 
   store::Store& store_;
+  store::MessageIndex& index_;
   int64_t account_ = 0;
 };
 

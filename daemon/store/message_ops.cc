@@ -69,31 +69,6 @@ Result<std::vector<uint32_t>> listUids(Store& store, int64_t mailboxId) {
   return out;
 }
 
-Result<std::optional<uint32_t>> firstUnseenUid(Store& store, int64_t mailboxId) {
-  auto st = store.db().prepare("SELECT min(uid) FROM messages WHERE mailbox_id = ?1 AND (flags & 1) = 0");
-  if (!st) return propagate(st);
-  auto row = st->bind(1, mailboxId).step();
-  if (!row) return propagate(row);
-  if (!*row) return std::optional<uint32_t>();
-  auto v = st->columnOptInt64(0);
-  return v ? std::optional<uint32_t>(static_cast<uint32_t>(*v)) : std::nullopt;
-}
-
-Result<std::vector<std::string>> keywordsInUse(Store& store, int64_t mailboxId) {
-  auto st = store.db().prepare("SELECT DISTINCT keywords FROM messages WHERE mailbox_id = ?1 AND keywords IS NOT NULL");
-  if (!st) return propagate(st);
-  st->bind(1, mailboxId);
-  std::vector<std::string> out;
-  for (;;) {
-    auto row = st->step();
-    if (!row) return propagate(row);
-    if (!*row) break;
-    for (auto& k : splitKeywords(st->columnText(0)))
-      if (std::find(out.begin(), out.end(), k) == out.end()) out.push_back(std::move(k));
-  }
-  return out;
-}
-
 Result<std::vector<MessageMeta>> messageMeta(Store& store, int64_t mailboxId, std::span<const uint32_t> uids) {
   std::vector<MessageMeta> out;
   if (uids.empty()) return out;

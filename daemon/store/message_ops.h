@@ -25,10 +25,6 @@ struct MessageMeta {
 
 // Every UID of a mailbox, ascending: the whole SELECT snapshot (4 bytes a message).
 Result<std::vector<uint32_t>> listUids(Store& store, int64_t mailboxId);
-// The lowest UID without \Seen (SELECT's [UNSEEN n]).
-Result<std::optional<uint32_t>> firstUnseenUid(Store& store, int64_t mailboxId);
-// Every keyword set on some message of the mailbox (SELECT's FLAGS).
-Result<std::vector<std::string>> keywordsInUse(Store& store, int64_t mailboxId);
 // Metadata of the given UIDs (ascending); UIDs that no longer exist are skipped.
 Result<std::vector<MessageMeta>> messageMeta(Store& store, int64_t mailboxId, std::span<const uint32_t> uids);
 // The stored bytes of one message. NotFound when the UID is gone.

@@ -1,0 +1,161 @@
+// MessageIndex: the in-memory copy stays equal to what a fresh load from the
+// db reads after every kind of write made elsewhere (APPEND, STORE, EXPUNGE,
+// COPY/MOVE in and out, mailbox delete), and it gets there by deltas, not by
+// reloading the mailbox.
+#include "daemon/store/message_index.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <tuple>
+
+#include <gtest/gtest.h>
+
+#include "daemon/store/mailbox_ops.h"
+#include "daemon/store/message_ops.h"
+
+namespace mb::store {
+namespace {
+
+using Row = std::tuple<uint32_t, uint32_t, std::vector<std::string>, uint64_t, uint64_t, int64_t>;
+
+std::vector<Row> rows(const IndexedMailbox& box) {
+  std::vector<Row> out;
+  for (const auto& m : box.messages)
+    out.emplace_back(m.uid, m.flags, box.keywordSets.at(m.keywordSet), m.modseq, m.size, m.internalDate);
+  return out;
+}
+
+class MessageIndexTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/mb-msgindex-XXXXXX";
+    dir_ = ::mkdtemp(tmpl);
+    auto s = Store::open(dir_);
+    ASSERT_TRUE(s) << s.error().message;
+    store_ = std::move(*s);
+    account_ = store_->ensureAccount("alice", "alice@example.org", AccountSource::Config).value();
+    ASSERT_TRUE(ensureDefaultMailboxes(*store_, account_));
+    inbox_ = store_->findMailbox(account_, "INBOX").value()->id;
+    trash_ = store_->findMailbox(account_, "Trash").value()->id;
+    index_ = std::make_unique<MessageIndex>(*store_);
+  }
+  void TearDown() override {
+    index_.reset();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  uint32_t append(int64_t box, std::string_view bytes, uint32_t flags = 0, std::vector<std::string> keywords = {}) {
+    NewMessage m;
+    m.bytes = bytes;
+    m.flags = flags;
+    m.keywords = std::move(keywords);
+    m.internalDate = 1700000000 + static_cast<int64_t>(bytes.size());
+    auto r = store_->appendMessage(box, m);
+    EXPECT_TRUE(r) << r.error().message;
+    return r ? r->uid : 0;
+  }
+  // The index's view next to a fresh load of the same mailbox.
+  void expectCoherent(int64_t box) {
+    auto mine = index_->mailbox(box);
+    ASSERT_TRUE(mine) << mine.error().message;
+    MessageIndex fresh(*store_);
+    auto truth = fresh.mailbox(box);
+    ASSERT_TRUE(truth) << truth.error().message;
+    EXPECT_EQ(rows(**mine), rows(**truth));
+    EXPECT_EQ((*mine)->uidNext, (*truth)->uidNext);
+    EXPECT_EQ((*mine)->highestModseq, (*truth)->highestModseq);
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<MessageIndex> index_;
+  int64_t account_ = 0, inbox_ = 0, trash_ = 0;
+};
+
+TEST_F(MessageIndexTest, FirstLoadReadsEveryRow) {
+  append(inbox_, "Subject: a\r\n\r\nx\r\n", kFlagSeen, {"$Work"});
+  append(inbox_, "Subject: bb\r\n\r\nyy\r\n");
+  auto box = index_->mailbox(inbox_).value();
+  ASSERT_EQ(box->messages.size(), 2u);
+  EXPECT_EQ(box->messages[0].uid, 1u);
+  EXPECT_EQ(box->messages[0].flags, uint32_t(kFlagSeen));
+  EXPECT_EQ(box->keywordSets.at(box->messages[0].keywordSet), std::vector<std::string>{"$Work"});
+  EXPECT_EQ(box->messages[1].keywordSet, 0u);
+  EXPECT_EQ(box->messages[1].size, 19u);
+  EXPECT_EQ(box->uidNext, 3u);
+  EXPECT_EQ(index_->fullLoads(), 1u);
+  // Unchanged: no query, same copy.
+  EXPECT_EQ(index_->mailbox(inbox_).value(), box);
+  EXPECT_EQ(index_->fullLoads(), 1u);
+  EXPECT_EQ(index_->refreshes(), 0u);
+}
+
+TEST_F(MessageIndexTest, CoherentAfterAppendStoreExpungeMove) {
+  for (int i = 0; i < 5; ++i) append(inbox_, "Subject: m" + std::to_string(i) + "\r\n\r\nbody\r\n");
+  expectCoherent(inbox_);
+  expectCoherent(trash_);
+
+  // APPEND from another session.
+  append(inbox_, "Subject: new\r\n\r\nnew body\r\n", kFlagFlagged, {"$Label1"});
+  expectCoherent(inbox_);
+  EXPECT_EQ(index_->mailbox(inbox_).value()->messages.back().uid, 6u);
+
+  // STORE: flags and keywords, added and removed.
+  std::vector<uint32_t> some{2, 4, 6};
+  FlagUpdate add;
+  add.mode = FlagMode::Add;
+  add.flags = kFlagSeen | kFlagDeleted;
+  add.keywords = {"$Work"};
+  ASSERT_TRUE(updateFlags(*store_, inbox_, some, add));
+  expectCoherent(inbox_);
+  FlagUpdate remove;
+  remove.mode = FlagMode::Remove;
+  remove.keywords = {"$Label1"};
+  std::vector<uint32_t> six{6};
+  ASSERT_TRUE(updateFlags(*store_, inbox_, six, remove));
+  expectCoherent(inbox_);
+  auto* m6 = index_->mailbox(inbox_).value()->find(6);
+  ASSERT_TRUE(m6);
+  EXPECT_EQ(index_->mailbox(inbox_).value()->keywordSets.at(m6->keywordSet), std::vector<std::string>{"$Work"});
+
+  // EXPUNGE of the \Deleted ones (2, 4, 6).
+  ASSERT_EQ(expungeDeleted(*store_, inbox_, std::nullopt, nullptr).value(), (std::vector<uint32_t>{2, 4, 6}));
+  expectCoherent(inbox_);
+  EXPECT_EQ(index_->mailbox(inbox_).value()->messages.size(), 3u);
+
+  // MOVE out of INBOX into Trash, then COPY back: both sides follow.
+  std::vector<uint32_t> one{1};
+  ASSERT_TRUE(copyMessages(*store_, inbox_, one, trash_, true, nullptr));
+  expectCoherent(inbox_);
+  expectCoherent(trash_);
+  std::vector<uint32_t> trashOne{1};
+  ASSERT_TRUE(copyMessages(*store_, trash_, trashOne, inbox_, false, nullptr));
+  expectCoherent(inbox_);
+  expectCoherent(trash_);
+  EXPECT_EQ(index_->mailbox(inbox_).value()->messages.back().uid, 7u);
+
+  // Append then expunge between two reads: neither shows.
+  uint32_t tmp = append(inbox_, "Subject: tmp\r\n\r\nx\r\n", kFlagDeleted);
+  ASSERT_TRUE(expungeDeleted(*store_, inbox_, std::nullopt, nullptr));
+  expectCoherent(inbox_);
+  EXPECT_EQ(index_->mailbox(inbox_).value()->find(tmp), nullptr);
+
+  // All of it by deltas: one full load per mailbox.
+  EXPECT_EQ(index_->fullLoads(), 2u);
+  EXPECT_GT(index_->refreshes(), 0u);
+}
+
+TEST_F(MessageIndexTest, DeletedMailboxIsNotFound) {
+  ASSERT_TRUE(createMailboxLocal(*store_, account_, "Work", "", nullptr));
+  int64_t work = store_->findMailbox(account_, "Work").value()->id;
+  append(work, "Subject: a\r\n\r\nx\r\n");
+  ASSERT_TRUE(index_->mailbox(work));
+  ASSERT_TRUE(deleteMailboxLocal(*store_, account_, "Work", nullptr));
+  auto gone = index_->mailbox(work);
+  ASSERT_FALSE(gone);
+  EXPECT_EQ(gone.error().kind, ErrorKind::NotFound);
+}
+
+}  // namespace
+}  // namespace mb::store
