@@ -120,7 +120,7 @@ void ImapConnection::onChange(const store::StoreChange& change) {
 
 void ImapConnection::flush() {
   if (!session_.hasOutput()) return;
-  (void)stream_->write(session_.takeOutput());
+  (void)stream_->writeOwned(session_.takeOutput());
 }
 
 void ImapConnection::pump() {

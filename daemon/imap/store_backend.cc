@@ -160,8 +160,8 @@ Result<std::vector<MessageInfo>> StoreBackend::messages(int64_t mailboxId, std::
   return out;
 }
 
-Result<std::string> StoreBackend::messageBytes(int64_t mailboxId, uint32_t uid) {
-  return store::messageBytes(store_, mailboxId, uid);
+Status StoreBackend::messageBytes(int64_t mailboxId, uint32_t uid, std::string& out) {
+  return store::messageBytes(store_, mailboxId, uid, out);
 }
 
 Result<std::string> StoreBackend::messageAnalysis(int64_t mailboxId, uint32_t uid) {
@@ -172,6 +172,24 @@ Result<HeaderFields> StoreBackend::headerFields(int64_t mailboxId, uint32_t uid)
   auto h = store::headerColumns(store_, mailboxId, uid);
   if (!h) return std::unexpected(h.error());
   return HeaderFields{h->messageId, h->subject, h->from, h->to, h->cc, h->bcc, h->sentAt};
+}
+
+Result<std::vector<StoredStructure>> StoreBackend::structures(int64_t mailboxId, std::span<const uint32_t> uids) {
+  auto rows = store::storedStructures(store_, mailboxId, uids);
+  if (!rows) return std::unexpected(rows.error());
+  std::vector<StoredStructure> out;
+  out.reserve(rows->size());
+  for (auto& r : *rows) out.push_back({r.uid, std::move(r.envelope), std::move(r.bodyStructure)});
+  return out;
+}
+
+Result<std::vector<StoredHeader>> StoreBackend::topHeaders(int64_t mailboxId, std::span<const uint32_t> uids) {
+  auto rows = store::storedHeaders(store_, mailboxId, uids);
+  if (!rows) return std::unexpected(rows.error());
+  std::vector<StoredHeader> out;
+  out.reserve(rows->size());
+  for (auto& r : *rows) out.push_back({r.uid, std::move(r.header)});
+  return out;
 }
 
 Result<FlagsOutcome> StoreBackend::storeFlags(int64_t mailboxId, std::span<const uint32_t> uids, FlagOp op,

@@ -387,6 +387,13 @@ Result<size_t> TcpStream::write(std::string_view bytes) {
   return c->queuedBytes();
 }
 
+Result<size_t> TcpStream::writeOwned(std::string bytes) {
+  StreamCore* c = core_;
+  if (c->tls || c->phase != Phase::Open) return write(bytes);
+  if (!c->submit(std::move(bytes))) return fail(ErrorKind::Io, c->reason->message);
+  return c->queuedBytes();
+}
+
 size_t TcpStream::queuedBytes() const { return core_->queuedBytes(); }
 
 void TcpStream::close() { core_->beginClose({CloseKind::Local, "closed"}); }

@@ -95,6 +95,9 @@ class TcpStream {
   // Returns queuedBytes() after queuing, so a producer can stop at a
   // threshold and wait for onDrain. Fails once the stream is closing.
   Result<size_t> write(std::string_view bytes);
+  // The same for a buffer the caller gives up: queued without a copy when
+  // there is no TLS.
+  Result<size_t> writeOwned(std::string bytes);
   size_t queuedBytes() const;
 
   // Graceful: stops delivering data, sends TLS close_notify, flushes what is

@@ -192,6 +192,12 @@ Result<std::string> BlobStore::putFile(std::string_view bytes, const std::string
 }
 
 Result<std::string> BlobStore::get(std::string_view id, std::optional<uint64_t> expectedSize) const {
+  std::string out;
+  if (auto s = appendTo(id, expectedSize, out); !s) return std::unexpected(s.error());
+  return out;
+}
+
+Status BlobStore::appendTo(std::string_view id, std::optional<uint64_t> expectedSize, std::string& out) const {
   auto path = pathOf(id);
   if (!path) return std::unexpected(path.error());
   Fd fd(::open(path->c_str(), O_RDONLY | O_CLOEXEC));
@@ -206,21 +212,27 @@ Result<std::string> BlobStore::get(std::string_view id, std::optional<uint64_t> 
     return fail(ErrorKind::Corrupt, "blob " + std::string(id) + " has " + std::to_string(size) + " bytes, expected " +
                                         std::to_string(*expectedSize));
   }
-  std::string out(size, '\0');
+  size_t base = out.size();
+  // No zero-fill: read() writes every byte before it is kept. (The new size
+  // is captured, not taken from the callback's argument: libstdc++ 12 passes
+  // the grown capacity there when it reallocates.)
+  out.resize_and_overwrite(base + size, [want = base + size](char*, size_t) { return want; });
   size_t done = 0;
   while (done < size) {
-    ssize_t n = ::read(fd.get(), out.data() + done, size - done);
+    ssize_t n = ::read(fd.get(), out.data() + base + done, size - done);
     if (n < 0) {
       if (errno == EINTR) continue;
+      out.resize(base);
       return std::unexpected(ioError("cannot read", *path, errno));
     }
     if (n == 0) break;
     done += static_cast<size_t>(n);
   }
   if (done != size) {
+    out.resize(base);
     return fail(ErrorKind::Corrupt, "blob " + std::string(id) + " shrank while reading (" + path->string() + ")");
   }
-  return out;
+  return {};
 }
 
 Status BlobStore::verify(std::string_view id) const {

@@ -50,6 +50,9 @@ class BlobStore {
   // this is lost data, not a user error); a size other than expectedSize
   // (when given) -> Corrupt too.
   Result<std::string> get(std::string_view id, std::optional<uint64_t> expectedSize = std::nullopt) const;
+  // The same bytes appended to `out` (so a caller can read straight into its
+  // output buffer); on error `out` is as it was.
+  Status appendTo(std::string_view id, std::optional<uint64_t> expectedSize, std::string& out) const;
 
   // Re-hashes the blob and compares with its id (for an fsck, not hot paths).
   Status verify(std::string_view id) const;

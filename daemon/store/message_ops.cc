@@ -69,14 +69,18 @@ Result<std::vector<uint32_t>> listUids(Store& store, int64_t mailboxId) {
   return out;
 }
 
-Result<std::vector<MessageMeta>> messageMeta(Store& store, int64_t mailboxId, std::span<const uint32_t> uids) {
-  std::vector<MessageMeta> out;
-  if (uids.empty()) return out;
+namespace {
+
+// Runs `select` (which must name the row's uid first and end in a WHERE over
+// mailbox_id = ?1, with the messages table as `m`) for the given ascending
+// UIDs and calls fn(stmt) on each row found, in UID order: one index range
+// when the set is dense (1:*), else a lookup per UID.
+template <class Fn>
+Status forEachUid(Db& db, const std::string& select, int64_t mailboxId, std::span<const uint32_t> uids, Fn&& fn) {
+  if (uids.empty()) return {};
   uint32_t lo = uids.front(), hi = uids.back();
-  // Dense sets (1:*) read one index range; sparse ones look each UID up.
   if (uids.size() * 4 >= static_cast<uint64_t>(hi - lo) + 1 || uids.size() > 256) {
-    auto st = store.db().prepare(std::string("SELECT ") + kMetaColumns +
-                                 " FROM messages WHERE mailbox_id = ?1 AND uid BETWEEN ?2 AND ?3 ORDER BY uid");
+    auto st = db.prepare(select + " AND m.uid BETWEEN ?2 AND ?3 ORDER BY m.uid");
     if (!st) return propagate(st);
     st->bind(1, mailboxId).bind(2, lo).bind(3, hi);
     size_t i = 0;
@@ -86,28 +90,70 @@ Result<std::vector<MessageMeta>> messageMeta(Store& store, int64_t mailboxId, st
       if (!*row) break;
       uint32_t uid = static_cast<uint32_t>(st->columnInt64(0));
       while (i < uids.size() && uids[i] < uid) ++i;
-      if (i < uids.size() && uids[i] == uid) out.push_back(readMeta(*st));
+      if (i < uids.size() && uids[i] == uid) fn(*st);
     }
-    return out;
+    return {};
   }
-  auto st = store.db().prepare(std::string("SELECT ") + kMetaColumns + " FROM messages WHERE mailbox_id = ?1 AND uid = ?2");
+  auto st = db.prepare(select + " AND m.uid = ?2");
   if (!st) return propagate(st);
   for (uint32_t uid : uids) {
     st->reset();
     auto row = st->bind(1, mailboxId).bind(2, uid).step();
     if (!row) return propagate(row);
-    if (*row) out.push_back(readMeta(*st));
+    if (*row) fn(*st);
   }
+  return {};
+}
+
+}  // namespace
+
+Result<std::vector<MessageMeta>> messageMeta(Store& store, int64_t mailboxId, std::span<const uint32_t> uids) {
+  std::vector<MessageMeta> out;
+  auto s = forEachUid(store.db(), std::string("SELECT ") + kMetaColumns + " FROM messages m WHERE m.mailbox_id = ?1",
+                      mailboxId, uids, [&](const Stmt& st) { out.push_back(readMeta(st)); });
+  if (!s) return propagate(s);
   return out;
 }
 
-Result<std::string> messageBytes(Store& store, int64_t mailboxId, uint32_t uid) {
+Result<std::vector<StoredStructure>> storedStructures(Store& store, int64_t mailboxId, std::span<const uint32_t> uids) {
+  std::vector<StoredStructure> out;
+  out.reserve(uids.size());
+  auto s = forEachUid(store.db(),
+                      "SELECT m.uid, m.envelope, m.bodystructure FROM messages m WHERE m.mailbox_id = ?1 "
+                      "AND m.envelope IS NOT NULL AND m.bodystructure IS NOT NULL",
+                      mailboxId, uids, [&](const Stmt& st) {
+                        out.push_back({static_cast<uint32_t>(st.columnInt64(0)), st.columnText(1), st.columnText(2)});
+                      });
+  if (!s) return propagate(s);
+  return out;
+}
+
+Result<std::vector<StoredHeader>> storedHeaders(Store& store, int64_t mailboxId, std::span<const uint32_t> uids) {
+  std::vector<StoredHeader> out;
+  out.reserve(uids.size());
+  auto s = forEachUid(store.db(),
+                      "SELECT m.uid, h.header FROM messages m JOIN message_headers h ON h.message_id = m.id "
+                      "WHERE m.mailbox_id = ?1",
+                      mailboxId, uids, [&](const Stmt& st) {
+                        out.push_back({static_cast<uint32_t>(st.columnInt64(0)), st.columnText(1)});
+                      });
+  if (!s) return propagate(s);
+  return out;
+}
+
+Status messageBytes(Store& store, int64_t mailboxId, uint32_t uid, std::string& out) {
   auto st = store.db().prepare("SELECT blob_id, size FROM messages WHERE mailbox_id = ?1 AND uid = ?2");
   if (!st) return propagate(st);
   auto row = st->bind(1, mailboxId).bind(2, uid).step();
   if (!row) return propagate(row);
   if (!*row) return fail(ErrorKind::NotFound, "no message with uid " + std::to_string(uid));
-  return store.blobs().get(st->columnText(0), static_cast<uint64_t>(st->columnInt64(1)));
+  return store.blobs().appendTo(st->columnText(0), static_cast<uint64_t>(st->columnInt64(1)), out);
+}
+
+Result<std::string> messageBytes(Store& store, int64_t mailboxId, uint32_t uid) {
+  std::string out;
+  if (auto s = messageBytes(store, mailboxId, uid, out); !s) return propagate(s);
+  return out;
 }
 
 Result<std::string> messageAnalysis(Store& store, int64_t mailboxId, uint32_t uid) {
@@ -252,10 +298,14 @@ Result<CopyOutcome> copyMessages(Store& store, int64_t fromMailbox, std::span<co
         "envelope, bodystructure, analysis, subject, from_text, to_text, cc_text, bcc_text, sent_at) "
         "SELECT ?1, ?2, flags, keywords, internal_date, size, ?3, blob_id, message_id, envelope, bodystructure, "
         "analysis, subject, from_text, to_text, cc_text, bcc_text, sent_at FROM messages WHERE mailbox_id = ?4 AND uid = ?5");
+    auto hdr = db.prepare(
+        "INSERT INTO message_headers (message_id, header) SELECT ?1, h.header FROM messages m "
+        "JOIN message_headers h ON h.message_id = m.id WHERE m.mailbox_id = ?2 AND m.uid = ?3");
     auto del = db.prepare("DELETE FROM messages WHERE mailbox_id = ?1 AND uid = ?2");
     auto gone = db.prepare("INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) VALUES (?1, ?2, ?3)");
     if (!sel) return propagate(sel);
     if (!ins) return propagate(ins);
+    if (!hdr) return propagate(hdr);
     if (!del) return propagate(del);
     if (!gone) return propagate(gone);
     nlohmann::json messageIds = nlohmann::json::array(), upstreamIds = nlohmann::json::array();
@@ -275,6 +325,8 @@ Result<CopyOutcome> copyMessages(Store& store, int64_t fromMailbox, std::span<co
       ins->reset();
       if (auto s = ins->bind(1, toMailbox).bind(2, newUid).bind(3, modseq).bind(4, fromMailbox).bind(5, uid).run(); !s)
         return propagate(s);
+      hdr->reset();
+      if (auto s = hdr->bind(1, db.lastInsertRowid()).bind(2, fromMailbox).bind(3, uid).run(); !s) return propagate(s);
       out.sourceUids.push_back(uid);
       out.destUids.push_back(newUid);
       added.messages.push_back({newUid, flags, std::move(keywords), modseq});

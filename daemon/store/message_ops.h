@@ -27,11 +27,28 @@ struct MessageMeta {
 Result<std::vector<uint32_t>> listUids(Store& store, int64_t mailboxId);
 // Metadata of the given UIDs (ascending); UIDs that no longer exist are skipped.
 Result<std::vector<MessageMeta>> messageMeta(Store& store, int64_t mailboxId, std::span<const uint32_t> uids);
-// The stored bytes of one message. NotFound when the UID is gone.
+// Appends the stored bytes of one message to `out` (unchanged on error).
+// NotFound when the UID is gone.
+Status messageBytes(Store& store, int64_t mailboxId, uint32_t uid, std::string& out);
+// The same, as a string of its own.
 Result<std::string> messageBytes(Store& store, int64_t mailboxId, uint32_t uid);
 // The serialized mime::MessageAnalysis (mime::deserializeAnalysis), or an
 // empty string for rows stored before analysis existed.
 Result<std::string> messageAnalysis(Store& store, int64_t mailboxId, uint32_t uid);
+
+// Batch reads for FETCH ENVELOPE/BODYSTRUCTURE and SEARCH HEADER: the given
+// ascending UIDs that have the stored item (gone ones and rows stored before
+// the item existed are left out).
+struct StoredStructure {
+  uint32_t uid = 0;
+  std::string envelope, bodyStructure;
+};
+Result<std::vector<StoredStructure>> storedStructures(Store& store, int64_t mailboxId, std::span<const uint32_t> uids);
+struct StoredHeader {
+  uint32_t uid = 0;
+  std::string header;  // the top-level header block, as stored
+};
+Result<std::vector<StoredHeader>> storedHeaders(Store& store, int64_t mailboxId, std::span<const uint32_t> uids);
 
 struct HeaderColumns {
   std::string messageId, subject, from, to, cc, bcc;

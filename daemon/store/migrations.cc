@@ -129,10 +129,23 @@ CREATE TABLE account_secrets (
 ) STRICT;
 )sql";
 
+// The top-level header block of each message, so SEARCH HEADER on any field
+// reads the db and never a blob. Its own table (one row per message, keyed by
+// messages.id) so a scan reads header pages only, not the message rows with
+// their analysis; rows appended before v4 have none and are read from the
+// blob.
+constexpr const char* kV4 = R"sql(
+CREATE TABLE message_headers (
+  message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+  header     BLOB NOT NULL
+) STRICT;
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "initial schema", kV1},
     {2, "imap: stored analysis, header search columns, expunge log", kV2},
     {3, "accounts created through the REST API: settings and sealed secrets", kV3},
+    {4, "imap: top-level header blocks for SEARCH HEADER", kV4},
     // {2, "what changed", "ALTER TABLE ...;"},
     // A step that rebuilds a table must run with foreign_keys OFF, which
     // cannot change inside a transaction: give migrate() a flag for it then.

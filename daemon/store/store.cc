@@ -15,6 +15,7 @@
 #include "daemon/log/log.h"
 #include "daemon/store/migrations.h"
 #include "protocols/mime/analysis.h"
+#include "protocols/mime/search.h"
 
 namespace mb::store {
 namespace {
@@ -493,6 +494,8 @@ Result<std::vector<AppendResult>> Store::appendMessages(int64_t mailboxId, std::
         "message_id, envelope, bodystructure, analysis, subject, from_text, to_text, cc_text, bcc_text, sent_at) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)");
     if (!ins) return propagate(ins);
+    auto hdr = db_.prepare("INSERT INTO message_headers (message_id, header) VALUES (?1, ?2)");
+    if (!hdr) return propagate(hdr);
     std::vector<AppendResult> results;
     StoreChange change;
     change.kind = StoreChange::Kind::MessagesAdded;
@@ -534,6 +537,13 @@ Result<std::vector<AppendResult>> Store::appendMessages(int64_t mailboxId, std::
       }
       if (auto s = ins->run(); !s) return propagate(s);
       int64_t messageId = db_.lastInsertRowid();
+      if (p.analysis) {
+        std::string_view header = mime::topHeader(p.bytes, p.analysis->root);
+        if (header.data() == nullptr) header = std::string_view("", 0);  // a zero-length blob, not NULL
+        hdr->reset();
+        if (auto s = hdr->bind(1, messageId).bindBlob(2, std::as_bytes(std::span(header.data(), header.size()))).run(); !s)
+          return propagate(s);
+      }
 
       if (message.journal) {
         JournalEntry entry = *message.journal;

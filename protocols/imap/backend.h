@@ -56,6 +56,19 @@ struct HeaderFields {
   std::optional<int64_t> sentAt;
 };
 
+// FETCH ENVELOPE / BODYSTRUCTURE as stored at append (the analysis's
+// answers), so a FETCH of only those reads neither blob nor analysis.
+struct StoredStructure {
+  uint32_t uid = 0;
+  std::string envelope, bodyStructure;
+};
+
+// A message's top-level header block as stored at append, for SEARCH HEADER.
+struct StoredHeader {
+  uint32_t uid = 0;
+  std::string header;
+};
+
 enum class FlagOp { Replace, Add, Remove };
 
 struct FlagsOutcome {
@@ -107,10 +120,17 @@ class Backend {
 
   // Metadata of the given UIDs (ascending); gone ones are skipped.
   virtual Result<std::vector<MessageInfo>> messages(int64_t mailboxId, std::span<const uint32_t> uids) = 0;
-  virtual Result<std::string> messageBytes(int64_t mailboxId, uint32_t uid) = 0;
+  // Appends the message's bytes to `out` (FETCH reads them straight into its
+  // output buffer); `out` is unchanged on error.
+  virtual Status messageBytes(int64_t mailboxId, uint32_t uid, std::string& out) = 0;
   // mime::serializeAnalysis() form; "" when none was stored.
   virtual Result<std::string> messageAnalysis(int64_t mailboxId, uint32_t uid) = 0;
   virtual Result<HeaderFields> headerFields(int64_t mailboxId, uint32_t uid) = 0;
+  // Batch forms for FETCH and SEARCH over many messages: the given UIDs
+  // (ascending) that have the stored item; the session reads the analysis or
+  // the bytes of any UID left out.
+  virtual Result<std::vector<StoredStructure>> structures(int64_t mailboxId, std::span<const uint32_t> uids) = 0;
+  virtual Result<std::vector<StoredHeader>> topHeaders(int64_t mailboxId, std::span<const uint32_t> uids) = 0;
 
   virtual Result<FlagsOutcome> storeFlags(int64_t mailboxId, std::span<const uint32_t> uids, FlagOp op, uint32_t flags,
                                           const std::vector<std::string>& keywords,

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "protocols/mime/analysis.h"
+#include "protocols/mime/search.h"
 
 namespace mb::imap {
 
@@ -176,10 +177,11 @@ Result<std::vector<MessageInfo>> MemoryBackend::messages(int64_t mailboxId, std:
   return out;
 }
 
-Result<std::string> MemoryBackend::messageBytes(int64_t mailboxId, uint32_t uid) {
+Status MemoryBackend::messageBytes(int64_t mailboxId, uint32_t uid, std::string& out) {
   auto* b = byId(mailboxId);
   if (!b || !b->messages.count(uid)) return fail(ErrorKind::NotFound, "no message");
-  return b->messages[uid].bytes;
+  out += b->messages[uid].bytes;
+  return {};
 }
 
 Result<std::string> MemoryBackend::messageAnalysis(int64_t mailboxId, uint32_t uid) {
@@ -203,6 +205,32 @@ Result<HeaderFields> MemoryBackend::headerFields(int64_t mailboxId, uint32_t uid
     h.sentAt = a->quick.sentAt;
   }
   return h;
+}
+
+Result<std::vector<StoredStructure>> MemoryBackend::structures(int64_t mailboxId, std::span<const uint32_t> uids) {
+  auto* b = byId(mailboxId);
+  if (!b) return fail(ErrorKind::NotFound, "no mailbox");
+  std::vector<StoredStructure> out;
+  for (uint32_t u : uids) {
+    auto it = b->messages.find(u);
+    if (it == b->messages.end()) continue;
+    auto a = mime::deserializeAnalysis(it->second.analysis);
+    if (a) out.push_back({u, a->envelope, a->bodyStructure});
+  }
+  return out;
+}
+
+Result<std::vector<StoredHeader>> MemoryBackend::topHeaders(int64_t mailboxId, std::span<const uint32_t> uids) {
+  auto* b = byId(mailboxId);
+  if (!b) return fail(ErrorKind::NotFound, "no mailbox");
+  std::vector<StoredHeader> out;
+  for (uint32_t u : uids) {
+    auto it = b->messages.find(u);
+    if (it == b->messages.end()) continue;
+    auto a = mime::deserializeAnalysis(it->second.analysis);
+    if (a) out.push_back({u, std::string(mime::topHeader(it->second.bytes, a->root))});
+  }
+  return out;
 }
 
 Result<FlagsOutcome> MemoryBackend::storeFlags(int64_t mailboxId, std::span<const uint32_t> uids, FlagOp op,

@@ -66,9 +66,11 @@ class MemoryBackend final : public Backend {
   Result<AppendInfo> append(std::string_view name, std::string_view bytes, uint32_t flags,
                             const std::vector<std::string>& keywords, int64_t internalDate) override;
   Result<std::vector<MessageInfo>> messages(int64_t mailboxId, std::span<const uint32_t> uids) override;
-  Result<std::string> messageBytes(int64_t mailboxId, uint32_t uid) override;
+  Status messageBytes(int64_t mailboxId, uint32_t uid, std::string& out) override;
   Result<std::string> messageAnalysis(int64_t mailboxId, uint32_t uid) override;
   Result<HeaderFields> headerFields(int64_t mailboxId, uint32_t uid) override;
+  Result<std::vector<StoredStructure>> structures(int64_t mailboxId, std::span<const uint32_t> uids) override;
+  Result<std::vector<StoredHeader>> topHeaders(int64_t mailboxId, std::span<const uint32_t> uids) override;
   Result<FlagsOutcome> storeFlags(int64_t mailboxId, std::span<const uint32_t> uids, FlagOp op, uint32_t flags,
                                   const std::vector<std::string>& keywords,
                                   std::optional<uint64_t> unchangedSince) override;

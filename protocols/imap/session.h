@@ -134,7 +134,8 @@ class Session {
 
   void runFetch();
   enum class FetchResult { Ok, Unreadable, UnknownCte };
-  FetchResult fetchOne(uint32_t seq, MessageInfo& info);
+  // `stored`: the batch's stored ENVELOPE/BODYSTRUCTURE for this message, if any.
+  FetchResult fetchOne(uint32_t seq, MessageInfo& info, const StoredStructure* stored);
   bool matches(const SearchKey& key, SearchContext& ctx);
 
   // Sequence set -> ascending (seq, uid) pairs of the snapshot; false (and a
@@ -181,6 +182,7 @@ class Session {
     size_t next = 0;
     bool setSeen = false;
     bool any = false;
+    bool structuresOnly = false;  // the only analysis items are ENVELOPE / BODYSTRUCTURE
   };
   std::optional<FetchState> fetch_;
 };

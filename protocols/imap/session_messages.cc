@@ -31,12 +31,18 @@ bool needsBytes(const FetchAtt& a) {
   }
 }
 
+// BODY[] / BODY.PEEK[] (with or without a partial): the stored bytes as they are.
+bool wholeMessage(const FetchAtt& a) {
+  return a.kind == FetchAtt::Kind::BodySection && a.section.part.empty() && a.section.text == Section::Text::None;
+}
+
 bool needsAnalysis(const FetchAtt& a) {
   switch (a.kind) {
+    case FetchAtt::Kind::BodySection:
+      return !wholeMessage(a);
     case FetchAtt::Kind::Envelope:
     case FetchAtt::Kind::Body:
     case FetchAtt::Kind::BodyStructure:
-    case FetchAtt::Kind::BodySection:
     case FetchAtt::Kind::Binary:
     case FetchAtt::Kind::BinarySize:
     case FetchAtt::Kind::Rfc822Header:
@@ -111,6 +117,31 @@ std::string_view applyPartial(std::string_view data, const std::optional<Partial
   return data.substr(p->offset, p->length);
 }
 
+// Whether `name` occurs in `text`, ASCII case-insensitively. A header block
+// without it has no such field, so SEARCH HEADER need not parse the block.
+bool mentions(std::string_view text, std::string_view name) {
+  size_t n = name.size();
+  if (n == 0) return true;
+  if (n > text.size()) return false;
+  const char* base = text.data();
+  size_t last = text.size() - n;  // the last position a match can start at
+  auto next = [&](char ch, size_t from) -> size_t {
+    if (from > last) return text.size();
+    const void* p = std::memchr(base + from, ch, last - from + 1);
+    return p ? static_cast<size_t>(static_cast<const char*>(p) - base) : text.size();
+  };
+  char lo = static_cast<char>(std::tolower(static_cast<unsigned char>(name[0])));
+  char up = static_cast<char>(std::toupper(static_cast<unsigned char>(name[0])));
+  size_t a = next(lo, 0), b = lo == up ? text.size() : next(up, 0);
+  while (a <= last || b <= last) {
+    size_t p = std::min(a, b);
+    if (strncasecmp(base + p, name.data(), n) == 0) return true;
+    if (p == a) a = next(lo, p + 1);
+    if (p == b) b = next(up, p + 1);
+  }
+  return false;
+}
+
 int64_t dayOf(int64_t unixSeconds) { return unixSeconds >= 0 ? unixSeconds / 86400 : (unixSeconds - 86399) / 86400; }
 
 }  // namespace
@@ -163,10 +194,19 @@ void Session::cmdFetch(const std::string& tag, const FetchCmd& cmd) {
   st.cmd = cmd;
   st.seqs = std::move(seqs);
   if (cmd.changedSince || cmd.vanished) condstore_ = true;
+  st.structuresOnly = false;
+  bool otherAnalysis = false;
   for (const auto& a : cmd.items) {
     if (a.kind == FetchAtt::Kind::ModSeq) condstore_ = true;
     if (setsSeen(a) && !readOnly_) st.setSeen = true;
+    if (a.kind == FetchAtt::Kind::Envelope || a.kind == FetchAtt::Kind::BodyStructure)
+      st.structuresOnly = true;
+    else if (needsAnalysis(a))
+      otherAnalysis = true;
   }
+  // ENVELOPE / BODYSTRUCTURE alone come from the stored answers, read per
+  // batch, without the analysis.
+  if (otherAnalysis) st.structuresOnly = false;
   if (cmd.vanished) {
     if (!cmd.uid || !cmd.changedSince || !qresync_) return tagged(tag, "BAD", "", "VANISHED needs UID FETCH, CHANGEDSINCE and QRESYNC");
     auto gone = backend_.vanishedSince(selectedId_, *cmd.changedSince);
@@ -203,6 +243,12 @@ void Session::runFetch() {
       fetch_.reset();
       return failed(tag, metas.error(), "FETCH");
     }
+    std::vector<StoredStructure> structures;
+    if (st.structuresOnly) {
+      // A failure here only costs speed: fetchOne falls back to the analysis.
+      if (auto r = backend_.structures(selectedId_, batchUids)) structures = std::move(*r);
+    }
+    size_t si = 0;
     if (st.setSeen) {
       std::vector<uint32_t> unseen;
       for (const auto& m : *metas)
@@ -231,7 +277,9 @@ void Session::runFetch() {
       while (mi < metas->size() && (*metas)[mi].uid < uid) ++mi;
       if (mi >= metas->size() || (*metas)[mi].uid != uid) continue;  // expunged meanwhile (RFC 2180 4.1.2)
       if (st.cmd.changedSince && (*metas)[mi].modseq <= *st.cmd.changedSince) continue;
-      FetchResult fr = fetchOne(seq, (*metas)[mi]);
+      while (si < structures.size() && structures[si].uid < uid) ++si;
+      const StoredStructure* stored = si < structures.size() && structures[si].uid == uid ? &structures[si] : nullptr;
+      FetchResult fr = fetchOne(seq, (*metas)[mi], stored);
       if (fr != FetchResult::Ok) {
         std::string tag = st.tag;
         fetch_.reset();
@@ -253,7 +301,7 @@ void Session::runFetch() {
   tagged(tag, "OK", "", uid ? "UID FETCH completed" : "FETCH completed");
 }
 
-Session::FetchResult Session::fetchOne(uint32_t seq, MessageInfo& m) {
+Session::FetchResult Session::fetchOne(uint32_t seq, MessageInfo& m, const StoredStructure* stored) {
   const FetchCmd& cmd = fetch_->cmd;
   bool flagsChanged = (m.flags & 0x80000000u) != 0;
   m.flags &= ~0x80000000u;
@@ -265,12 +313,17 @@ Session::FetchResult Session::fetchOne(uint32_t seq, MessageInfo& m) {
     wantUid = wantUid || a.kind == FetchAtt::Kind::Uid;
     wantModseq = wantModseq || a.kind == FetchAtt::Kind::ModSeq;
   }
+  if (stored && fetch_->structuresOnly) wantAnalysis = false;
+  // BODY[] alone (no partial, no analysis): the bytes go from storage
+  // straight into the output, in the literal.
+  bool streamBody = wantBytes && !wantAnalysis && m.size > 0;
+  for (const auto& a : cmd.items)
+    if (needsBytes(a) && !(wholeMessage(a) && !a.partial)) streamBody = false;
+  if (streamBody) wantBytes = false;
   std::string bytes;
   std::optional<mime::MessageAnalysis> analysis;
   if (wantBytes) {
-    auto b = backend_.messageBytes(selectedId_, m.uid);
-    if (!b) return FetchResult::Unreadable;
-    bytes = std::move(*b);
+    if (!backend_.messageBytes(selectedId_, m.uid, bytes)) return FetchResult::Unreadable;
   }
   if (wantAnalysis) {
     auto a = backend_.messageAnalysis(selectedId_, m.uid);
@@ -282,9 +335,7 @@ Session::FetchResult Session::fetchOne(uint32_t seq, MessageInfo& m) {
     if (!parsed) {
       // No stored analysis (or a damaged one): compute it from the bytes.
       if (!wantBytes) {
-        auto b = backend_.messageBytes(selectedId_, m.uid);
-        if (!b) return FetchResult::Unreadable;
-        bytes = std::move(*b);
+        if (!backend_.messageBytes(selectedId_, m.uid, bytes)) return FetchResult::Unreadable;
         wantBytes = true;
       }
       auto d = mime::analyzeMessage(bytes);
@@ -294,7 +345,10 @@ Session::FetchResult Session::fetchOne(uint32_t seq, MessageInfo& m) {
     analysis = std::move(parsed);
   }
 
-  ResponseWriter& w = w_;
+  // The response goes straight into out_ (no copy of the literals).
+  size_t mark = out_.size();
+  ResponseWriter& w = w_.appendTo(std::move(out_));
+  out_.clear();
   w.untagged().number(seq).atom("FETCH").beginList();
   if (wantUid) w.atom("UID").number(m.uid);
   for (const auto& a : cmd.items) {
@@ -311,13 +365,13 @@ Session::FetchResult Session::fetchOne(uint32_t seq, MessageInfo& m) {
         w.atom("RFC822.SIZE").number(m.size);
         break;
       case FetchAtt::Kind::Envelope:
-        w.atom("ENVELOPE").atom(analysis->envelope);
+        w.atom("ENVELOPE").atom(analysis ? analysis->envelope : stored->envelope);
         break;
       case FetchAtt::Kind::Body:
         w.atom("BODY").atom(analysis->body);
         break;
       case FetchAtt::Kind::BodyStructure:
-        w.atom("BODYSTRUCTURE").atom(analysis->bodyStructure);
+        w.atom("BODYSTRUCTURE").atom(analysis ? analysis->bodyStructure : stored->bodyStructure);
         break;
       case FetchAtt::Kind::ModSeq:
         break;  // written last
@@ -335,14 +389,28 @@ Session::FetchResult Session::fetchOne(uint32_t seq, MessageInfo& m) {
         break;
       }
       case FetchAtt::Kind::BodySection: {
+        if (streamBody) {
+          std::string& buf = w.atom("BODY[]").literalBuffer(m.size);
+          size_t before = buf.size();
+          if (!backend_.messageBytes(selectedId_, m.uid, buf) || buf.size() - before != m.size) {
+            out_ = w.take();
+            out_.resize(mark);  // drop the half-built response
+            return FetchResult::Unreadable;
+          }
+          break;
+        }
         std::string data;
-        auto resolved = mime::resolveSection(analysis->root, toSpec(a.section));
-        if (resolved) data = mime::extractSection(bytes, *resolved);
+        std::string_view whole = bytes;
+        if (!wholeMessage(a)) {
+          auto resolved = mime::resolveSection(analysis->root, toSpec(a.section));
+          whole = {};
+          if (resolved) whole = data = mime::extractSection(bytes, *resolved);
+        }
         std::string name = "BODY[" + sectionName(a.section) + "]";
         if (a.partial) name += "<" + std::to_string(a.partial->offset) + ">";
         // Always a literal, as Dovecot does: clients such as curl look for
         // one, and the section's bytes are the client's to interpret.
-        std::string_view d = applyPartial(data, a.partial);
+        std::string_view d = applyPartial(whole, a.partial);
         // (literal8 is only for BINARY, RFC 3516 4.3; stored bytes go as they are.)
         if (d.empty())
           w.atom(name).quoted("");
@@ -355,7 +423,8 @@ Session::FetchResult Session::fetchOne(uint32_t seq, MessageInfo& m) {
         std::string path = partPath(a.section.part);
         auto decoded = mime::extractBinary(bytes, analysis->root, path);
         if (!decoded && decoded.error().respCode == "UNKNOWN-CTE") {
-          w.take();  // drop the half-built response line
+          out_ = w.take();
+          out_.resize(mark);  // drop the half-built response line
           return FetchResult::UnknownCte;
         }
         if (!decoded) decoded = std::string();  // a part that is not there reads as empty, like BODY[]
@@ -376,7 +445,7 @@ Session::FetchResult Session::fetchOne(uint32_t seq, MessageInfo& m) {
   }
   if (flagsChanged && !wantFlags) w.atom("FLAGS").atomList(flagAtoms(m.flags, m.keywords));
   if (wantModseq || (condstore_ && flagsChanged)) w.atom("MODSEQ").beginList().number(m.modseq).endList();
-  out_ += w.endList().end().take();
+  out_ = w.endList().end().take();
   return FetchResult::Ok;
 }
 
@@ -385,6 +454,7 @@ Session::FetchResult Session::fetchOne(uint32_t seq, MessageInfo& m) {
 struct Session::SearchContext {
   uint32_t seq = 0;
   const MessageInfo* meta = nullptr;
+  const std::string* topHeader = nullptr;  // stored header block, when the batch read one
   std::optional<HeaderFields> header;
   std::optional<std::string> bytes;
   std::optional<mime::MessageAnalysis> analysis;
@@ -409,9 +479,8 @@ bool Session::matches(const SearchKey& k, SearchContext& c) {
   };
   auto raw = [&]() -> std::string_view {
     if (!c.bytes) {
-      auto b = backend_.messageBytes(selectedId_, m.uid);
-      c.bytes = b ? std::move(*b) : std::string();
-      if (!b) c.failed = true;
+      c.bytes.emplace();
+      if (!backend_.messageBytes(selectedId_, m.uid, *c.bytes)) c.failed = true;
     }
     return *c.bytes;
   };
@@ -490,7 +559,8 @@ bool Session::matches(const SearchKey& k, SearchContext& c) {
       std::string field = k.text;
       for (auto& ch : field) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
       if (field == "message-id") return mime::containsIgnoreCase(header()->messageId, k.value);
-      auto values = mime::headerValues(mime::topHeader(raw(), analysis().root), k.text);
+      if (c.topHeader && !mentions(*c.topHeader, k.text)) return false;
+      auto values = mime::headerValues(c.topHeader ? std::string_view(*c.topHeader) : mime::topHeader(raw(), analysis().root), k.text);
       for (const auto& v : values)
         if (mime::containsIgnoreCase(v, k.value)) return true;
       return false;
@@ -512,12 +582,13 @@ void Session::cmdSearch(const std::string& tag, const SearchCmd& cmd) {
     for (auto& ch : cs) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
     if (cs != "UTF-8" && cs != "US-ASCII") return tagged(tag, "NO", "BADCHARSET (UTF-8 US-ASCII)", "unsupported charset");
   }
-  bool usesModseq = false;
+  bool usesModseq = false, usesHeader = false;
   std::vector<const SearchKey*> stack{&cmd.key};
   while (!stack.empty()) {
     const SearchKey* k = stack.back();
     stack.pop_back();
     if (k->kind == SearchKey::Kind::ModSeq) usesModseq = true;
+    if (k->kind == SearchKey::Kind::Header) usesHeader = true;
     if ((k->kind == SearchKey::Kind::Uid || k->kind == SearchKey::Kind::SequenceSet) && k->set.isSaved())
       return tagged(tag, "BAD", "", "SEARCHRES is not supported");
     for (const auto& ch : k->children) stack.push_back(&ch);
@@ -529,10 +600,19 @@ void Session::cmdSearch(const std::string& tag, const SearchCmd& cmd) {
     std::span<const uint32_t> batch(uids_.data() + i, std::min(kBatch, uids_.size() - i));
     auto metas = backend_.messages(selectedId_, batch);
     if (!metas) return failed(tag, metas.error(), "SEARCH");
+    // HEADER keys read the stored header blocks of the batch at once; a
+    // message without one (or a failed read) falls back to its bytes.
+    std::vector<StoredHeader> headers;
+    if (usesHeader) {
+      if (auto r = backend_.topHeaders(selectedId_, batch)) headers = std::move(*r);
+    }
+    size_t hi = 0;
     for (const auto& m : *metas) {
       SearchContext ctx;
       ctx.seq = seqOf(m.uid);
       ctx.meta = &m;
+      while (hi < headers.size() && headers[hi].uid < m.uid) ++hi;
+      if (hi < headers.size() && headers[hi].uid == m.uid) ctx.topHeader = &headers[hi].header;
       if (matches(cmd.key, ctx)) {
         hits.push_back(cmd.uid ? m.uid : ctx.seq);
         maxModseq = std::max(maxModseq, m.modseq);

@@ -133,6 +133,14 @@ ResponseWriter& ResponseWriter::literal(std::string_view s) {
   return *this;
 }
 
+std::string& ResponseWriter::literalBuffer(uint64_t size) {
+  separate();
+  out_ += '{';
+  out_ += std::to_string(size);
+  out_ += "}\r\n";
+  return out_;
+}
+
 ResponseWriter& ResponseWriter::literal8(std::string_view s) {
   separate();
   out_ += "~{";
@@ -189,6 +197,13 @@ ResponseWriter& ResponseWriter::raw(std::string_view t) {
 
 ResponseWriter& ResponseWriter::end() {
   out_ += "\r\n";
+  needSpace_ = false;
+  return *this;
+}
+
+ResponseWriter& ResponseWriter::appendTo(std::string&& buffer) {
+  buffer += out_;
+  out_ = std::move(buffer);
   needSpace_ = false;
   return *this;
 }

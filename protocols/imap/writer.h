@@ -54,6 +54,9 @@ class ResponseWriter {
   ResponseWriter& quoted(std::string_view s);   // forces quoted; s must be quotable
   ResponseWriter& literal(std::string_view s);  // "{N}\r\n" data
   ResponseWriter& literal8(std::string_view s);  // "~{N}\r\n" data
+  // "{N}\r\n", then the caller appends exactly N bytes to the returned buffer
+  // (a message read straight from storage into the response).
+  std::string& literalBuffer(uint64_t size);
   ResponseWriter& beginList();
   ResponseWriter& endList();
   // A parenthesised list of atoms, e.g. flags: "(\Seen \Answered)".
@@ -64,6 +67,10 @@ class ResponseWriter {
 
   const std::string& data() const { return out_; }
   std::string take();
+  // Continues after what `buffer` holds (taken over): a FETCH response with
+  // large literals is then built in the caller's output buffer instead of
+  // being copied there afterwards.
+  ResponseWriter& appendTo(std::string&& buffer);
 
  private:
   void separate();

@@ -177,6 +177,16 @@ class ImapTest(unittest.TestCase):
         self.assertIn(b"Content-Type: text/html", flat)
         typ, data = m.fetch("1", "(RFC822)")
         self.assertEqual(data[0][1], MESSAGE)
+        # Several whole bodies in one response (read straight into one buffer).
+        typ, data = m.fetch("1:*", "(BODY.PEEK[])")
+        bodies = [x[1] for x in data if isinstance(x, tuple)]
+        self.assertEqual(len(bodies), count)
+        self.assertEqual(bodies[-3:], [MESSAGE] * 3)
+        # HEADER on a field outside the stored columns reads the stored header blocks.
+        typ, data = m.search(None, "HEADER", "Content-Type", "multipart")
+        self.assertGreaterEqual(len(data[0].split()), 3)
+        typ, data = m.search(None, "HEADER", "X-Not-There", "multipart")
+        self.assertEqual(data, [b""])
         typ, data = m.fetch("1", "(FLAGS)")
         self.assertIn(b"\\Seen", data[0])  # RFC822 sets \Seen
         typ, data = m.fetch("1:*", "(RFC822.HEADER RFC822.TEXT BODY BINARY.PEEK[1])")

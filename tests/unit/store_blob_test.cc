@@ -76,6 +76,24 @@ TEST_F(StoreBlob, BinaryLargeAndEmptyBodies) {
   EXPECT_TRUE(got->empty());
 }
 
+// FETCH reads bodies straight into a response buffer that already holds
+// earlier messages: the bytes land after them, whatever the buffer's
+// capacity, and a failed read leaves the buffer as it was.
+TEST_F(StoreBlob, AppendToKeepsWhatTheBufferHeld) {
+  std::string body(5082, 'x');
+  auto id = blobs_->put(body);
+  ASSERT_TRUE(id);
+  for (size_t held : {size_t{0}, size_t{7}, size_t{6200}, size_t{100000}}) {
+    std::string out(held, 'a');
+    ASSERT_TRUE(blobs_->appendTo(*id, body.size(), out));
+    EXPECT_EQ(out.size(), held + body.size());
+    EXPECT_EQ(out.substr(held), body);
+    EXPECT_EQ(out.substr(0, held), std::string(held, 'a'));
+    EXPECT_EQ(blobs_->appendTo(*id, body.size() + 1, out).error().kind, ErrorKind::Corrupt);
+    EXPECT_EQ(out.size(), held + body.size());
+  }
+}
+
 TEST_F(StoreBlob, IdenticalContentIsStoredOnce) {
   auto a = blobs_->put("same body");
   ASSERT_TRUE(a);
