@@ -45,9 +45,12 @@ const IndexedMessage* IndexedMailbox::find(uint32_t uid) const {
 
 MessageIndex::MessageIndex(Store& store) : store_(store) {
   subscription_ = store_.changes().subscribe([this](const StoreChange& c) {
+    // A removed account takes its mailboxes without a change per mailbox,
+    // and SQLite may give a later mailbox the same id: forget everything.
+    if (c.kind == StoreChange::Kind::AccountRemoved) return boxes_.clear();
     auto it = boxes_.find(c.mailboxId);
     if (it == boxes_.end()) return;
-    if (c.kind == StoreChange::Kind::MailboxDeleted)
+    if (c.kind == StoreChange::Kind::MailboxDeleted || c.kind == StoreChange::Kind::MailboxCreated)
       boxes_.erase(it);
     else
       it->second.stale = true;

@@ -157,5 +157,14 @@ TEST_F(MessageIndexTest, DeletedMailboxIsNotFound) {
   EXPECT_EQ(gone.error().kind, ErrorKind::NotFound);
 }
 
+TEST_F(MessageIndexTest, RemovedAccountIsForgotten) {
+  append(inbox_, "Subject: a\r\n\r\nx\r\n");
+  ASSERT_EQ(index_->mailbox(inbox_).value()->messages.size(), 1u);
+  ASSERT_TRUE(store_->removeAccount(account_));
+  auto gone = index_->mailbox(inbox_);
+  ASSERT_FALSE(gone);
+  EXPECT_EQ(gone.error().kind, ErrorKind::NotFound);
+}
+
 }  // namespace
 }  // namespace mb::store
