@@ -490,7 +490,8 @@ int Daemon::run(std::function<void()> onShutdown) {
     grace_ = nullptr;
     uv_run(loop(), UV_RUN_NOWAIT);
   }
-  store_.reset();
+  // The store stays open until ~Daemon: main's servers (destroyed after run()
+  // returns, before the Daemon) unsubscribe from its ChangeHub as they go.
   logInfo("daemon.stopped");
   return 0;
 }
