@@ -21,7 +21,10 @@ constexpr auto kCommandTimeout = std::chrono::seconds(10);
 
 void sendJson(httplib::Response& res, int status, const json& body) {
   res.status = status;
-  res.set_content(body.dump(), "application/json");
+  // Status strings can carry text from an upstream (an error line cut mid-way,
+  // a non-UTF-8 folder name); dump() would throw on invalid UTF-8 and turn a
+  // status read into a 500. Invalid sequences become U+FFFD instead.
+  res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
 }
 
 void sendError(httplib::Response& res, int status, std::string_view code, std::string_view message) {

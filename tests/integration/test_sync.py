@@ -86,6 +86,8 @@ def wait_for(pred, timeout=60, interval=0.05, what="condition"):
 
 def sync_status(d, name):
     status, body = d.api("GET", "/v1/accounts")
+    if status != 200:
+        raise AssertionError("GET /v1/accounts answered %d: %r" % (status, body))
     for a in body["accounts"]:
         if a["name"] == name:
             return a.get("sync")
