@@ -390,6 +390,33 @@ void UpstreamImap::fetchMeta(const std::string& folder, uint32_t from,
   });
 }
 
+void UpstreamImap::fetchFlags(const std::string& folder, std::vector<uint32_t> uids,
+                              std::function<void(Result<std::vector<sync::RemoteFlags>>)> done) {
+  if (uids.empty()) return done(std::vector<sync::RemoteFlags>{});
+  auto alive = alive_;
+  select(folder, [this, alive, uids = std::move(uids), done = std::move(done)](Status s) mutable {
+    if (!*alive) return;
+    if (!s) return done(std::unexpected(s.error()));
+    auto out = std::make_shared<std::vector<sync::RemoteFlags>>();
+    std::vector<std::string> items = {"UID", "FLAGS"};
+    if (main_->condstore()) items.push_back("MODSEQ");
+    std::set<uint32_t> wanted(uids.begin(), uids.end());
+    runSimple(
+        main_->builder().uidFetch(compress(std::move(uids)), items),
+        [alive, out, done = std::move(done)](Result<client::StatusText> r) {
+          if (!*alive) return;
+          if (!r) return done(std::unexpected(r.error()));
+          if (r->status != client::StatusKind::Ok) return done(std::unexpected(upstreamError("UID FETCH", *r)));
+          done(std::move(*out));
+        },
+        [out, wanted](client::Response& r) {
+          auto* f = std::get_if<client::FetchData>(&r);
+          if (!f || !f->uid || !f->flags || !wanted.count(*f->uid)) return;
+          out->push_back(flagsOf(*f));
+        });
+  });
+}
+
 void UpstreamImap::fetchMessages(const std::string& folder, std::vector<uint32_t> uids,
                                  std::function<void(sync::RemoteMessage&&)> onMessage, std::function<void(Status)> done) {
   auto alive = alive_;

@@ -36,6 +36,8 @@ class UpstreamImap : public sync::Connector {
                     std::function<void(Result<sync::FolderChanges>)> done) override;
   void fetchMeta(const std::string& folder, uint32_t from,
                  std::function<void(Result<std::vector<sync::RemoteMessage>>)> done) override;
+  void fetchFlags(const std::string& folder, std::vector<uint32_t> uids,
+                  std::function<void(Result<std::vector<sync::RemoteFlags>>)> done) override;
   void fetchMessages(const std::string& folder, std::vector<uint32_t> uids,
                      std::function<void(sync::RemoteMessage&&)> onMessage, std::function<void(Status)> done) override;
   void apply(const sync::Op& op, std::function<void(Result<sync::OpResult>)> done) override;

@@ -198,7 +198,11 @@ Result<FlagResult> updateFlags(Store& store, int64_t mailboxId, std::span<const 
     if (!box) return propagate(box);
     uint64_t modseq = box->highestModseq;
     auto sel = db.prepare("SELECT flags, keywords, modseq FROM messages WHERE mailbox_id = ?1 AND uid = ?2");
-    auto upd = db.prepare("UPDATE messages SET flags = ?1, keywords = ?2, modseq = ?3 WHERE mailbox_id = ?4 AND uid = ?5");
+    // The first local change since the last sync remembers where it started
+    // (upstream_flags), for the sync engine's per-flag merge.
+    auto upd = db.prepare(
+        "UPDATE messages SET flags = ?1, keywords = ?2, modseq = ?3, upstream_flags = CASE WHEN upstream_id IS NULL "
+        "THEN NULL ELSE coalesce(upstream_flags, ?6) END WHERE mailbox_id = ?4 AND uid = ?5");
     if (!sel) return propagate(sel);
     if (!upd) return propagate(upd);
     for (uint32_t uid : uids) {
@@ -248,6 +252,7 @@ Result<FlagResult> updateFlags(Store& store, int64_t mailboxId, std::span<const 
                          .bind(3, msgModseq)
                          .bind(4, mailboxId)
                          .bind(5, uid)
+                         .bind(6, joinKeywords(flagWords(flags, keywords)))
                          .run();
             !s)
           return propagate(s);
@@ -261,7 +266,8 @@ Result<FlagResult> updateFlags(Store& store, int64_t mailboxId, std::span<const 
     nlohmann::json payload{{"mailbox", box->name},
                            {"mode", update.mode == FlagMode::Add ? "add" : update.mode == FlagMode::Remove ? "remove" : "replace"},
                            {"flags", flagNames(update.flags, update.keywords)},
-                           {"uids", result.changed}};
+                           {"uids", result.changed},
+                           {"merge", 1}};  // replayed by merging against messages.upstream_flags
     if (auto s = writeJournal(db, box->accountId, {"flags", payload.dump()}, store.now()); !s) return propagate(s);
     if (auto s = tx->commit(); !s) return propagate(s);
     change.kind = StoreChange::Kind::FlagsChanged;

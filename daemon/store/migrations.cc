@@ -141,11 +141,20 @@ CREATE TABLE message_headers (
 ) STRICT;
 )sql";
 
+// Upstream sync's per-flag merge (README "Conflict rules"): the flags the
+// upstream had when a local flag change was first made to a message since
+// the last sync ("\\Seen $Work" words, '' for none); NULL while local and
+// upstream agree. The sync engine compares both sides against it.
+constexpr const char* kV5 = R"sql(
+ALTER TABLE messages ADD COLUMN upstream_flags TEXT;
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "initial schema", kV1},
     {2, "imap: stored analysis, header search columns, expunge log", kV2},
     {3, "accounts created through the REST API: settings and sealed secrets", kV3},
     {4, "imap: top-level header blocks for SEARCH HEADER", kV4},
+    {5, "sync: upstream flags a pending local flag change started from", kV5},
     // {2, "what changed", "ALTER TABLE ...;"},
     // A step that rebuilds a table must run with foreign_keys OFF, which
     // cannot change inside a transaction: give migrate() a flag for it then.

@@ -126,6 +126,10 @@ class Connector {
   // Metadata (with the Message-ID) of every message from UID `from` on.
   virtual void fetchMeta(const std::string& folder, uint32_t from,
                          std::function<void(Result<std::vector<RemoteMessage>>)> done) = 0;
+  // The current flags (and MODSEQ when known) of these messages; UIDs gone
+  // upstream are simply missing from the answer.
+  virtual void fetchFlags(const std::string& folder, std::vector<uint32_t> uids,
+                          std::function<void(Result<std::vector<RemoteFlags>>)> done) = 0;
   // Whole messages, pipelined in large batches; onMessage gets each as it
   // arrives (in UID order); done after the last.
   virtual void fetchMessages(const std::string& folder, std::vector<uint32_t> uids,

@@ -36,8 +36,8 @@ std::unexpected<Error> propagate(const Result<T>& r) {
 
 Result<std::vector<LocalMessage>> localMessages(store::Store& store, int64_t mailboxId) {
   auto st = store.db().prepare(
-      "SELECT uid, upstream_id, flags, keywords, size, internal_date, message_id FROM messages WHERE mailbox_id = ?1 "
-      "ORDER BY uid");
+      "SELECT uid, upstream_id, flags, keywords, size, internal_date, message_id, upstream_flags FROM messages "
+      "WHERE mailbox_id = ?1 ORDER BY uid");
   if (!st) return propagate(st);
   st->bind(1, mailboxId);
   std::vector<LocalMessage> out;
@@ -55,6 +55,12 @@ Result<std::vector<LocalMessage>> localMessages(store::Store& store, int64_t mai
     m.size = static_cast<uint64_t>(st->columnInt64(4));
     m.internalDate = st->columnInt64(5);
     m.messageId = st->columnText(6);
+    if (auto base = st->columnOptText(7)) {
+      FlagState b;
+      store::parseFlagWords(store::splitKeywords(*base), b.flags, b.keywords);
+      std::sort(b.keywords.begin(), b.keywords.end());
+      m.upstreamBase = std::move(b);
+    }
     out.push_back(std::move(m));
   }
   return out;
@@ -68,6 +74,20 @@ Status setUpstreamIds(store::Store& store, int64_t mailboxId, const std::vector<
     std::optional<std::string> v;
     if (up) v = std::to_string(*up);
     if (auto s = st->bind(1, v).bind(2, mailboxId).bind(3, local).run(); !s) return s;
+  }
+  return {};
+}
+
+// messages.upstream_flags for each local UID (nullopt: local and upstream agree).
+Status setUpstreamBases(store::Store& store, int64_t mailboxId,
+                        const std::vector<std::pair<uint32_t, std::optional<FlagState>>>& bases) {
+  auto st = store.db().prepare("UPDATE messages SET upstream_flags = ?1 WHERE mailbox_id = ?2 AND uid = ?3");
+  if (!st) return propagate(st);
+  for (const auto& [uid, base] : bases) {
+    st->reset();
+    std::optional<std::string> v;
+    if (base) v = store::joinKeywords(store::flagWords(base->flags, base->keywords));
+    if (auto s = st->bind(1, v).bind(2, mailboxId).bind(3, uid).run(); !s) return s;
   }
   return {};
 }
@@ -389,8 +409,13 @@ void SyncEngine::applyChanges(Folder& f, FolderChanges ch, std::function<void(St
   ChangePlan plan = planChanges(*local, ch);
   if (!plan.flagUpdates.empty()) {
     std::vector<store::ChangedMessage> wanted;
-    for (auto& u : plan.flagUpdates) wanted.push_back({u.uid, u.flags, u.keywords, 0});
+    std::vector<std::pair<uint32_t, std::optional<FlagState>>> bases;
+    for (auto& u : plan.flagUpdates) {
+      wanted.push_back({u.uid, u.flags, u.keywords, 0});
+      bases.emplace_back(u.uid, u.upstreamBase);
+    }
     if (auto s = store::setFlagsExact(store_, f.mailboxId, wanted, this); !s) return done(s);
+    if (auto s = setUpstreamBases(store_, f.mailboxId, bases); !s) return done(s);
   }
   if (!plan.removals.empty()) {
     if (auto s = store::removeMessages(store_, f.mailboxId, plan.removals, this); !s) return done(std::unexpected(s.error()));
@@ -425,6 +450,10 @@ void SyncEngine::remap(Folder& f, FolderChanges ch, std::function<void(Status)> 
         if (m.upstreamUid) ids.emplace_back(m.uid, std::nullopt);
       for (auto [l, u] : plan.rebind) ids.emplace_back(l, u);
       if (auto s = setUpstreamIds(store_, fp->mailboxId, ids); !s) return done(s);
+      // The upstream is the truth for a re-mapped mailbox's flags.
+      auto clear = store_.db().prepare("UPDATE messages SET upstream_flags = NULL WHERE mailbox_id = ?1");
+      if (!clear) return done(std::unexpected(clear.error()));
+      if (auto s = clear->bind(1, fp->mailboxId).run(); !s) return done(s);
       auto st = store_.db().prepare("UPDATE mailboxes SET upstream_uidvalidity = ?1, upstream_state = NULL WHERE id = ?2");
       if (!st) return done(std::unexpected(st.error()));
       if (auto s = st->bind(1, state.uidValidity).bind(2, fp->mailboxId).run(); !s) return done(s);
@@ -580,6 +609,87 @@ void SyncEngine::cycleFailed(const Error& e) {
 
 // ---- local -> upstream
 
+void SyncEngine::finishFlagMerge(int64_t mailboxId, const std::vector<LocalMessage>& pending, const FlagPush& plan,
+                                 const ReplayDone& done) {
+  auto now = localMessages(store_, mailboxId);
+  if (!now) return done(std::unexpected(now.error()), nullptr);
+  std::map<uint32_t, FlagState> current, before;
+  for (const auto& m : *now) current[m.uid] = m.flagState();
+  for (const auto& m : pending) before[m.uid] = m.flagState();
+  std::vector<store::ChangedMessage> take;
+  std::vector<std::pair<uint32_t, std::optional<FlagState>>> bases;
+  for (const auto& [uid, merged] : plan.merged) {
+    auto it = current.find(uid);
+    if (it == current.end()) continue;
+    if (it->second == before[uid]) {
+      take.push_back({uid, merged.flags, merged.keywords, 0});
+      bases.emplace_back(uid, std::nullopt);
+    } else {
+      bases.emplace_back(uid, merged);  // changed again meanwhile: its own row merges it
+    }
+  }
+  if (auto s = store::setFlagsExact(store_, mailboxId, take, this); !s) return done(std::unexpected(s.error()), nullptr);
+  if (auto s = setUpstreamBases(store_, mailboxId, bases); !s) return done(std::unexpected(s.error()), nullptr);
+  done(OpResult{}, nullptr);
+}
+
+// A local flag change: fetch the messages' upstream flags, merge per flag
+// against what the upstream had when the local change started
+// (messages.upstream_flags), send the difference, and take the merged flags
+// locally. The journal row only says which messages to look at, so a later
+// change of the same message is merged by whichever row comes first.
+void SyncEngine::replayFlagMerge(const std::string& folder, int64_t mailboxId, const std::vector<uint32_t>& localUids,
+                                 ReplayDone done) {
+  auto all = localMessages(store_, mailboxId);
+  if (!all) return done(std::unexpected(all.error()), nullptr);
+  std::set<uint32_t> wanted(localUids.begin(), localUids.end());
+  auto pending = std::make_shared<std::vector<LocalMessage>>();
+  std::vector<uint32_t> upUids;
+  for (auto& m : *all)
+    if (wanted.count(m.uid) && m.upstreamBase && m.upstreamUid) {
+      upUids.push_back(*m.upstreamUid);
+      pending->push_back(std::move(m));
+    }
+  if (pending->empty()) return done(OpResult{{}, "", true}, nullptr);
+  auto alive = alive_;
+  conn_->fetchFlags(folder, upUids, [this, alive, folder, mailboxId, pending, done](Result<std::vector<RemoteFlags>> r) {
+    if (!*alive) return;
+    if (!r) return done(std::unexpected(r.error()), nullptr);
+    auto plan = std::make_shared<FlagPush>(planFlagPush(*pending, *r));
+    // The STOREs one after the other; then the merged flags locally.
+    auto step = std::make_shared<std::function<void(size_t)>>();
+    *step = [this, alive, folder, mailboxId, pending, plan, done, step](size_t i) {
+      if (i == plan->stores.size()) {
+        // Break the cycle step -> lambda -> step; only copies are used after.
+        auto self = this;
+        int64_t box = mailboxId;
+        auto keepPending = pending;
+        auto keepPlan = plan;
+        auto keepDone = done;
+        auto keepStep = std::move(*step);
+        self->finishFlagMerge(box, *keepPending, *keepPlan, keepDone);
+        return;
+      }
+      const auto& st = plan->stores[i];
+      FlagsOp op;
+      op.folder = folder;
+      op.mode = st.add ? FlagsOp::Mode::Add : FlagsOp::Mode::Remove;
+      op.flags = st.flags.flags;
+      op.keywords = st.flags.keywords;
+      op.uids = st.upstreamUids;
+      conn_->apply(op, [alive, step, done, i](Result<OpResult> r) {
+        if (!*alive) return;
+        if (!r) {
+          auto stepKeep = std::move(*step);
+          return done(std::unexpected(r.error()), nullptr);
+        }
+        (*step)(i + 1);
+      });
+    };
+    (*step)(0);
+  });
+}
+
 void SyncEngine::replay(std::function<void()> next) {
   if (!wantReplay_) return next();
   wantReplay_ = false;
@@ -721,6 +831,9 @@ void SyncEngine::replayOne(std::function<void()> next) {
     if (!box || !*box) return skip("mailbox gone");
     std::string folder = folderOf(mailbox);
     if (folder.empty()) return skip("mailbox not synced");
+    if (payload.value("merge", 0) == 1)
+      return replayFlagMerge(folder, (*box)->id, jsonUids(payload.value("uids", nlohmann::json::array())), onResult);
+    // A row journaled before upstream_flags existed: its change as it was made.
     FlagsOp f;
     f.folder = folder;
     std::string mode = jsonString(payload, "mode");

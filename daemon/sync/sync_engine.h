@@ -62,6 +62,13 @@ class SyncEngine {
   Status mapFolders(std::vector<RemoteFolder> remote);
   void replay(std::function<void()> next);
   void replayOne(std::function<void()> next);
+  // What a replayed journal row reports: the result, and what to record in
+  // the transaction that deletes the row.
+  using ReplayDone = std::function<void(Result<OpResult>, std::function<Status(store::Db&, const OpResult&)>)>;
+  void replayFlagMerge(const std::string& folder, int64_t mailboxId, const std::vector<uint32_t>& localUids,
+                       ReplayDone done);
+  void finishFlagMerge(int64_t mailboxId, const std::vector<LocalMessage>& pending, const FlagPush& plan,
+                       const ReplayDone& done);
   void syncNextFolder();
   void syncFolder(Folder& f, std::function<void(Status)> done);
   void applyChanges(Folder& f, FolderChanges ch, std::function<void(Status)> done);

@@ -36,6 +36,36 @@ StoredFolder parseFolderState(const std::string& text) {
   return s;
 }
 
+namespace {
+
+std::vector<std::string> sorted(std::vector<std::string> v) {
+  std::sort(v.begin(), v.end());
+  v.erase(std::unique(v.begin(), v.end()), v.end());
+  return v;
+}
+
+bool has(const std::vector<std::string>& sortedWords, const std::string& w) {
+  return std::binary_search(sortedWords.begin(), sortedWords.end(), w);
+}
+
+}  // namespace
+
+FlagState mergeFlags(const FlagState& base, const FlagState& local, const FlagState& upstream) {
+  FlagState out;
+  uint32_t localOnly = (local.flags ^ base.flags) & ~(upstream.flags ^ base.flags);
+  out.flags = (upstream.flags & ~localOnly) | (local.flags & localOnly);
+  auto b = sorted(base.keywords), l = sorted(local.keywords), u = sorted(upstream.keywords);
+  std::set<std::string> all(b.begin(), b.end());
+  all.insert(l.begin(), l.end());
+  all.insert(u.begin(), u.end());
+  for (const auto& k : all) {
+    bool inB = has(b, k), inL = has(l, k), inU = has(u, k);
+    bool take = (inL != inB && inU == inB) ? inL : inU;
+    if (take) out.keywords.push_back(k);
+  }
+  return out;
+}
+
 ChangePlan planChanges(const std::vector<LocalMessage>& local, const FolderChanges& ch) {
   ChangePlan plan;
   std::map<uint32_t, const LocalMessage*> byUpstream;
@@ -51,11 +81,17 @@ ChangePlan planChanges(const std::vector<LocalMessage>& local, const FolderChang
       wantDownload.insert(r.uid);
       continue;
     }
-    std::vector<std::string> kw = r.keywords;
-    std::sort(kw.begin(), kw.end());
-    std::vector<std::string> localKw = it->second->keywords;
-    std::sort(localKw.begin(), localKw.end());
-    if (it->second->flags != r.flags || localKw != kw) plan.flagUpdates.push_back({it->second->uid, r.flags, kw});
+    const LocalMessage& m = *it->second;
+    FlagState up{r.flags, sorted(r.keywords)};
+    FlagState now{m.flags, sorted(m.keywords)};
+    if (m.upstreamBase) {
+      FlagState merged = mergeFlags(*m.upstreamBase, now, up);
+      std::optional<FlagState> base;
+      if (merged != up) base = up;  // still to be sent; the upstream now has `up`
+      plan.flagUpdates.push_back({m.uid, merged.flags, merged.keywords, base});
+    } else if (now != up) {
+      plan.flagUpdates.push_back({m.uid, up.flags, up.keywords, std::nullopt});
+    }
   }
   std::set<uint32_t> gone(ch.vanished.begin(), ch.vanished.end());
   if (ch.existing) {
@@ -77,6 +113,38 @@ ChangePlan planChanges(const std::vector<LocalMessage>& local, const FolderChang
   plan.downloads.assign(wantDownload.begin(), wantDownload.end());
   std::sort(plan.removals.begin(), plan.removals.end());
   return plan;
+}
+
+FlagPush planFlagPush(const std::vector<LocalMessage>& local, const std::vector<RemoteFlags>& upstream) {
+  FlagPush out;
+  std::map<uint32_t, const RemoteFlags*> byUid;
+  for (const auto& r : upstream) byUid[r.uid] = &r;
+  std::map<std::pair<bool, std::pair<uint32_t, std::vector<std::string>>>, std::vector<uint32_t>> groups;
+  for (const auto& m : local) {
+    if (!m.upstreamBase || !m.upstreamUid) continue;
+    auto it = byUid.find(*m.upstreamUid);
+    if (it == byUid.end()) continue;  // expunged upstream: the next fetch removes it
+    FlagState up{it->second->flags, sorted(it->second->keywords)};
+    FlagState merged = mergeFlags(*m.upstreamBase, m.flagState(), up);
+    out.merged.emplace_back(m.uid, merged);
+    FlagState add, remove;
+    add.flags = merged.flags & ~up.flags;
+    remove.flags = up.flags & ~merged.flags;
+    for (const auto& k : merged.keywords)
+      if (!has(up.keywords, k)) add.keywords.push_back(k);
+    for (const auto& k : up.keywords)
+      if (!has(merged.keywords, k)) remove.keywords.push_back(k);
+    if (add.flags || !add.keywords.empty()) groups[{true, {add.flags, add.keywords}}].push_back(*m.upstreamUid);
+    if (remove.flags || !remove.keywords.empty()) groups[{false, {remove.flags, remove.keywords}}].push_back(*m.upstreamUid);
+  }
+  for (auto& [key, uids] : groups) {
+    FlagPush::Store st;
+    st.add = key.first;
+    st.flags = {key.second.first, key.second.second};
+    st.upstreamUids = std::move(uids);
+    out.stores.push_back(std::move(st));
+  }
+  return out;
 }
 
 RemapPlan planRemap(const std::vector<LocalMessage>& local, const std::vector<RemoteMessage>& remote) {

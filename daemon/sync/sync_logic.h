@@ -25,6 +25,20 @@ struct StoredFolder {
 std::string serializeFolderState(const StoredFolder& s);
 StoredFolder parseFolderState(const std::string& json);  // anything unreadable: not complete
 
+// A message's flags: system flag bits (store::MessageFlag) and keywords, sorted.
+struct FlagState {
+  uint32_t flags = 0;
+  std::vector<std::string> keywords;
+  bool operator==(const FlagState&) const = default;
+};
+
+// The per-flag three-way merge (README "Conflict rules"): `base` is what the
+// upstream had when the local side first changed the message since the last
+// sync. A flag the local side changed and the upstream did not takes the
+// local value; every other flag takes the upstream value (the upstream change
+// came with a higher MODSEQ than the local change had seen: it is newer).
+FlagState mergeFlags(const FlagState& base, const FlagState& local, const FlagState& upstream);
+
 // A local message of a synced mailbox, as the engine sees it.
 struct LocalMessage {
   uint32_t uid = 0;                    // local UID
@@ -34,12 +48,17 @@ struct LocalMessage {
   uint64_t size = 0;
   int64_t internalDate = 0;
   std::string messageId;
+  // messages.upstream_flags: set while a local flag change is not merged
+  // upstream yet; the upstream flags it started from.
+  std::optional<FlagState> upstreamBase;
+  FlagState flagState() const { return {flags, keywords}; }
 };
 
 struct LocalFlagUpdate {
   uint32_t uid = 0;  // local
   uint32_t flags = 0;
   std::vector<std::string> keywords;
+  std::optional<FlagState> upstreamBase;  // what messages.upstream_flags becomes (nullopt: in agreement)
 };
 
 struct ChangePlan {
@@ -48,10 +67,27 @@ struct ChangePlan {
   std::vector<uint32_t> downloads;           // upstream UIDs not held locally, ascending
 };
 
-// What FolderChanges (same UIDVALIDITY) mean for the local messages. Upstream
-// wins for flags it reports (local pending changes were replayed before the
-// fetch); a message expunged upstream is removed locally.
+// What FolderChanges (same UIDVALIDITY) mean for the local messages. Flags
+// the upstream reports replace the local ones, except that a message with a
+// local change not yet merged upstream gets mergeFlags (its local change stays
+// pending); a message expunged upstream is removed locally, pending changes
+// or not.
 ChangePlan planChanges(const std::vector<LocalMessage>& local, const FolderChanges& ch);
+
+// Replaying a local flag change: for each message with its current
+// upstream flags, the merged result and the +FLAGS/-FLAGS commands (upstream
+// UIDs) that turn the upstream flags into it. Messages whose local change
+// is merged already (no upstreamBase) are left out.
+struct FlagPush {
+  struct Store {
+    bool add = true;
+    FlagState flags;
+    std::vector<uint32_t> upstreamUids;
+  };
+  std::vector<Store> stores;
+  std::vector<std::pair<uint32_t, FlagState>> merged;  // local UID -> merged flags
+};
+FlagPush planFlagPush(const std::vector<LocalMessage>& local, const std::vector<RemoteFlags>& upstream);
 
 struct RemapPlan {
   std::vector<std::pair<uint32_t, uint32_t>> rebind;  // local UID -> new upstream UID

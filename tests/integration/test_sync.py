@@ -116,6 +116,26 @@ def upstream_flags(dc, user, mailbox):
         c.logout()
 
 
+def maildir_edit(dc, user, mailbox, mid, flags=None, expunge=False):
+    """Changes a message upstream while Dovecot is stopped, in its maildir
+    (flags are in the file name; Dovecot keeps the UID and gives the change a
+    new MODSEQ when it next opens the mailbox). flags: maildir letters."""
+    path = os.path.join(dc.home(user), "Maildir") if mailbox == "INBOX" else None
+    assert path, "INBOX only"
+    for sub in ("cur", "new"):
+        d = os.path.join(path, sub)
+        for name in os.listdir(d):
+            with open(os.path.join(d, name), "rb") as f:
+                if ("Message-ID: %s\r\n" % mid).encode() not in f.read():
+                    continue
+            if expunge:
+                os.unlink(os.path.join(d, name))
+            else:
+                os.rename(os.path.join(d, name), os.path.join(path, "cur", name.split(":")[0] + ":2," + flags))
+            return
+    raise AssertionError("no upstream file for " + mid)
+
+
 FOLDERS = {"INBOX": 1100, "Work/Projects": 600, "Archive": 300, "Ärger/Überweisungen": 60}
 
 
@@ -382,6 +402,51 @@ class SyncTest(_SyncBase, unittest.TestCase):
         self.assertIn("\\Flagged", flags["<carol.0@gen.example.test>"])
         self.assertIn("\\Flagged", flags["<carol.19@gen.example.test>"])
         self.assertNotIn("\\Flagged", flags["<carol.20@gen.example.test>"])
+
+
+class SyncConflictTest(_SyncBase, unittest.TestCase):
+    def test_flag_conflicts_merge_per_flag_and_upstream_expunge_wins(self):
+        # README "Conflict rules". Local changes are made while the upstream is
+        # down; upstream changes after them (higher MODSEQ), before the bridge
+        # sees them.
+        flags = [("\\Seen",), ("\\Seen",), (), (), ("\\Flagged",), ()]
+        self.dc.bulk_load("alice", [(gen_message(i, "cf"), flags[i]) for i in range(6)], "INBOX")
+        d = self.daemon("alice")
+        d.start()
+        wait_idle(d, "alice", 60)
+        self.dc.stop()
+        wait_for(lambda: (sync_status(d, "alice") or {}).get("state") == "offline", 20, 0.05, "offline")
+        user, password = password_for(d, "alice")
+        host, port = host_port(d.listeners["imap"])
+        li = imaplib.IMAP4(host, port, timeout=20)
+        li.login(user, password)
+        li.select("INBOX")
+        li.store("1", "+FLAGS", "(\\Flagged)")           # cf.0: upstream clears \Seen: both kept
+        li.store("2", "+FLAGS", "(\\Seen \\Flagged)")    # cf.1: \Seen was set already: not a local change of it
+        li.store("3", "FLAGS", "(\\Answered)")           # cf.2: replace; upstream sets \Flagged: kept
+        li.store("4", "+FLAGS", "(\\Flagged)")           # cf.3: set and cleared locally; upstream sets it later
+        li.store("4", "-FLAGS", "(\\Flagged)")
+        li.store("5", "-FLAGS", "(\\Flagged)")           # cf.4: expunged upstream while this is pending
+        li.store("6", "+FLAGS", "(\\Seen)")              # cf.5: upstream untouched: the local change goes up
+        li.logout()
+        maildir_edit(self.dc, "alice", "INBOX", "<cf.0@gen.example.test>", "")
+        maildir_edit(self.dc, "alice", "INBOX", "<cf.1@gen.example.test>", "")
+        maildir_edit(self.dc, "alice", "INBOX", "<cf.2@gen.example.test>", "F")
+        maildir_edit(self.dc, "alice", "INBOX", "<cf.3@gen.example.test>", "F")
+        maildir_edit(self.dc, "alice", "INBOX", "<cf.4@gen.example.test>", expunge=True)
+        self.dc.start(keep_ports=True)
+        wait_idle(d, "alice", 60)
+        want = {"<cf.0@gen.example.test>": {"\\Flagged"},
+                "<cf.1@gen.example.test>": {"\\Flagged"},
+                "<cf.2@gen.example.test>": {"\\Answered", "\\Flagged"},
+                "<cf.3@gen.example.test>": {"\\Flagged"},
+                "<cf.5@gen.example.test>": {"\\Seen"}}
+        up = upstream_flags(self.dc, "alice", "INBOX")
+        self.assertEqual({k: set(re.findall(r"\\\w+", v)) - {"\\Recent"} for k, v in up.items()}, want)
+        bits = {"\\Seen": 1, "\\Answered": 2, "\\Flagged": 4}
+        self.assertEqual(dict(local_flags(d.state_dir, "alice", "INBOX")),
+                         {k: sum(bits[f] for f in v) for k, v in want.items()})
+        self.assertNotIn("sync.journal_dropped", d.log())
 
 
 class SyncTlsTest(_SyncBase, unittest.TestCase):

@@ -53,6 +53,75 @@ TEST(SyncLogic, IncrementalChangesUpdateFlagsRemoveVanishedAndDownloadNew) {
   EXPECT_EQ(p.downloads, (std::vector<uint32_t>{13}));
 }
 
+// README "Conflict rules": per flag, a flag changed only locally takes the
+// local value, anything else the upstream one (a change upstream after the
+// local one started has the higher MODSEQ: it is newer).
+TEST(SyncLogic, FlagsMergePerFlagAgainstWhereTheLocalChangeStarted) {
+  using store::kFlagSeen, store::kFlagFlagged, store::kFlagAnswered;
+  // Local set \Flagged; upstream cleared \Seen meanwhile: both kept.
+  FlagState m = mergeFlags({kFlagSeen, {}}, {kFlagSeen | kFlagFlagged, {}}, {0, {}});
+  EXPECT_EQ(m.flags, static_cast<uint32_t>(kFlagFlagged));
+  // Local set then cleared \Flagged (no net local change); upstream set it
+  // after: the upstream's is the newer change.
+  m = mergeFlags({0, {}}, {0, {}}, {kFlagFlagged, {}});
+  EXPECT_EQ(m.flags, static_cast<uint32_t>(kFlagFlagged));
+  // A local FLAGS replace changes only the flags that differ from the start.
+  m = mergeFlags({kFlagFlagged, {"$Old"}}, {kFlagSeen, {}}, {kFlagFlagged | kFlagAnswered, {"$New", "$Old"}});
+  EXPECT_EQ(m.flags, static_cast<uint32_t>(kFlagSeen | kFlagAnswered));
+  EXPECT_EQ(m.keywords, (std::vector<std::string>{"$New"}));
+  // Both set the same flag: no conflict.
+  m = mergeFlags({0, {}}, {kFlagSeen, {"$A"}}, {kFlagSeen, {"$A"}});
+  EXPECT_EQ(m, (FlagState{kFlagSeen, {"$A"}}));
+}
+
+TEST(SyncLogic, PendingLocalFlagChangeSurvivesAnUpstreamReport) {
+  auto m1 = local(1, 10, store::kFlagSeen | store::kFlagFlagged);  // local set \Flagged ...
+  m1.upstreamBase = FlagState{store::kFlagSeen, {}};                // ... starting from \Seen
+  auto m2 = local(2, 11, store::kFlagSeen);
+  m2.upstreamBase = FlagState{0, {}};  // local set \Seen; upstream reports it set too
+  auto m3 = local(3, 12, store::kFlagAnswered);
+  m3.upstreamBase = FlagState{0, {}};  // expunged upstream: removed, pending or not
+  FolderChanges ch;
+  ch.flags = {remote(10, 0, {"$Up"}), remote(11, store::kFlagSeen)};
+  ch.vanished = {12};
+  ChangePlan p = planChanges({m1, m2, m3}, ch);
+  ASSERT_EQ(p.flagUpdates.size(), 2u);
+  EXPECT_EQ(p.flagUpdates[0].uid, 1u);
+  EXPECT_EQ(p.flagUpdates[0].flags, static_cast<uint32_t>(store::kFlagFlagged));  // upstream's -\Seen, local +\Flagged
+  EXPECT_EQ(p.flagUpdates[0].keywords, (std::vector<std::string>{"$Up"}));
+  ASSERT_TRUE(p.flagUpdates[0].upstreamBase);  // still to send: +\Flagged against what upstream has now
+  EXPECT_EQ(*p.flagUpdates[0].upstreamBase, (FlagState{0, {"$Up"}}));
+  EXPECT_EQ(p.flagUpdates[1].uid, 2u);
+  EXPECT_FALSE(p.flagUpdates[1].upstreamBase);  // both agree now
+  EXPECT_EQ(p.removals, (std::vector<uint32_t>{3}));
+}
+
+TEST(SyncLogic, FlagPushSendsOnlyWhatTheMergeChanges) {
+  auto a = local(1, 10, store::kFlagSeen | store::kFlagFlagged);
+  a.upstreamBase = FlagState{store::kFlagSeen, {}};
+  auto b = local(2, 11, 0, {"$Done"});
+  b.upstreamBase = FlagState{store::kFlagSeen, {}};
+  auto c = local(3, 12, store::kFlagFlagged);
+  c.upstreamBase = FlagState{0, {}};  // expunged upstream
+  auto d = local(4, 13, store::kFlagFlagged);  // merged already: nothing to send
+  FlagPush p = planFlagPush({a, b, c, d}, {remote(10, 0), remote(11, store::kFlagSeen | store::kFlagAnswered), remote(13, 0)});
+  // a: upstream cleared \Seen, local set \Flagged -> +\Flagged only (never +\Seen).
+  // b: local cleared \Seen and set $Done -> -\Seen, +$Done; upstream's \Answered stays.
+  ASSERT_EQ(p.merged.size(), 2u);
+  EXPECT_EQ(p.merged[0], (std::pair<uint32_t, FlagState>{1, {store::kFlagFlagged, {}}}));
+  EXPECT_EQ(p.merged[1], (std::pair<uint32_t, FlagState>{2, {store::kFlagAnswered, {"$Done"}}}));
+  ASSERT_EQ(p.stores.size(), 3u);
+  EXPECT_FALSE(p.stores[0].add);
+  EXPECT_EQ(p.stores[0].flags, (FlagState{store::kFlagSeen, {}}));
+  EXPECT_EQ(p.stores[0].upstreamUids, (std::vector<uint32_t>{11}));
+  EXPECT_TRUE(p.stores[1].add);
+  EXPECT_EQ(p.stores[1].flags, (FlagState{0, {"$Done"}}));
+  EXPECT_EQ(p.stores[1].upstreamUids, (std::vector<uint32_t>{11}));
+  EXPECT_TRUE(p.stores[2].add);
+  EXPECT_EQ(p.stores[2].flags, (FlagState{store::kFlagFlagged, {}}));
+  EXPECT_EQ(p.stores[2].upstreamUids, (std::vector<uint32_t>{10}));
+}
+
 TEST(SyncLogic, CompleteListingMeansTheRestIsGone) {
   std::vector<LocalMessage> l = {local(1, 10), local(2, 11), local(3, std::nullopt)};
   FolderChanges ch;
