@@ -642,9 +642,23 @@ Result<CommandBody> parseAppend(Reader& r) {
       msg.internalDate = dt;
       MB_CHECK(r.sp("message literal"));
     }
-    MB_TRY(lit, r.literal("APPEND message", true));
-    msg.data = std::move(lit.data);
-    msg.binary = lit.binary;
+    if (r.peek() == 'U' || r.peek() == 'u') {
+      // append-data =/ "UTF8" SP "(" literal8 ")" (RFC 6855 4): a message
+      // whose header may carry UTF-8.
+      MB_TRY(kw, r.atom("APPEND data"));
+      if (!iequals(kw, "UTF8")) return bad("Expected message literal or UTF8 (literal8), got " + kw);
+      MB_CHECK(r.sp("UTF8 message"));
+      if (!r.consume('(')) return bad("Expected \"(\" after UTF8 in APPEND");
+      MB_TRY(lit, r.literal("APPEND UTF8 message", true));
+      if (!lit.binary) return bad("UTF8 APPEND data must be a literal8 (RFC 6855 4)");
+      if (!r.consume(')')) return bad("Expected \")\" after UTF8 APPEND data");
+      msg.data = std::move(lit.data);
+      msg.binary = true;
+    } else {
+      MB_TRY(lit, r.literal("APPEND message", true));
+      msg.data = std::move(lit.data);
+      msg.binary = lit.binary;
+    }
     cmd.messages.push_back(std::move(msg));
   } while (!r.atEnd());
   return cmd;

@@ -161,7 +161,7 @@ Session::Session(Backend& backend, SessionOptions options)
 
 std::string Session::capabilities() const {
   std::string caps = "IMAP4rev1 SASL-IR LITERAL+ MULTIAPPEND ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN "
-                     "LIST-EXTENDED LIST-STATUS SPECIAL-USE CONDSTORE QRESYNC ESEARCH BINARY";
+                     "LIST-EXTENDED LIST-STATUS SPECIAL-USE CONDSTORE QRESYNC ESEARCH BINARY UTF8=ACCEPT";
   caps += " APPENDLIMIT=" + std::to_string(options_.appendLimit);
   if (state_ == State::NotAuthenticated) {
     if (options_.startTlsAvailable && !options_.tlsActive) caps += " STARTTLS";
@@ -457,6 +457,13 @@ bool Session::cmdEnable(const std::string&, const EnableCmd& cmd) {
       if (!condstore_) enabled.push_back("CONDSTORE");
       condstore_ = true;
       enabled.push_back(c);
+    } else if (c == "UTF8=ACCEPT" && !utf8_) {
+      // RFC 6855 3: from now on mailbox names are UTF-8 on the wire both
+      // ways and quoted strings may carry UTF-8.
+      utf8_ = true;
+      parser_->setUtf8Accept(true);
+      w_.setUtf8(true);
+      enabled.push_back(c);
     }
   }
   w_.untagged().atom("ENABLED");
@@ -476,16 +483,16 @@ void Session::cmdIdle(const std::string& tag) {
 // ---------------------------------------------------------------- mailboxes
 
 std::optional<std::string> Session::fromWire(const std::string& tag, std::string_view wire) {
-  auto name = mailboxFromWire(normalizeInbox(wire, '/'), false);
+  auto name = mailboxFromWire(normalizeInbox(wire, '/'), utf8_);
   if (!name) {
-    tagged(tag, "BAD", "", "mailbox name is not valid modified UTF-7");
+    tagged(tag, "BAD", "", utf8_ ? "mailbox name is not valid UTF-8" : "mailbox name is not valid modified UTF-7");
     return std::nullopt;
   }
   return *name;
 }
 
 std::string Session::toWire(std::string_view name) const {
-  auto w = mailboxToWire(name, false);
+  auto w = mailboxToWire(name, utf8_);
   return w ? *w : std::string(name);
 }
 
@@ -528,7 +535,7 @@ bool Session::cmdList(const std::string& tag, const ListCmd& cmd) {
     for (const auto& pat : cmd.patterns) {
       std::string full = cmd.reference + pat;
       std::string normalized = normalizeInbox(full, '/');
-      auto utf8 = mailboxFromWire(normalized, false);
+      auto utf8 = mailboxFromWire(normalized, utf8_);
       if (utf8 && wildMatch(*utf8, name)) matched = true;
     }
     if (!matched) continue;
@@ -566,12 +573,27 @@ bool Session::cmdLsub(const std::string& tag, const LsubCmd& cmd) {
   auto boxes = backend_.listMailboxes();
   if (!boxes) return failed(tag, boxes.error(), "LSUB"), false;
   std::string full = cmd.reference + cmd.pattern;
-  auto pattern = mailboxFromWire(normalizeInbox(full, '/'), false);
+  auto pattern = mailboxFromWire(normalizeInbox(full, '/'), utf8_);
   if (!pattern) return true;
-  for (const auto& m : *boxes) {
-    if (!m.subscribed || !wildMatch(*pattern, m.name)) continue;
-    w_.untagged().atom("LSUB").raw(" ()").quoted("/").astring(toWire(m.name)).end();
-    out_ += w_.take();
+  // RFC 3501 6.3.9: when "foo/bar" is subscribed and "foo" is not, a "%"
+  // that matches "foo" but not "foo/bar" returns "foo" marked \Noselect.
+  std::map<std::string, bool> out;  // name -> listed as \Noselect
+  std::set<std::string> subscribed;
+  for (const auto& m : *boxes)
+    if (m.subscribed) subscribed.insert(m.name);
+  for (const auto& name : subscribed) {
+    if (wildMatch(*pattern, name)) {
+      out[name] = false;
+      continue;
+    }
+    for (size_t p = name.find('/'); p != std::string::npos; p = name.find('/', p + 1)) {
+      std::string parent = name.substr(0, p);
+      if (!subscribed.count(parent) && wildMatch(*pattern, parent)) out.emplace(parent, true);
+    }
+  }
+  for (const auto& [name, noselect] : out) {
+    w_.untagged().atom("LSUB").atomList(noselect ? std::vector<std::string>{"\\Noselect"} : std::vector<std::string>{});
+    out_ += w_.quoted("/").astring(toWire(name)).end().take();
   }
   return true;
 }

@@ -164,6 +164,7 @@ class Session {
   bool startTls_ = false;
   std::optional<std::string> idleTag_;
   bool condstore_ = false, qresync_ = false;
+  bool utf8_ = false;  // ENABLE UTF8=ACCEPT (RFC 6855 3)
 
   // Selected mailbox: the snapshot the client's sequence numbers refer to.
   int64_t selectedId_ = 0;

@@ -232,6 +232,45 @@ class ImapTest(unittest.TestCase):
         typ, data = m.logout()
         self.assertEqual(typ, "BYE")
 
+    def test_utf8_accept_with_imaplib(self):
+        """RFC 6855 3: after imaplib's enable('UTF8=ACCEPT') it sends UTF-8 names
+        and gets UTF-8 names back; a session that did not enable it still sees
+        modified UTF-7 (RFC 3501 5.1.3). RFC 6855 4: APPEND UTF8 (~{n}) stores
+        a UTF-8 header. (imaplib's own append() in UTF-8 mode puts "UTF8 (" inside
+        a plain literal, so that one command goes over a raw socket.)"""
+        m = self.imap()
+        self.assertIn("UTF8=ACCEPT", m.capabilities)
+        typ, _ = m.enable("UTF8=ACCEPT")
+        self.assertEqual(typ, "OK")
+        self.assertEqual(m.response("ENABLED"), ("ENABLED", [b"UTF8=ACCEPT"]))
+        name = "Caf\u00e9/\u53f0\u5317"
+        self.assertEqual(m.create('"%s"' % name)[0], "OK")
+        typ, lines = m.list('""', '"Caf\u00e9/*"')
+        self.assertEqual(typ, "OK")
+        self.assertIn('(\\HasNoChildren) "/" "%s"' % name, [l.decode("utf-8") for l in lines])
+        raw = self.raw()
+        raw.send(b"a LOGIN %s %s\r\nb ENABLE UTF8=ACCEPT\r\n" % (self.user.encode(), self.password.encode()))
+        raw.until_tagged(b"b")
+        msg = "From: J\u00fcrgen <j@example.org>\r\nSubject: gr\u00fc\u00dfe\r\n\r\nHallo\r\n".encode("utf-8")
+        raw.send(b'c APPEND "%s" (\\Seen) UTF8 (~{%d}\r\n' % (name.encode("utf-8"), len(msg)))
+        self.assertEqual(raw.line(), b"+ Ready for literal data")
+        raw.send(msg + b")\r\n")
+        self.assertRegex(raw.until_tagged(b"c")[-1], rb"^c OK \[APPENDUID \d+ 1\]")
+        typ, data = m.status('"%s"' % name, "(MESSAGES)")
+        self.assertEqual((typ, data[0].decode("utf-8")), ("OK", '"%s" (MESSAGES 1)' % name))
+        self.assertEqual(m.select('"%s"' % name)[0], "OK")
+        typ, data = m.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)] BODY.PEEK[])")
+        self.assertEqual(typ, "OK")
+        self.assertIn("Subject: gr\u00fc\u00dfe".encode("utf-8"), data[0][1])
+        self.assertEqual(data[1][1], msg)
+        self.assertEqual(m.search(None, "SUBJECT", '"gr\u00fc\u00dfe"'), ("OK", [b"1"]))
+        old = self.imap()  # no ENABLE: modified UTF-7
+        typ, lines = old.list('""', "Caf*")
+        self.assertIn(b'(\\HasNoChildren) "/" Caf&AOk-/&U,BTFw-', lines)
+        self.assertEqual(old.select("Caf&AOk-/&U,BTFw-")[0], "OK")
+        self.assertEqual(m.close()[0], "OK")
+        self.assertEqual(m.delete('"%s"' % name)[0], "OK")
+
     def test_two_sessions_see_each_others_changes(self):
         a, b = self.imap(), self.imap()
         a.create("Shared")

@@ -110,6 +110,9 @@ std::vector<Transcript> transcripts() {
        "A003 APPEND saved-messages (\\Seen) {5}\r\nfirst (\\Draft) \"07-Feb-1994 21:52:25 +0100\" {6+}\r\nsecond "
        "{5}\r\nthird\r\n"},
       {"RFC 3516 4.4 literal8", "APPEND", "a APPEND INBOX ~{4}\r\nb\0i\n\r\n"s},
+      {"RFC 6855 4 UTF8 append-data", "APPEND", "a APPEND INBOX (\\Seen) utf8 (~{3}\r\n\xc3\xa9!)\r\n"},
+      {"RFC 6855 4 UTF8 in MULTIAPPEND", "APPEND",
+       "a APPEND INBOX UTF8 (~{2+}\r\nab) {1}\r\nc UTF8 (~{1}\r\nd)\r\n"},
       {"RFC 3501 6.4.1", "CHECK", "FXXZ CHECK\r\n"},
       {"RFC 3501 6.4.2", "CLOSE", "A341 CLOSE\r\n"},
       {"RFC 3691 2", "UNSELECT", "A342 UNSELECT\r\n"},
@@ -348,6 +351,21 @@ TEST(ImapParserTest, AppendLiteral8CarriesNulRfc3516Section4_4) {
   ASSERT_EQ(a.messages.size(), 1u);
   EXPECT_TRUE(a.messages[0].binary);
   EXPECT_EQ(a.messages[0].data, "b\0i\n"s);
+}
+
+// RFC 6855 4: append-data =/ "UTF8" SP "(" literal8 ")".
+TEST(ImapParserTest, AppendUtf8DataRfc6855Section4) {
+  auto a = as<AppendCmd>(parseOne("a APPEND INBOX (\\Seen) UTF8 (~{7}\r\nS: \xc3\xa9\r\n) {1}\r\nx\r\n"));
+  ASSERT_EQ(a.messages.size(), 2u);
+  EXPECT_EQ(a.messages[0].data, "S: \xc3\xa9\r\n");
+  EXPECT_TRUE(a.messages[0].binary);
+  EXPECT_EQ(a.messages[0].flags, std::vector<std::string>{"\\Seen"});
+  EXPECT_EQ(a.messages[1].data, "x");
+  EXPECT_FALSE(a.messages[1].binary);
+  EXPECT_EQ(badReason("a APPEND INBOX UTF8 ({1}\r\nx)\r\n"), "UTF8 APPEND data must be a literal8 (RFC 6855 4)");
+  EXPECT_EQ(badReason("a APPEND INBOX UTF8 (~{1}\r\nx\r\n"), "Expected \")\" after UTF8 APPEND data");
+  EXPECT_EQ(badReason("a APPEND INBOX UTF8 ~{1}\r\nx\r\n"), "Expected \"(\" after UTF8 in APPEND");
+  EXPECT_EQ(badReason("a APPEND INBOX UTF9 (~{1}\r\nx)\r\n"), "Expected message literal or UTF8 (literal8), got UTF9");
 }
 
 TEST(ImapParserTest, AppendErrorsRfc3501Section6_3_11) {

@@ -188,6 +188,63 @@ TEST_F(SessionTest, RenameDeleteSubscribe) {
   EXPECT_EQ(c.send("i DELETE Old\r\n"), "i OK DELETE completed\r\n");
 }
 
+// RFC 3501 6.3.9: LSUB "%" answers for a subscribed "foo/bar" whose parent
+// "foo" is not subscribed with "foo" marked \Noselect, not with "foo/bar".
+TEST_F(SessionTest, LsubListsUnsubscribedParentsAsNoselect) {
+  Client c(store);
+  c.login();
+  c.send("a CREATE Top/Mid/Leaf\r\n");
+  std::string out = c.send("b LSUB \"\" %\r\n");
+  EXPECT_TRUE(has(out, "* LSUB (\\Noselect) \"/\" Top\r\n")) << out;
+  EXPECT_TRUE(has(out, "* LSUB () \"/\" INBOX\r\n")) << out;
+  EXPECT_FALSE(has(out, "Top/")) << out;
+  EXPECT_EQ(c.send("c LSUB \"\" Top/%\r\n"), "* LSUB (\\Noselect) \"/\" Top/Mid\r\nc OK LSUB completed\r\n");
+  EXPECT_EQ(c.send("d LSUB Top/ *\r\n"), "* LSUB () \"/\" Top/Mid/Leaf\r\nd OK LSUB completed\r\n");
+  // Once "Top" exists and is subscribed it is listed as itself.
+  c.send("e CREATE Top\r\nf SUBSCRIBE Top\r\n");
+  EXPECT_EQ(c.send("g LSUB \"\" To%\r\n"), "* LSUB () \"/\" Top\r\ng OK LSUB completed\r\n");
+  // Nothing subscribed below: no phantom parent.
+  c.send("h UNSUBSCRIBE Top/Mid/Leaf\r\ni UNSUBSCRIBE Top\r\n");
+  EXPECT_EQ(c.send("j LSUB \"\" To%\r\n"), "j OK LSUB completed\r\n");
+}
+
+// RFC 6855 3: after ENABLE UTF8=ACCEPT, mailbox names are UTF-8 on the wire
+// both ways (never modified UTF-7) and quoted strings may carry UTF-8;
+// RFC 6855 4: APPEND takes UTF8 (literal8). RFC 5161 3.1: ENABLED lists only
+// what this command newly enabled.
+TEST_F(SessionTest, Utf8AcceptRfc6855) {
+  Client c(store), other(store);
+  c.login();
+  other.login();
+  EXPECT_TRUE(has(c.send("a CAPABILITY\r\n"), " UTF8=ACCEPT"));
+  EXPECT_EQ(c.send("b CREATE \"Caf&AOk-\"\r\n"), "b OK CREATE completed\r\n");
+  EXPECT_EQ(c.send("c CREATE \"Caf\xc3\xa9\"\r\n").substr(0, 6), "c BAD ") << "8-bit quoted before ENABLE";
+  EXPECT_EQ(c.send("d ENABLE UTF8=ACCEPT\r\n"), "* ENABLED UTF8=ACCEPT\r\nd OK ENABLE completed\r\n");
+  EXPECT_EQ(c.send("d2 ENABLE UTF8=ACCEPT\r\n"), "* ENABLED\r\nd2 OK ENABLE completed\r\n");
+  // The mailbox created as "Caf&AOk-" is now named in UTF-8.
+  EXPECT_EQ(c.send("e LIST \"\" Caf*\r\n"), "* LIST (\\HasNoChildren) \"/\" \"Caf\xc3\xa9\"\r\ne OK LIST completed\r\n");
+  EXPECT_EQ(c.send("f CREATE \"Caf\xc3\xa9\"\r\n"), "f NO [ALREADYEXISTS] CREATE: mailbox exists already\r\n");
+  // "&" is an ordinary character in UTF-8 names.
+  EXPECT_EQ(c.send("g CREATE \"R&D/\xe6\x97\xa5\"\r\n"), "g OK CREATE completed\r\n");
+  std::string out = c.send("h LIST \"\" R*\r\n");
+  EXPECT_TRUE(has(out, "* LIST (\\Noselect \\HasChildren) \"/\" R&D\r\n")) << out;
+  EXPECT_TRUE(has(out, "* LIST (\\HasNoChildren) \"/\" \"R&D/\xe6\x97\xa5\"\r\n")) << out;
+  EXPECT_EQ(c.send("i LSUB \"\" \"R&D/%\"\r\n"), "* LSUB () \"/\" \"R&D/\xe6\x97\xa5\"\r\ni OK LSUB completed\r\n");
+  std::string msg = "Subject: \xc3\xa9t\xc3\xa9\r\n\r\nbody\r\n";
+  EXPECT_TRUE(has(c.send("j APPEND \"Caf\xc3\xa9\" UTF8 (~{" + std::to_string(msg.size()) + "+}\r\n" + msg + ")\r\n"),
+                  " 1] APPEND completed\r\n"));
+  EXPECT_EQ(c.send("k STATUS \"Caf\xc3\xa9\" (MESSAGES)\r\n"),
+            "* STATUS \"Caf\xc3\xa9\" (MESSAGES 1)\r\nk OK STATUS completed\r\n");
+  EXPECT_TRUE(has(c.send("l SELECT \"Caf\xc3\xa9\"\r\n"), "l OK [READ-WRITE]"));
+  EXPECT_EQ(c.send("m FETCH 1 BODY.PEEK[HEADER.FIELDS (SUBJECT)]\r\n"),
+            "* 1 FETCH (BODY[HEADER.FIELDS (SUBJECT)] {18}\r\nSubject: \xc3\xa9t\xc3\xa9\r\n\r\n)\r\nm OK FETCH completed\r\n");
+  EXPECT_EQ(c.send("n CREATE {2}\r\n"), "+ Ready for literal data\r\n");
+  EXPECT_EQ(c.send("\xff\xfe\r\n"), "n BAD mailbox name is not valid UTF-8\r\n");
+  // Another session that did not enable it still sees modified UTF-7.
+  EXPECT_TRUE(has(other.send("o LIST \"\" *\r\n"), "\"/\" Caf&AOk-\r\n"));
+  EXPECT_TRUE(has(other.send("p LIST \"\" R*\r\n"), "\"/\" R&-D/&ZeU-\r\n"));
+}
+
 // RFC 3501 6.3.11 APPEND, RFC 4315 APPENDUID, RFC 3502 MULTIAPPEND, 7.5 continuation.
 TEST_F(SessionTest, AppendSyncNonSyncAndMulti) {
   Client c(store);
