@@ -125,21 +125,28 @@ Result<SelectInfo> StoreBackend::selectMailbox(std::string_view name) {
   return s;
 }
 
-Result<AppendInfo> StoreBackend::append(std::string_view name, std::string_view bytes, uint32_t flags,
-                                        const std::vector<std::string>& keywords, int64_t internalDate) {
+Result<AppendInfo> StoreBackend::append(std::string_view name, std::span<const AppendItem> messages) {
   auto box = find(name);
   if (!box) return std::unexpected(box.error());
-  store::NewMessage m;
-  m.bytes = bytes;
-  m.flags = flags;
-  m.keywords = keywords;
-  m.internalDate = internalDate ? internalDate : store_.now();
-  m.origin = this;
-  // The journal row names the mailbox; the message itself is the blob.
-  m.journal = store::JournalEntry{"append", nlohmann::json{{"mailbox", box->name}, {"flags", flags}, {"keywords", keywords}}.dump()};
-  auto r = store_.appendMessage(box->id, m);
+  std::vector<store::NewMessage> batch(messages.size());
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const AppendItem& item = messages[i];
+    store::NewMessage& m = batch[i];
+    m.bytes = item.bytes;
+    m.flags = item.flags;
+    m.keywords = item.keywords;
+    m.internalDate = item.internalDate ? item.internalDate : store_.now();
+    m.origin = this;
+    // The journal row names the mailbox; the message itself is the blob.
+    m.journal = store::JournalEntry{
+        "append", nlohmann::json{{"mailbox", box->name}, {"flags", item.flags}, {"keywords", item.keywords}}.dump()};
+  }
+  // One transaction for the whole command (MULTIAPPEND is all or nothing).
+  auto r = store_.appendMessages(box->id, batch);
   if (!r) return std::unexpected(r.error());
-  return AppendInfo{box->uidValidity, r->uid};
+  AppendInfo out{box->uidValidity, {}};
+  for (const auto& a : *r) out.uids.push_back(a.uid);
+  return out;
 }
 
 Result<std::vector<MessageInfo>> StoreBackend::messages(int64_t mailboxId, std::span<const uint32_t> uids) {

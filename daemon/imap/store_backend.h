@@ -28,8 +28,7 @@ class StoreBackend final : public Backend {
   Status setSubscribed(std::string_view name, bool subscribed) override;
   Result<MailboxCountsInfo> mailboxCounts(std::string_view name) override;
   Result<SelectInfo> selectMailbox(std::string_view name) override;
-  Result<AppendInfo> append(std::string_view name, std::string_view bytes, uint32_t flags,
-                            const std::vector<std::string>& keywords, int64_t internalDate) override;
+  Result<AppendInfo> append(std::string_view name, std::span<const AppendItem> messages) override;
   Result<std::vector<MessageInfo>> messages(int64_t mailboxId, std::span<const uint32_t> uids) override;
   Status messageBytes(int64_t mailboxId, uint32_t uid, std::string& out) override;
   Result<std::string> messageAnalysis(int64_t mailboxId, uint32_t uid) override;

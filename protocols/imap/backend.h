@@ -81,9 +81,17 @@ struct CopyInfo {
   std::vector<uint32_t> sourceUids, destUids;
 };
 
+// One message of an APPEND.
+struct AppendItem {
+  std::string_view bytes;  // must stay live during the call
+  uint32_t flags = 0;
+  std::vector<std::string> keywords;
+  int64_t internalDate = 0;  // unix seconds; 0: now
+};
+
 struct AppendInfo {
   uint32_t uidValidity = 0;
-  uint32_t uid = 0;
+  std::vector<uint32_t> uids;  // one per message, in order
 };
 
 // A committed change to a mailbox, delivered to every session of the account
@@ -115,8 +123,9 @@ class Backend {
   virtual Status setSubscribed(std::string_view name, bool subscribed) = 0;
   virtual Result<MailboxCountsInfo> mailboxCounts(std::string_view name) = 0;
   virtual Result<SelectInfo> selectMailbox(std::string_view name) = 0;
-  virtual Result<AppendInfo> append(std::string_view name, std::string_view bytes, uint32_t flags,
-                                    const std::vector<std::string>& keywords, int64_t internalDate) = 0;
+  // Every message of one APPEND (several with MULTIAPPEND) in one
+  // transaction: all are stored or none (RFC 3502 6), whatever fails.
+  virtual Result<AppendInfo> append(std::string_view name, std::span<const AppendItem> messages) = 0;
 
   // Metadata of the given UIDs (ascending); gone ones are skipped.
   virtual Result<std::vector<MessageInfo>> messages(int64_t mailboxId, std::span<const uint32_t> uids) = 0;

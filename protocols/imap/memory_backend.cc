@@ -141,27 +141,29 @@ Result<SelectInfo> MemoryBackend::selectMailbox(std::string_view name) {
   return s;
 }
 
-Result<AppendInfo> MemoryBackend::append(std::string_view name, std::string_view bytes, uint32_t flags,
-                                         const std::vector<std::string>& keywords, int64_t internalDate) {
+Result<AppendInfo> MemoryBackend::append(std::string_view name, std::span<const AppendItem> messages) {
   auto* b = byName(name);
   if (!b) return fail(ErrorKind::NotFound, "no mailbox");
-  std::string normalized = mime::normalizeLineEndings(bytes);
-  MemoryMailStore::Message m;
-  m.info.uid = b->uidNext++;
-  m.info.flags = flags;
-  m.info.keywords = keywords;
-  m.info.internalDate = internalDate ? internalDate : store_.clock;
-  m.info.size = normalized.size();
-  m.info.modseq = ++b->highestModseq;
-  if (auto a = mime::analyzeMessage(normalized)) m.analysis = mime::serializeAnalysis(*a);
-  m.bytes = std::move(normalized);
   MailboxEvent ev;
   ev.kind = MailboxEvent::Kind::Added;
   ev.mailboxId = b->info.id;
-  ev.messages.push_back(m.info);
+  AppendInfo out{b->uidValidity, {}};
+  for (const auto& item : messages) {
+    std::string normalized = mime::normalizeLineEndings(item.bytes);
+    MemoryMailStore::Message m;
+    m.info.uid = b->uidNext++;
+    m.info.flags = item.flags;
+    m.info.keywords = item.keywords;
+    m.info.internalDate = item.internalDate ? item.internalDate : store_.clock;
+    m.info.size = normalized.size();
+    m.info.modseq = ++b->highestModseq;
+    if (auto a = mime::analyzeMessage(normalized)) m.analysis = mime::serializeAnalysis(*a);
+    m.bytes = std::move(normalized);
+    ev.messages.push_back(m.info);
+    out.uids.push_back(m.info.uid);
+    b->messages[m.info.uid] = std::move(m);
+  }
   ev.modseq = b->highestModseq;
-  AppendInfo out{b->uidValidity, m.info.uid};
-  b->messages[m.info.uid] = std::move(m);
   store_.publish(ev, this);
   return out;
 }

@@ -703,27 +703,27 @@ bool Session::cmdAppend(const std::string& tag, AppendCmd& cmd) {
     if (m.data.empty()) return tagged(tag, "NO", "", "cannot append an empty message"), false;
     if (m.data.size() > options_.appendLimit) return tagged(tag, "NO", "TOOBIG", "message is larger than APPENDLIMIT"), false;
   }
-  // No existence check up front: counting the mailbox costs O(messages) per
-  // APPEND, and the first append already answers NotFound (-> TRYCREATE)
-  // before anything is stored.
-  std::vector<uint32_t> uids;
-  uint32_t uidValidity = 0;
-  for (auto& m : cmd.messages) {
-    uint32_t bits;
-    std::vector<std::string> kws;
-    parseFlags(m.flags, bits, kws);
-    int64_t date = m.internalDate ? toUnix(*m.internalDate) : 0;
-    auto r = backend_.append(*name, m.data, bits, kws, date);
-    if (!r) {
-      if (r.error().kind == ErrorKind::NotFound) return tagged(tag, "NO", "TRYCREATE", "no such mailbox"), false;
-      return failed(tag, r.error(), "APPEND"), false;
-    }
-    uids.push_back(r->uid);
-    uidValidity = r->uidValidity;
-    std::string().swap(m.data);  // free each message once stored
+  // Then every message in one backend call, one store transaction: a
+  // failure of the store half-way stores nothing either. No existence check
+  // up front: counting the mailbox costs O(messages) per APPEND, and the
+  // backend answers NotFound (-> TRYCREATE) before anything is stored.
+  std::vector<AppendItem> items(cmd.messages.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    const AppendMessage& m = cmd.messages[i];
+    items[i].bytes = m.data;
+    parseFlags(m.flags, items[i].flags, items[i].keywords);
+    items[i].internalDate = m.internalDate ? toUnix(*m.internalDate) : 0;
+  }
+  auto r = backend_.append(*name, items);
+  items.clear();
+  cmd.messages.clear();
+  cmd.messages.shrink_to_fit();  // free the messages once stored
+  if (!r) {
+    if (r.error().kind == ErrorKind::NotFound) return tagged(tag, "NO", "TRYCREATE", "no such mailbox"), false;
+    return failed(tag, r.error(), "APPEND"), false;
   }
   if (state_ == State::Selected) flushUpdates(true);
-  tagged(tag, "OK", "APPENDUID " + std::to_string(uidValidity) + " " + compactSet(uids), "APPEND completed");
+  tagged(tag, "OK", "APPENDUID " + std::to_string(r->uidValidity) + " " + compactSet(r->uids), "APPEND completed");
   return false;
 }
 

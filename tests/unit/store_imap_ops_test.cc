@@ -7,7 +7,9 @@
 
 #include <gtest/gtest.h>
 
+#include "daemon/imap/store_backend.h"
 #include "daemon/store/mailbox_ops.h"
+#include "daemon/store/message_index.h"
 #include "daemon/store/message_ops.h"
 #include "protocols/mime/analysis.h"
 
@@ -97,6 +99,40 @@ TEST_F(StoreImapOpsTest, GarbageMessageIsStillStored) {
   uint32_t uid = append(junk);
   EXPECT_EQ(uid, 1u);
   EXPECT_TRUE(mime::deserializeAnalysis(messageAnalysis(*store_, inbox_, uid).value()));
+}
+
+// RFC 3502 6: a MULTIAPPEND is all or nothing, also when the store fails
+// between two of its messages (here a trigger aborts the second row insert):
+// the IMAP backend stores the whole command in one transaction.
+TEST_F(StoreImapOpsTest, MultiappendFailingMidwayStoresNothing) {
+  MessageIndex index(*store_);
+  imap::StoreBackend backend(*store_, index);
+  ASSERT_TRUE(backend.openAccount(account_));
+  std::string m1 = "Subject: one\r\n\r\n1\r\n", m2 = "Subject: two\r\n\r\n2\r\n";
+  std::vector<imap::AppendItem> items(2);
+  items[0].bytes = m1;
+  items[0].flags = imap::kSeen;
+  items[1].bytes = m2;
+  items[1].keywords = {"$Work"};
+  size_t changesBefore = changes_.size();
+  ASSERT_TRUE(store_->db().exec("CREATE TEMP TRIGGER fail_second BEFORE INSERT ON messages "
+                                "WHEN (SELECT count(*) FROM messages WHERE mailbox_id = NEW.mailbox_id) >= 1 "
+                                "BEGIN SELECT RAISE(ABORT, 'injected failure'); END"));
+  auto failed = backend.append("INBOX", items);
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(store_->listMessages(inbox_).value().size(), 0u);
+  EXPECT_EQ(journalCount("append"), 0);
+  EXPECT_EQ(changes_.size(), changesBefore) << "nothing was committed, so nothing is broadcast";
+  ASSERT_TRUE(store_->db().exec("DROP TRIGGER fail_second"));
+  auto ok = backend.append("INBOX", items);
+  ASSERT_TRUE(ok) << ok.error().message;
+  EXPECT_EQ(ok->uids, (std::vector<uint32_t>{1, 2}));
+  auto list = store_->listMessages(inbox_).value();
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(journalCount("append"), 2);
+  auto missing = backend.append("Nope", items);
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().kind, ErrorKind::NotFound);
 }
 
 TEST_F(StoreImapOpsTest, FlagsUpdateModseqJournalAndUnchangedSince) {
