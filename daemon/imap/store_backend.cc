@@ -199,6 +199,16 @@ Result<std::vector<StoredHeader>> StoreBackend::topHeaders(int64_t mailboxId, st
   return out;
 }
 
+Result<std::vector<FieldValues>> StoreBackend::headerFieldValues(int64_t mailboxId, std::string_view field,
+                                                                std::span<const uint32_t> uids) {
+  std::vector<FieldValues> out;
+  out.reserve(uids.size());
+  auto s = index_.fieldValues(mailboxId, field, uids,
+                              [&](uint32_t uid, std::string_view packed) { out.push_back({uid, std::string(packed)}); });
+  if (!s) return std::unexpected(s.error());
+  return out;
+}
+
 Result<FlagsOutcome> StoreBackend::storeFlags(int64_t mailboxId, std::span<const uint32_t> uids, FlagOp op,
                                               uint32_t flags, const std::vector<std::string>& keywords,
                                               std::optional<uint64_t> unchangedSince) {

@@ -3,6 +3,9 @@
 #include "daemon/store/message_index.h"
 
 #include <algorithm>
+#include <cstring>
+
+#include "protocols/mime/search.h"
 
 namespace mb::store {
 namespace {
@@ -132,8 +135,10 @@ Result<bool> MessageIndex::refresh(int64_t mailboxId, Slot& slot, uint32_t uidNe
       if (!*row) break;
       gone.push_back(static_cast<uint32_t>(st->columnInt64(0)));
     }
-    if (!gone.empty())
+    if (!gone.empty()) {
       std::erase_if(box.messages, [&](const IndexedMessage& m) { return std::binary_search(gone.begin(), gone.end(), m.uid); });
+      pruneFields(slot, gone);
+    }
   }
   // Changed (flags, keywords) and new: every write gives the rows it touches
   // a modseq above the old HIGHESTMODSEQ; new rows have uid >= the old UIDNEXT.
@@ -174,6 +179,102 @@ Result<bool> MessageIndex::refresh(int64_t mailboxId, Slot& slot, uint32_t uidNe
   slot.stale = false;
   ++refreshes_;
   return true;
+}
+
+Status MessageIndex::fieldValues(int64_t mailboxId, std::string_view field, std::span<const uint32_t> uids,
+                                const std::function<void(uint32_t, std::string_view)>& fn) {
+  auto box = mailbox(mailboxId);  // up to date: expunged UIDs pruned, uidNext current
+  if (!box) return propagate(box);
+  Slot& slot = boxes_.at(mailboxId);
+  auto fc = std::find_if(slot.fields.begin(), slot.fields.end(), [&](const FieldCache& f) { return f.name == field; });
+  if (fc == slot.fields.end()) {
+    slot.fields.emplace_back();
+    fc = std::prev(slot.fields.end());
+    fc->name = std::string(field);
+  }
+  fc->lastUse = ++useClock_;
+  if (fc->tooBig) return {};
+  if (fc->coveredNext < slot.box.uidNext) {
+    if (auto s = fillField(mailboxId, slot.box.uidNext, *fc); !s) {
+      slot.fields.erase(fc);  // a half-filled cache would answer wrong: start again next time
+      return s;
+    }
+    if (fc->tooBig) return {};
+    enforceFieldBudget(&slot, field);  // may move slot.fields' elements: find ours again
+    fc = std::find_if(slot.fields.begin(), slot.fields.end(), [&](const FieldCache& f) { return f.name == field; });
+  }
+  auto it = std::lower_bound(fc->uids.begin(), fc->uids.end(), uids.empty() ? 0 : uids.front());
+  for (uint32_t uid : uids) {
+    while (it != fc->uids.end() && *it < uid) ++it;
+    if (it == fc->uids.end()) break;
+    if (*it != uid) continue;
+    size_t i = static_cast<size_t>(it - fc->uids.begin());
+    uint32_t begin = i ? fc->ends[i - 1] : 0;
+    fn(uid, std::string_view(fc->text).substr(begin, fc->ends[i] - begin));
+  }
+  return {};
+}
+
+Status MessageIndex::fillField(int64_t mailboxId, uint32_t uidNext, FieldCache& fc) {
+  auto st = store_.db().prepare(
+      "SELECT m.uid, h.header FROM messages m JOIN message_headers h ON h.message_id = m.id "
+      "WHERE m.mailbox_id = ?1 AND m.uid >= ?2 ORDER BY m.uid");
+  if (!st) return propagate(st);
+  st->bind(1, mailboxId).bind(2, fc.coveredNext);
+  for (;;) {
+    auto row = st->step();
+    if (!row) return propagate(row);
+    if (!*row) break;
+    auto uid = static_cast<uint32_t>(st->columnInt64(0));
+    if (!fc.uids.empty() && fc.uids.back() >= uid) return fail(ErrorKind::Internal, "header rows out of UID order");
+    fc.text += mime::packFoldedValues(st->columnText(1), fc.name);
+    fc.uids.push_back(uid);
+    fc.ends.push_back(static_cast<uint32_t>(fc.text.size()));
+    ++fieldBlocksRead_;
+    if (fc.text.size() > kFieldBytes) {
+      fc = FieldCache{.name = fc.name, .lastUse = fc.lastUse, .tooBig = true};
+      return {};
+    }
+  }
+  fc.coveredNext = uidNext;
+  return {};
+}
+
+void MessageIndex::pruneFields(Slot& slot, const std::vector<uint32_t>& gone) {
+  for (auto& fc : slot.fields) {
+    size_t out = 0;
+    uint32_t from = 0, to = 0;  // text kept so far ends at `to`
+    for (size_t i = 0; i < fc.uids.size(); ++i) {
+      uint32_t begin = from, end = fc.ends[i];
+      from = end;
+      if (std::binary_search(gone.begin(), gone.end(), fc.uids[i])) continue;
+      if (begin != to) std::memmove(fc.text.data() + to, fc.text.data() + begin, end - begin);
+      to += end - begin;
+      fc.uids[out] = fc.uids[i];
+      fc.ends[out] = to;
+      ++out;
+    }
+    fc.uids.resize(out);
+    fc.ends.resize(out);
+    fc.text.resize(to);
+  }
+}
+
+void MessageIndex::enforceFieldBudget(const Slot* keepSlot, std::string_view keepField) {
+  for (;;) {
+    size_t total = 0;
+    FieldCache* oldest = nullptr;
+    Slot* oldestSlot = nullptr;
+    for (auto& [id, slot] : boxes_) {
+      for (auto& fc : slot.fields) {
+        total += fc.bytes();
+        bool keep = &slot == keepSlot && fc.name == keepField;
+        if (!keep && (!oldest || fc.lastUse < oldest->lastUse)) oldest = &fc, oldestSlot = &slot;
+      }
+    }
+    if (total <= kAllFieldBytes || !oldest) return;
+    oldestSlot->fields.erase(oldestSlot->fields.begin() + (oldest - oldestSlot->fields.data()));
+  }
 }
 
 }  // namespace mb::store

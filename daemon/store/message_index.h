@@ -15,7 +15,10 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <span>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -55,13 +58,41 @@ class MessageIndex {
   // mailbox does not exist.
   Result<const IndexedMailbox*> mailbox(int64_t mailboxId);
 
-  // For tests: how many full loads and incremental refreshes ran.
+  // SEARCH HEADER <field>: calls fn(uid, values) for each of the given
+  // ascending UIDs that has a stored header block, in UID order, with the
+  // message's values of `field` (lower case) as mime::packFoldedValues packs
+  // them. The values come from a per-mailbox, per-field cache: filled from
+  // the stored header blocks on the first SEARCH on that field, then only
+  // from the rows added since (a message's header never changes and UIDs are
+  // never reused), pruned at expunge, dropped with the mailbox's copy. A
+  // field whose values outgrow kFieldBytes is not cached: fn is never
+  // called and the caller reads the header blocks itself.
+  Status fieldValues(int64_t mailboxId, std::string_view field, std::span<const uint32_t> uids,
+                     const std::function<void(uint32_t, std::string_view)>& fn);
+
+  static constexpr size_t kFieldBytes = 24u << 20;    // one field of one mailbox
+  static constexpr size_t kAllFieldBytes = 48u << 20; // every cached field: least recently used go first
+
+  // For tests: how many full loads and incremental refreshes ran, and how
+  // many header blocks the field caches parsed.
   uint64_t fullLoads() const { return fullLoads_; }
   uint64_t refreshes() const { return refreshes_; }
+  uint64_t fieldBlocksRead() const { return fieldBlocksRead_; }
 
  private:
+  struct FieldCache {
+    std::string name;
+    std::vector<uint32_t> uids;  // ascending
+    std::vector<uint32_t> ends;  // end of uids[i]'s values in text (begin: the previous end)
+    std::string text;
+    uint32_t coveredNext = 1;    // every row below this UID with a header block is in uids
+    uint64_t lastUse = 0;
+    bool tooBig = false;
+    size_t bytes() const { return text.size() + uids.size() * 8; }
+  };
   struct Slot {
     IndexedMailbox box;
+    std::vector<FieldCache> fields;
     std::unordered_map<std::string, uint32_t> keywordIds;  // messages.keywords text -> keywordSets index
     bool stale = false;
   };
@@ -69,8 +100,13 @@ class MessageIndex {
   // false when the delta cannot be applied (the caller reloads).
   Result<bool> refresh(int64_t mailboxId, Slot& slot, uint32_t uidNext, uint64_t highestModseq);
 
+  Status fillField(int64_t mailboxId, uint32_t uidNext, FieldCache& fc);
+  static void pruneFields(Slot& slot, const std::vector<uint32_t>& gone);
+  void enforceFieldBudget(const Slot* keepSlot, std::string_view keepField);
+
   Store& store_;
   uint64_t subscription_ = 0;
+  uint64_t useClock_ = 0, fieldBlocksRead_ = 0;
   std::unordered_map<int64_t, Slot> boxes_;
   uint64_t fullLoads_ = 0, refreshes_ = 0;
 };

@@ -69,6 +69,13 @@ struct StoredHeader {
   std::string header;
 };
 
+// One message's values of a header field for SEARCH HEADER, as
+// mime::packFoldedValues packs them (decoded, folded, NUL after each).
+struct FieldValues {
+  uint32_t uid = 0;
+  std::string packed;
+};
+
 enum class FlagOp { Replace, Add, Remove };
 
 struct FlagsOutcome {
@@ -140,6 +147,11 @@ class Backend {
   // the bytes of any UID left out.
   virtual Result<std::vector<StoredStructure>> structures(int64_t mailboxId, std::span<const uint32_t> uids) = 0;
   virtual Result<std::vector<StoredHeader>> topHeaders(int64_t mailboxId, std::span<const uint32_t> uids) = 0;
+  // SEARCH HEADER <field> (field in lower case): each given UID's values of
+  // the field, without the session parsing header blocks; UIDs left out are
+  // read with topHeaders/messageBytes as before.
+  virtual Result<std::vector<FieldValues>> headerFieldValues(int64_t mailboxId, std::string_view field,
+                                                             std::span<const uint32_t> uids) = 0;
 
   virtual Result<FlagsOutcome> storeFlags(int64_t mailboxId, std::span<const uint32_t> uids, FlagOp op, uint32_t flags,
                                           const std::vector<std::string>& keywords,

@@ -235,6 +235,16 @@ Result<std::vector<StoredHeader>> MemoryBackend::topHeaders(int64_t mailboxId, s
   return out;
 }
 
+Result<std::vector<FieldValues>> MemoryBackend::headerFieldValues(int64_t mailboxId, std::string_view field,
+                                                                 std::span<const uint32_t> uids) {
+  auto headers = topHeaders(mailboxId, uids);
+  if (!headers) return std::unexpected(headers.error());
+  std::vector<FieldValues> out;
+  out.reserve(headers->size());
+  for (const auto& h : *headers) out.push_back({h.uid, mime::packFoldedValues(h.header, field)});
+  return out;
+}
+
 Result<FlagsOutcome> MemoryBackend::storeFlags(int64_t mailboxId, std::span<const uint32_t> uids, FlagOp op,
                                                uint32_t flags, const std::vector<std::string>& keywords,
                                                std::optional<uint64_t> unchangedSince) {

@@ -70,6 +70,8 @@ class MemoryBackend final : public Backend {
   Result<HeaderFields> headerFields(int64_t mailboxId, uint32_t uid) override;
   Result<std::vector<StoredStructure>> structures(int64_t mailboxId, std::span<const uint32_t> uids) override;
   Result<std::vector<StoredHeader>> topHeaders(int64_t mailboxId, std::span<const uint32_t> uids) override;
+  Result<std::vector<FieldValues>> headerFieldValues(int64_t mailboxId, std::string_view field,
+                                                     std::span<const uint32_t> uids) override;
   Result<FlagsOutcome> storeFlags(int64_t mailboxId, std::span<const uint32_t> uids, FlagOp op, uint32_t flags,
                                   const std::vector<std::string>& keywords,
                                   std::optional<uint64_t> unchangedSince) override;

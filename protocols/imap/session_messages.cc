@@ -2,6 +2,7 @@
 // EXPUNGE), answered from the snapshot, the stored analysis and byte slices.
 #include <algorithm>
 #include <cstring>
+#include <span>
 
 #include "protocols/imap/session.h"
 #include "protocols/imap/session_internal.h"
@@ -451,10 +452,29 @@ Session::FetchResult Session::fetchOne(uint32_t seq, MessageInfo& m, const Store
 
 // ---------------------------------------------------------------- SEARCH
 
+namespace {
+
+// A HEADER key answered from Backend::headerFieldValues: which of the
+// command's fields it names, and its needle folded once for every message.
+struct HeaderPlan {
+  const SearchKey* key = nullptr;
+  size_t field = 0;
+  std::string foldedNeedle;
+};
+
+std::string lowerAscii(std::string s) {
+  for (auto& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return s;
+}
+
+}  // namespace
+
 struct Session::SearchContext {
   uint32_t seq = 0;
   const MessageInfo* meta = nullptr;
   const std::string* topHeader = nullptr;  // stored header block, when the batch read one
+  const std::vector<HeaderPlan>* plans = nullptr;
+  std::span<const std::string* const> packed;  // per field of the plans: this message's values, or null
   std::optional<HeaderFields> header;
   std::optional<std::string> bytes;
   std::optional<mime::MessageAnalysis> analysis;
@@ -556,9 +576,15 @@ bool Session::matches(const SearchKey& k, SearchContext& c) {
     case K::Bcc: return mime::containsIgnoreCase(header()->bcc, k.text);
     case K::Subject: return mime::containsIgnoreCase(header()->subject, k.text);
     case K::Header: {
-      std::string field = k.text;
-      for (auto& ch : field) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      std::string field = lowerAscii(k.text);
       if (field == "message-id") return mime::containsIgnoreCase(header()->messageId, k.value);
+      if (c.plans) {
+        for (const auto& p : *c.plans) {
+          if (p.key != &k) continue;
+          if (const std::string* v = c.packed[p.field]) return mime::packedContains(*v, p.foldedNeedle);
+          break;
+        }
+      }
       if (c.topHeader && !mentions(*c.topHeader, k.text)) return false;
       auto values = mime::headerValues(c.topHeader ? std::string_view(*c.topHeader) : mime::topHeader(raw(), analysis().root), k.text);
       for (const auto& v : values)
@@ -582,13 +608,24 @@ void Session::cmdSearch(const std::string& tag, const SearchCmd& cmd) {
     for (auto& ch : cs) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
     if (cs != "UTF-8" && cs != "US-ASCII") return tagged(tag, "NO", "BADCHARSET (UTF-8 US-ASCII)", "unsupported charset");
   }
-  bool usesModseq = false, usesHeader = false;
+  bool usesModseq = false;
+  // HEADER keys (Message-ID aside: a stored column) ask the backend for the
+  // values of their fields, a batch at a time.
+  std::vector<std::string> fields;
+  std::vector<HeaderPlan> plans;
   std::vector<const SearchKey*> stack{&cmd.key};
   while (!stack.empty()) {
     const SearchKey* k = stack.back();
     stack.pop_back();
     if (k->kind == SearchKey::Kind::ModSeq) usesModseq = true;
-    if (k->kind == SearchKey::Kind::Header) usesHeader = true;
+    if (k->kind == SearchKey::Kind::Header) {
+      std::string field = lowerAscii(k->text);
+      if (field != "message-id") {
+        auto at = std::find(fields.begin(), fields.end(), field);
+        if (at == fields.end()) at = fields.insert(at, std::move(field));
+        plans.push_back({k, static_cast<size_t>(at - fields.begin()), mime::foldForSearch(k->value)});
+      }
+    }
     if ((k->kind == SearchKey::Kind::Uid || k->kind == SearchKey::Kind::SequenceSet) && k->set.isSaved())
       return tagged(tag, "BAD", "", "SEARCHRES is not supported");
     for (const auto& ch : k->children) stack.push_back(&ch);
@@ -600,19 +637,39 @@ void Session::cmdSearch(const std::string& tag, const SearchCmd& cmd) {
     std::span<const uint32_t> batch(uids_.data() + i, std::min(kBatch, uids_.size() - i));
     auto metas = backend_.messages(selectedId_, batch);
     if (!metas) return failed(tag, metas.error(), "SEARCH");
-    // HEADER keys read the stored header blocks of the batch at once; a
-    // message without one (or a failed read) falls back to its bytes.
+    // HEADER keys take the fields' values from the backend; for a message
+    // it has none of (or after a failed read) they read the stored header
+    // blocks of the batch at once, and a message without one its bytes.
+    std::vector<std::vector<FieldValues>> values(fields.size());
+    bool needBlocks = false;
+    for (size_t f = 0; f < fields.size(); ++f) {
+      if (auto r = backend_.headerFieldValues(selectedId_, fields[f], batch)) values[f] = std::move(*r);
+      if (values[f].size() < metas->size()) needBlocks = true;
+    }
     std::vector<StoredHeader> headers;
-    if (usesHeader) {
+    if (needBlocks) {
       if (auto r = backend_.topHeaders(selectedId_, batch)) headers = std::move(*r);
     }
-    size_t hi = 0;
+    std::vector<const std::string*> packed(fields.size() * metas->size(), nullptr);
+    std::vector<size_t> vi(fields.size(), 0);
+    size_t hi = 0, mi = 0;
     for (const auto& m : *metas) {
       SearchContext ctx;
       ctx.seq = seqOf(m.uid);
       ctx.meta = &m;
       while (hi < headers.size() && headers[hi].uid < m.uid) ++hi;
       if (hi < headers.size() && headers[hi].uid == m.uid) ctx.topHeader = &headers[hi].header;
+      if (!plans.empty()) {
+        std::span<const std::string*> mine(packed.data() + mi * fields.size(), fields.size());
+        for (size_t f = 0; f < fields.size(); ++f) {
+          auto& v = values[f];
+          while (vi[f] < v.size() && v[vi[f]].uid < m.uid) ++vi[f];
+          if (vi[f] < v.size() && v[vi[f]].uid == m.uid) mine[f] = &v[vi[f]].packed;
+        }
+        ctx.plans = &plans;
+        ctx.packed = mine;
+      }
+      ++mi;
       if (matches(cmd.key, ctx)) {
         hits.push_back(cmd.uid ? m.uid : ctx.seq);
         maxModseq = std::max(maxModseq, m.modseq);

@@ -72,6 +72,29 @@ bool containsFolded(std::string_view haystack, std::string_view foldedNeedle) {
   return foldForSearch(haystack).find(foldedNeedle) != std::string::npos;
 }
 
+std::string packFoldedValues(std::string_view headerBlock, std::string_view name) {
+  std::string out;
+  HeaderReader reader(headerBlock);
+  HeaderField f;
+  while (reader.next(f)) {
+    if (!f.hasColon || !equalsIgnoreCase(f.name, name)) continue;
+    out += foldForSearch(decodeHeaderText(f.value));
+    out += '\0';
+  }
+  return out;
+}
+
+bool packedContains(std::string_view packed, std::string_view foldedNeedle) {
+  if (packed.empty()) return false;  // no value at all
+  if (foldedNeedle.find('\0') == std::string_view::npos) return packed.find(foldedNeedle) != std::string_view::npos;
+  while (!packed.empty()) {
+    size_t end = packed.find('\0');  // every value ends in one
+    if (packed.substr(0, end).find(foldedNeedle) != std::string_view::npos) return true;
+    packed.remove_prefix(end + 1);
+  }
+  return false;
+}
+
 bool containsIgnoreCase(std::string_view haystack, std::string_view needle) {
   return containsFolded(haystack, foldForSearch(needle));
 }

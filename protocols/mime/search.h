@@ -35,4 +35,16 @@ std::string foldForSearch(std::string_view text);
 bool containsIgnoreCase(std::string_view haystack, std::string_view needle);
 bool containsFolded(std::string_view haystack, std::string_view foldedNeedle);
 
+// SEARCH HEADER over many messages without re-reading their headers: every
+// value of the named field (headerValues), each folded (foldForSearch) and
+// followed by a NUL, in one string ("" when the field is absent). A cache
+// keeps this per message; packedContains answers what containsIgnoreCase
+// answers for any of the values: a NUL-free folded needle cannot match
+// across two values.
+std::string packFoldedValues(std::string_view headerBlock, std::string_view name);
+// Whether some value contains foldedNeedle (foldForSearch of the key). A
+// needle with a NUL (never from IMAP: CHAR8 excludes it) is checked value by
+// value.
+bool packedContains(std::string_view packed, std::string_view foldedNeedle);
+
 }  // namespace mb::mime

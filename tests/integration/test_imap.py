@@ -446,6 +446,63 @@ class ImapDurabilityTest(unittest.TestCase):
         m2.logout()
         d.stop()
 
+    def test_search_header_follows_append_expunge_copy_move_and_restart(self):
+        """SEARCH HEADER answers from a per-field cache after its first use:
+        it must see what other sessions APPEND, EXPUNGE, COPY and MOVE, and be
+        the same after a restart (RFC 3501 6.4.4: substring, any case, RFC
+        2047 decoded)."""
+        d = Daemon()
+        self.addCleanup(d.cleanup)
+        d.start()
+        user, password = password_for(d)
+
+        def login():
+            m = imaplib.IMAP4(*host_port(d.listeners["imap"]), timeout=20)
+            m.login(user, password)
+            return m
+
+        def tagged(i, tag):
+            return (b"Subject: %d\r\nX-Tag: %s\r\nX-Tag: other %d\r\n\r\nbody\r\n" % (i, tag, i))
+
+        m, other = login(), login()
+        for i in range(1, 7):
+            m.append("INBOX", None, None, tagged(i, b"=?UTF-8?Q?Gr=C3=BC=C3=9Fe?= needle" if i % 2 else b"hay"))
+        m.select("INBOX")
+
+        def search(*key):
+            typ, data = m.uid("SEARCH", *key)
+            self.assertEqual(typ, "OK")
+            return [int(x) for x in data[0].split()]
+
+        self.assertEqual(search("HEADER", "X-Tag", "NEEDLE"), [1, 3, 5])
+        m.literal = "GR\u00dcSSE".encode()  # 8-bit: a literal; folds to "grüsse" like "Grüße"
+        self.assertEqual(search("CHARSET", "UTF-8", "HEADER", "x-tag"), [1, 3, 5])
+        self.assertEqual(search("HEADER", "X-Tag", "er 4"), [4])  # the second value
+        self.assertEqual(search("HEADER", "X-Tag", "needleother"), [])  # never across two values
+        self.assertEqual(search("HEADER", "X-Tag", '""'), [1, 2, 3, 4, 5, 6])
+        self.assertEqual(search("OR", "HEADER", "X-Tag", "hay", "HEADER", "Subject", "5"), [2, 4, 5, 6])
+        # Another session appends, expunges, moves and copies.
+        other.select("INBOX")
+        other.append("INBOX", None, None, tagged(7, b"late needle"))
+        other.uid("STORE", "1", "+FLAGS", "(\\Deleted)")
+        other.expunge()
+        self.assertEqual(other.uid("MOVE", "3", "Trash")[0], "OK")
+        self.assertEqual(other.uid("COPY", "5", "INBOX")[0], "OK")
+        m.noop()
+        self.assertEqual(search("HEADER", "X-Tag", "needle"), [5, 7, 8])
+        other.select("Trash")
+        self.assertEqual([int(x) for x in other.uid("SEARCH", "HEADER", "X-Tag", "needle")[1][0].split()], [1])
+        m.logout()
+        other.logout()
+        d.stop()
+        d.start()
+        m = login()
+        m.select("INBOX")
+        self.assertEqual(search("HEADER", "X-Tag", "needle"), [5, 7, 8])
+        self.assertEqual(search("NOT", "HEADER", "X-Tag", "needle"), [2, 4, 6])
+        m.logout()
+        d.stop()
+
     def test_configured_listener_in_use_exits_1(self):
         blocker = socket.socket()
         blocker.bind(("127.0.0.1", 0))

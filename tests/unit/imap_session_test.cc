@@ -381,6 +381,11 @@ TEST_F(SessionTest, SearchUtf8Text) {
             "* SEARCH 2\r\ne OK SEARCH completed\r\n");
   EXPECT_EQ(c.send("f UID SEARCH NOT (NOT (NOT FLAGGED)) 1:*\r\n"), "* SEARCH 1\r\nf OK UID SEARCH completed\r\n");
   EXPECT_EQ(c.send("g SEARCH caf\xc3\xa9\r\n").substr(0, 6), "g BAD ");  // 8-bit outside a literal
+  // HEADER: the backend's packed field values (decoded, folded), a value at a time.
+  EXPECT_EQ(c.send("h SEARCH CHARSET UTF-8 HEADER subject {6+}\r\nCAF\xc3\x89 \r\n"), "* SEARCH 1\r\nh OK SEARCH completed\r\n");
+  EXPECT_EQ(c.send("i SEARCH OR HEADER Subject PLAIN HEADER Content-Transfer-Encoding PRINTABLE\r\n"), "* SEARCH 1 2\r\ni OK SEARCH completed\r\n");
+  EXPECT_EQ(c.send("j SEARCH NOT HEADER X-Absent \"\"\r\n"), "* SEARCH 1 2\r\nj OK SEARCH completed\r\n");
+  EXPECT_EQ(c.send("k SEARCH HEADER Subject \"\"\r\n"), "* SEARCH 1 2\r\nk OK SEARCH completed\r\n");
 }
 
 // RFC 3501 6.4.5: sections of an encapsulated message (part 2 is a

@@ -13,6 +13,7 @@
 
 #include "daemon/store/mailbox_ops.h"
 #include "daemon/store/message_ops.h"
+#include "protocols/mime/search.h"
 
 namespace mb::store {
 namespace {
@@ -65,6 +66,32 @@ class MessageIndexTest : public ::testing::Test {
     EXPECT_EQ(rows(**mine), rows(**truth));
     EXPECT_EQ((*mine)->uidNext, (*truth)->uidNext);
     EXPECT_EQ((*mine)->highestModseq, (*truth)->highestModseq);
+  }
+
+  // What fieldValues answers for every UID of the mailbox...
+  std::vector<std::pair<uint32_t, std::string>> cached(MessageIndex& index, int64_t box, std::string_view field) {
+    std::vector<uint32_t> uids;
+    for (const auto& m : index.mailbox(box).value()->messages) uids.push_back(m.uid);
+    std::vector<std::pair<uint32_t, std::string>> out;
+    auto s = index.fieldValues(box, field, uids, [&](uint32_t uid, std::string_view v) { out.emplace_back(uid, v); });
+    EXPECT_TRUE(s) << s.error().message;
+    return out;
+  }
+  // ...next to the stored header blocks parsed afresh.
+  std::vector<std::pair<uint32_t, std::string>> parsed(int64_t box, std::string_view field) {
+    MessageIndex fresh(*store_);
+    std::vector<uint32_t> uids;
+    for (const auto& m : fresh.mailbox(box).value()->messages) uids.push_back(m.uid);
+    std::vector<std::pair<uint32_t, std::string>> out;
+    auto headers = storedHeaders(*store_, box, uids).value();
+    for (const auto& h : headers)
+      out.emplace_back(h.uid, mime::packFoldedValues(h.header, field));
+    return out;
+  }
+  void expectFieldCoherent(int64_t box, std::string_view field) {
+    auto truth = parsed(box, field);
+    EXPECT_EQ(cached(*index_, box, field), truth) << field;
+    EXPECT_EQ(truth.size(), index_->mailbox(box).value()->messages.size());
   }
 
   std::filesystem::path dir_;
@@ -144,6 +171,69 @@ TEST_F(MessageIndexTest, CoherentAfterAppendStoreExpungeMove) {
   // All of it by deltas: one full load per mailbox.
   EXPECT_EQ(index_->fullLoads(), 2u);
   EXPECT_GT(index_->refreshes(), 0u);
+}
+
+std::string tagged(int i, std::string_view tag) {
+  return "Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe_" + std::to_string(i) + "?=\r\nX-Tag: " + std::string(tag) +
+         "\r\nX-Tag: second " + std::to_string(i) + "\r\n\r\nbody " + std::to_string(i) + "\r\n";
+}
+
+TEST_F(MessageIndexTest, FieldValuesFollowAppendExpungeCopyMoveAndRestart) {
+  for (int i = 0; i < 6; ++i) append(inbox_, tagged(i, i % 2 ? "Needle" : "hay"));
+  append(inbox_, "Subject: no tag\r\n\r\nx\r\n");
+  auto first = cached(*index_, inbox_, "x-tag");
+  ASSERT_EQ(first.size(), 7u);
+  EXPECT_EQ(first[1].second, std::string("needle\0second 1\0", 16));  // folded, a NUL after each value
+  EXPECT_EQ(first[6].second, "");                                       // the field is absent
+  EXPECT_TRUE(mime::packedContains(first[1].second, "eedl"));
+  EXPECT_FALSE(mime::packedContains(first[6].second, ""));
+  EXPECT_FALSE(mime::packedContains(first[1].second, "needlesecond"));  // never across two values
+  EXPECT_EQ(cached(*index_, inbox_, "subject")[0].second, std::string("grüsse 0\0", 10));  // RFC 2047, folded
+  EXPECT_EQ(index_->fieldBlocksRead(), 14u);
+
+  // A second search parses nothing; APPEND from elsewhere: only the new row.
+  expectFieldCoherent(inbox_, "x-tag");
+  EXPECT_EQ(index_->fieldBlocksRead(), 14u);
+  append(inbox_, tagged(7, "late needle"));
+  expectFieldCoherent(inbox_, "x-tag");
+  EXPECT_EQ(index_->fieldBlocksRead(), 15u);
+
+  // EXPUNGE: the values of the gone UIDs go too, the rest keep theirs.
+  std::vector<uint32_t> del{2, 3, 8};
+  FlagUpdate add;
+  add.flags = kFlagDeleted;
+  ASSERT_TRUE(updateFlags(*store_, inbox_, del, add));
+  ASSERT_EQ(expungeDeleted(*store_, inbox_, std::nullopt, nullptr).value(), del);
+  expectFieldCoherent(inbox_, "x-tag");
+  expectFieldCoherent(inbox_, "subject");
+
+  // MOVE out to Trash and COPY back: new UIDs on both sides, same values.
+  expectFieldCoherent(trash_, "x-tag");
+  std::vector<uint32_t> two{4, 5};
+  ASSERT_TRUE(copyMessages(*store_, inbox_, two, trash_, true, nullptr));
+  expectFieldCoherent(inbox_, "x-tag");
+  expectFieldCoherent(trash_, "x-tag");
+  std::vector<uint32_t> back{1};
+  ASSERT_TRUE(copyMessages(*store_, trash_, back, inbox_, false, nullptr));
+  expectFieldCoherent(inbox_, "x-tag");
+  expectFieldCoherent(trash_, "x-tag");
+  auto now = cached(*index_, inbox_, "x-tag");
+  EXPECT_EQ(now.back().second, std::string("needle\0second 3\0", 16));  // INBOX 4 (i = 3), moved and copied back
+
+  // Asking for a subset gives that subset, in order; unknown UIDs are skipped.
+  std::vector<uint32_t> some{1, 2, 6, 999};
+  std::vector<uint32_t> seen;
+  ASSERT_TRUE(index_->fieldValues(inbox_, "x-tag", some, [&](uint32_t uid, std::string_view) { seen.push_back(uid); }));
+  EXPECT_EQ(seen, (std::vector<uint32_t>{1, 6}));
+
+  // Restart: a new store and index answer the same from the db.
+  auto before = cached(*index_, inbox_, "x-tag");
+  index_.reset();
+  store_.reset();
+  store_ = std::move(Store::open(dir_).value());
+  index_ = std::make_unique<MessageIndex>(*store_);
+  EXPECT_EQ(cached(*index_, inbox_, "x-tag"), before);
+  expectFieldCoherent(inbox_, "x-tag");
 }
 
 TEST_F(MessageIndexTest, DeletedMailboxIsNotFound) {
