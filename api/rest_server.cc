@@ -55,6 +55,7 @@ json toJson(const SyncProgress& p) {
               {"messages", {{"done", p.messagesDone}, {"total", p.messagesTotal}}},
               {"bytes", p.bytes},
               {"pending_changes", p.pendingChanges},
+              {"dropped_changes", p.droppedChanges},
               {"last_error", p.lastError.empty() ? json(nullptr) : json(p.lastError)},
               {"next_retry", p.nextRetry ? json(p.nextRetry) : json(nullptr)},
               {"last_sync", p.lastSync ? json(p.lastSync) : json(nullptr)}};

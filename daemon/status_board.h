@@ -26,6 +26,7 @@ struct SyncProgress {
   uint64_t messagesTotal = 0, messagesDone = 0;  // to download in this sync / downloaded
   uint64_t bytes = 0;                            // received from upstream since start
   uint64_t pendingChanges = 0;                   // local changes not yet upstream
+  uint64_t droppedChanges = 0;                   // local changes the upstream refused for good (since start)
   std::string lastError;                         // safe to show: never a secret
   int64_t nextRetry = 0;                         // unix seconds, while offline
   int64_t lastSync = 0;                          // unix seconds of the last complete sync

@@ -390,6 +390,7 @@ void ImapClient::becomeReady() {
       .kv("host", opt_.host)
       .kv("tls", secured_)
       .kv("qresync", qresync_)
+      .kv("uidplus", hasCapability("UIDPLUS"))
       .kv("condstore", condstore_);
   if (auto f = std::move(onReady_)) f();
 }

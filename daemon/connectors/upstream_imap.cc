@@ -483,6 +483,31 @@ void UpstreamImap::fetchMessages(const std::string& folder, std::vector<uint32_t
   });
 }
 
+void UpstreamImap::findByMessageId(const std::string& folder, const std::string& messageId,
+                                   std::function<void(Result<std::optional<uint32_t>>)> done) {
+  auto alive = alive_;
+  select(folder, [this, alive, messageId, done = std::move(done)](Status s) mutable {
+    if (!*alive) return;
+    if (!s) return done(std::unexpected(s.error()));
+    auto args = main_->builder().args();
+    args.atom("HEADER").atom("Message-ID").string(messageId);
+    auto found = std::make_shared<std::vector<uint32_t>>();
+    runSimple(
+        main_->builder().custom("UID SEARCH", std::move(args)),
+        [alive, found, done = std::move(done)](Result<client::StatusText> r) {
+          if (!*alive) return;
+          if (!r) return done(std::unexpected(r.error()));
+          // A refused SEARCH finds nothing: the caller appends (or leaves it unmapped).
+          if (r->status != client::StatusKind::Ok || found->empty()) return done(std::optional<uint32_t>{});
+          // The newest copy: the one just appended.
+          done(std::optional<uint32_t>{*std::max_element(found->begin(), found->end())});
+        },
+        [found](client::Response& r) {
+          if (auto* s = std::get_if<client::SearchData>(&r)) *found = s->numbers;
+        });
+  });
+}
+
 void UpstreamImap::apply(const sync::Op& op, std::function<void(Result<sync::OpResult>)> done) {
   auto alive = alive_;
   auto simple = [this, alive](const std::string& what, Result<client::Command> cmd,
@@ -510,38 +535,33 @@ void UpstreamImap::apply(const sync::Op& op, std::function<void(Result<sync::OpR
       if (a.internalDate) ao.internalDate = fromUnixSeconds(a.internalDate);
       ao.binary = main_->features().binary && a.bytes.find('\0') != std::string::npos;
       runSimple(main_->builder().append(client::Mailbox::fromWire(a.folder), std::move(a.bytes), ao),
-                [alive, done](Result<client::StatusText> r) {
+                [this, alive, folder = a.folder, id = a.messageId, done](Result<client::StatusText> r) {
                   if (!*alive) return;
                   if (!r) return done(std::unexpected(r.error()));
                   if (r->status != client::StatusKind::Ok) return done(std::unexpected(upstreamError("APPEND", *r)));
                   sync::OpResult res;
                   if (r->code.kind == client::CodeKind::AppendUid) res.newUids = expand(r->code.uids);
-                  done(res);
+                  if (!res.newUids.empty() || id.empty()) return done(res);
+                  // No APPENDUID (a server without UIDPLUS): find the new UID by
+                  // its Message-ID, so the message is not downloaded as a second copy.
+                  findByMessageId(folder, id, [done](Result<std::optional<uint32_t>> found) {
+                    if (!found) return done(std::unexpected(found.error()));
+                    sync::OpResult res;
+                    if (*found) res.newUids = {**found};
+                    done(res);
+                  });
                 });
     };
     if (!a->lookupFirst || a->messageId.empty()) return doAppend();
     // A retry: the earlier attempt may have reached the server before we
     // could record it. Look for the Message-ID first.
-    return select(a->folder, [this, alive, id = a->messageId, doAppend, done](Status s) mutable {
-      if (!*alive) return;
-      if (!s) return done(std::unexpected(s.error()));
-      auto args = main_->builder().args();
-      args.atom("HEADER").atom("Message-ID").string(id);
-      auto found = std::make_shared<std::vector<uint32_t>>();
-      runSimple(
-          main_->builder().custom("UID SEARCH", std::move(args)),
-          [alive, found, doAppend, done](Result<client::StatusText> r) mutable {
-            if (!*alive) return;
-            if (!r) return done(std::unexpected(r.error()));
-            if (r->status != client::StatusKind::Ok || found->empty()) return doAppend();
-            sync::OpResult res;
-            res.alreadyDone = true;
-            res.newUids = {*std::max_element(found->begin(), found->end())};
-            done(res);
-          },
-          [found](client::Response& r) {
-            if (auto* s = std::get_if<client::SearchData>(&r)) *found = s->numbers;
-          });
+    return findByMessageId(a->folder, a->messageId, [doAppend, done](Result<std::optional<uint32_t>> found) mutable {
+      if (!found) return done(std::unexpected(found.error()));
+      if (!*found) return doAppend();
+      sync::OpResult res;
+      res.alreadyDone = true;
+      res.newUids = {**found};
+      done(res);
     });
   }
   if (auto* f = std::get_if<sync::FlagsOp>(&op)) {

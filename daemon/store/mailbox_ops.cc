@@ -86,7 +86,7 @@ Status deleteMailboxLocal(Store& store, int64_t accountId, std::string_view name
 }
 
 Status renameMailboxLocal(Store& store, int64_t accountId, std::string_view from, std::string_view to, char delimiter,
-                          const void* origin) {
+                          const void* origin, bool journal) {
   if (from == to) return fail(ErrorKind::Conflict, "mailbox " + std::string(to) + " exists already");
   if (to == "INBOX") return fail(ErrorKind::Conflict, "INBOX exists already");
   if (from == "INBOX") {
@@ -139,8 +139,10 @@ Status renameMailboxLocal(Store& store, int64_t accountId, std::string_view from
                      .run();
         !s)
       return s;
-    if (auto s = writeJournal(db, accountId, entry("mailbox.rename", {{"from", from}, {"to", to}}), store.now()); !s)
-      return s;
+    if (journal) {
+      if (auto s = writeJournal(db, accountId, entry("mailbox.rename", {{"from", from}, {"to", to}}), store.now()); !s)
+        return s;
+    }
     if (auto s = tx->commit(); !s) return s;
   }
   StoreChange change;

@@ -29,8 +29,9 @@ Status deleteMailboxLocal(Store& store, int64_t accountId, std::string_view name
 // RENAME (RFC 3501 6.3.5): renames the mailbox and every child "from/..."
 // (keeping ids and UIDVALIDITY). Renaming INBOX moves its messages to a new
 // mailbox and leaves INBOX empty. Conflict if the target exists.
+// journal = false: the sync engine applying a rename found upstream.
 Status renameMailboxLocal(Store& store, int64_t accountId, std::string_view from, std::string_view to,
-                          char delimiter, const void* origin);
+                          char delimiter, const void* origin, bool journal = true);
 
 // SUBSCRIBE / UNSUBSCRIBE. NotFound for a mailbox that does not exist.
 Status setSubscribed(Store& store, int64_t accountId, std::string_view name, bool subscribed, const void* origin);

@@ -21,8 +21,18 @@ constexpr uint64_t kPushDebounceMs = 50;
 // Local changes: replayed this soon after they were committed.
 constexpr uint64_t kReplayDebounceMs = 20;
 // A journal row that keeps failing upstream is dropped after this many tries
-// (logged), so one refused change cannot block every later one forever.
+// (logged and counted in the status), so one refused change cannot block every
+// later one forever; one the upstream refuses for good goes at once.
 constexpr int64_t kMaxAttempts = 8;
+
+// An upstream answer no retry can change (RFC 5530 codes, or BAD).
+bool isPermanentRefusal(const Error& e) {
+  if (e.kind != ErrorKind::Upstream) return false;
+  static const char* kCodes[] = {"ALREADYEXISTS", "NONEXISTENT", "CANNOT", "NOPERM", "TOOBIG", "PARSE", "CLIENTBUG", "BADCHARSET"};
+  for (const char* c : kCodes)
+    if (e.respCode == c) return true;
+  return e.message.find(": BAD") != std::string::npos;
+}
 
 uint64_t nowMs() {
   return static_cast<uint64_t>(
@@ -309,11 +319,50 @@ void SyncEngine::afterList(Result<std::vector<RemoteFolder>> folders) {
   });
 }
 
-Status SyncEngine::mapFolders(std::vector<RemoteFolder> remote) {
+Status SyncEngine::followRenames(const std::vector<RemoteFolder>& remote) {
   auto boxes = store_.listMailboxes(accountId_);
   if (!boxes) return propagate(boxes);
   std::vector<LocalMailboxRef> locals;
-  for (const auto& b : *boxes) locals.push_back({b.name, b.specialUse, b.upstreamName});
+  for (const auto& b : *boxes) locals.push_back({b.name, b.specialUse, b.upstreamName, b.upstreamUidValidity});
+  auto renames = findRenames(locals, remote);
+  if (renames.empty()) return {};
+  std::vector<std::pair<int64_t, size_t>> byId;  // a parent's rename renames its children too
+  for (auto [li, ri] : renames) byId.emplace_back((*boxes)[li].id, ri);
+  for (auto [id, ri] : byId) {
+    const RemoteFolder& r = remote[ri];
+    auto now = store_.listMailboxes(accountId_);
+    if (!now) return propagate(now);
+    std::string from;
+    bool clash = false;
+    for (const auto& b : *now) {
+      if (b.id == id) from = b.name;
+      else if (b.name == r.path) clash = true;
+    }
+    if (from.empty() || clash) continue;  // taken locally: handled as delete + create
+    if (from != r.path) {
+      if (auto s = store::renameMailboxLocal(store_, accountId_, from, r.path, '/', this, false); !s) return s;
+    }
+    // Bound to the new name; listed in full once (no bodies: the UIDs are the
+    // same), in case the UIDVALIDITY match was a coincidence.
+    auto st = store_.db().prepare("UPDATE mailboxes SET upstream_name = ?1, upstream_state = NULL WHERE id = ?2");
+    if (!st) return propagate(st);
+    if (auto s = st->bind(1, r.id).bind(2, id).run(); !s) return s;
+    logInfo("sync.mailbox_renamed_upstream").kv("account", accountName_).kv("from", from).kv("to", r.path);
+  }
+  return {};
+}
+
+Status SyncEngine::mapFolders(std::vector<RemoteFolder> remote) {
+  if (cfg_.mailboxes.empty()) {
+    std::vector<RemoteFolder> selectable;
+    for (const auto& r : remote)
+      if (r.selectable) selectable.push_back(r);
+    if (auto s = followRenames(selectable); !s) return s;
+  }
+  auto boxes = store_.listMailboxes(accountId_);
+  if (!boxes) return propagate(boxes);
+  std::vector<LocalMailboxRef> locals;
+  for (const auto& b : *boxes) locals.push_back({b.name, b.specialUse, b.upstreamName, b.upstreamUidValidity});
   std::vector<Folder> mapped;
   std::set<std::string> seen;
   for (auto& r : remote) {
@@ -336,7 +385,7 @@ Status SyncEngine::mapFolders(std::vector<RemoteFolder> remote) {
       if (auto s = bindMailbox(store_, created->id, r.id); !s) return s;
       f.mailboxId = created->id;
       f.localName = created->name;
-      locals.push_back({created->name, created->specialUse, r.id});
+      locals.push_back({created->name, created->specialUse, r.id, std::nullopt});
       boxes->push_back(*created);
       boxes->back().upstreamName = r.id;
       logInfo("sync.mailbox_created").kv("account", accountName_).kv("mailbox", f.localName).kv("upstream", r.path);
@@ -755,8 +804,17 @@ void SyncEngine::replayOne(std::function<void()> next) {
       if (!connected_) return;  // the row stays; replayed after the reconnect
       if (r.error().kind == ErrorKind::Unavailable) return;
       logWarn("sync.replay_failed").kv("account", accountName_).kv("op", op).kv("error", r.error().message).kv("attempt", attempts + 1);
-      if (attempts + 1 >= kMaxAttempts) {
-        logError("sync.journal_dropped").kv("account", accountName_).kv("op", op).kv("error", r.error().message);
+      bool permanent = isPermanentRefusal(r.error());
+      if (permanent || attempts + 1 >= kMaxAttempts) {
+        // Never silently: the log, the status (last_error, dropped_changes).
+        logWarn("sync.journal_dropped")
+            .kv("account", accountName_)
+            .kv("op", op)
+            .kv("attempts", attempts + 1)
+            .kv("permanent", permanent)
+            .kv("error", r.error().message);
+        ++status_.droppedChanges;
+        status_.lastError = "local change not applied upstream (" + op + "): " + r.error().message;
         if (auto s = finishRow(nullptr); !s) return cycleFailed(s.error());
         return again();
       }
@@ -817,10 +875,13 @@ void SyncEngine::replayOne(std::function<void()> next) {
     int64_t mailboxId = (*box)->id;
     return conn_->apply(a, [onResult, mailboxId, uid](Result<OpResult> r) mutable {
       onResult(std::move(r), [mailboxId, uid](Db& db, const OpResult& res) -> Status {
-        // No APPENDUID (a server without UIDPLUS): the message stays unmapped and the
-        // next sync downloads the upstream copy too (README: not yet handled).
+        // No UID (no UIDPLUS and no Message-ID to find it by): the message stays
+        // unmapped and the next sync downloads the upstream copy too (README).
         if (res.newUids.empty()) return {};
-        auto st = db.prepare("UPDATE messages SET upstream_id = ?1 WHERE mailbox_id = ?2 AND uid = ?3");
+        // A UID found by Message-ID may belong to a copy that is mapped already.
+        auto st = db.prepare(
+            "UPDATE messages SET upstream_id = ?1 WHERE mailbox_id = ?2 AND uid = ?3 AND NOT EXISTS "
+            "(SELECT 1 FROM messages WHERE mailbox_id = ?2 AND upstream_id = ?1)");
         if (!st) return std::unexpected(st.error());
         return st->bind(1, std::to_string(res.newUids.front())).bind(2, mailboxId).bind(3, uid).run();
       });

@@ -60,6 +60,7 @@ class SyncEngine {
   void cycle();
   void afterList(Result<std::vector<RemoteFolder>> folders);
   Status mapFolders(std::vector<RemoteFolder> remote);
+  Status followRenames(const std::vector<RemoteFolder>& remote);
   void replay(std::function<void()> next);
   void replayOne(std::function<void()> next);
   // What a replayed journal row reports: the result, and what to record in

@@ -226,6 +226,31 @@ FolderBinding bindFolder(const RemoteFolder& remote, const std::vector<LocalMail
   return b;
 }
 
+std::vector<std::pair<size_t, size_t>> findRenames(const std::vector<LocalMailboxRef>& locals,
+                                                   const std::vector<RemoteFolder>& remote) {
+  std::set<std::string> listed, bound;
+  for (const auto& r : remote) listed.insert(r.id);
+  for (const auto& l : locals)
+    if (!l.upstreamName.empty()) bound.insert(l.upstreamName);
+  std::multimap<uint32_t, size_t> gone;  // UIDVALIDITY -> local index
+  for (size_t i = 0; i < locals.size(); ++i) {
+    const auto& l = locals[i];
+    if (l.upstreamName.empty() || listed.count(l.upstreamName) || l.name == "INBOX" || !l.upstreamUidValidity) continue;
+    gone.emplace(*l.upstreamUidValidity, i);
+  }
+  std::multimap<uint32_t, size_t> fresh;  // UIDVALIDITY -> remote index
+  for (size_t i = 0; i < remote.size(); ++i)
+    if (!bound.count(remote[i].id) && remote[i].status && remote[i].status->uidValidity && !imap::isInbox(remote[i].path))
+      fresh.emplace(remote[i].status->uidValidity, i);
+  std::vector<std::pair<size_t, size_t>> out;
+  for (const auto& [v, li] : gone)
+    if (gone.count(v) == 1 && fresh.count(v) == 1) out.emplace_back(li, fresh.find(v)->second);
+  std::sort(out.begin(), out.end(), [&](const auto& a, const auto& b) {
+    return remote[a.second].path.size() < remote[b.second].path.size();
+  });
+  return out;
+}
+
 bool folderWanted(const RemoteFolder& f, const std::vector<std::string>& wanted) {
   if (wanted.empty()) return true;
   for (const auto& w : wanted) {

@@ -107,6 +107,7 @@ struct LocalMailboxRef {
   std::string name;
   std::string specialUse;
   std::string upstreamName;  // already bound to this upstream id (or empty)
+  std::optional<uint32_t> upstreamUidValidity;
 };
 struct FolderBinding {
   std::optional<size_t> existing;  // index into the locals
@@ -114,6 +115,13 @@ struct FolderBinding {
   std::string createSpecialUse;
 };
 FolderBinding bindFolder(const RemoteFolder& remote, const std::vector<LocalMailboxRef>& locals);
+
+// Folders renamed upstream: a local mailbox bound to a folder the listing no
+// longer has, and exactly one listed folder bound to nothing with the same
+// UIDVALIDITY (servers keep it on RENAME; a new folder gets a new one).
+// Pairs (local index, remote index), parents before children.
+std::vector<std::pair<size_t, size_t>> findRenames(const std::vector<LocalMailboxRef>& locals,
+                                                   const std::vector<RemoteFolder>& remote);
 
 // Whether the folder is in the configured list (empty: all). Matches the
 // local path or the remote id, INBOX in any case.

@@ -142,10 +142,11 @@ FOLDERS = {"INBOX": 1100, "Work/Projects": 600, "Archive": 300, "Ärger/Überwei
 class _SyncBase:
     condstore = True
     tls = False
+    uidplus = True
 
     @classmethod
     def setUpClass(cls):
-        cls.dc = Dovecot(condstore=cls.condstore, tls=cls.tls,
+        cls.dc = Dovecot(condstore=cls.condstore, tls=cls.tls, uidplus=cls.uidplus,
                          users={"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw"}).start()
 
     @classmethod
@@ -449,6 +450,68 @@ class SyncConflictTest(_SyncBase, unittest.TestCase):
         self.assertNotIn("sync.journal_dropped", d.log())
 
 
+    def test_refused_change_is_reported_and_does_not_block_later_ones(self):
+        self.dc.deliver("bob", gen_message(1, "rf"))
+        self.dc.deliver("bob", gen_message(2, "rf"), mailbox="Alt")
+        d = self.daemon("bob", poll=3600)
+        d.start()
+        wait_idle(d, "bob", 60)
+        # Created upstream, unseen by the bridge until its next listing.
+        self.dc.create_mailbox("bob", "Neu")
+        user, password = password_for(d, "bob")
+        host, port = host_port(d.listeners["imap"])
+        li = imaplib.IMAP4(host, port, timeout=20)
+        li.login(user, password)
+        self.assertEqual(li.rename(imap_mailbox("Alt"), imap_mailbox("Neu"))[0], "OK")
+        li.select("INBOX")
+        li.store("1", "+FLAGS", "(\\Flagged)")
+        li.logout()
+        st = wait_idle(d, "bob", 30)
+        self.assertEqual(st["dropped_changes"], 1)
+        self.assertIn("ALREADYEXISTS", st["last_error"])
+        self.assertIn("mailbox.rename", st["last_error"])
+        dropped = [l for l in d.log().splitlines() if "sync.journal_dropped" in l]
+        self.assertEqual(len(dropped), 1)
+        self.assertIn("permanent=true", dropped[0].replace('"', "").replace(" = ", "="))
+        self.assertIn("\\Flagged", upstream_flags(self.dc, "bob", "INBOX")["<rf.1@gen.example.test>"])
+
+
+    def test_upstream_rename_moves_the_stored_messages(self):
+        for i in range(30):
+            self.dc.deliver("carol", gen_message(i, "rn"), mailbox="Projekte/Alt")
+        for i in range(5):
+            self.dc.deliver("carol", gen_message(i, "rnk"), mailbox="Projekte/Alt/Kind")
+        d = self.daemon("carol", poll=5)
+        d.start()
+        wait_idle(d, "carol", 60)
+        rows = {b: self._row_ids(d, b) for b in ("Projekte/Alt", "Projekte/Alt/Kind")}
+        self.assertEqual((len(rows["Projekte/Alt"]), len(rows["Projekte/Alt/Kind"])), (30, 5))
+        c = self.dc.imap("carol")
+        self.assertEqual(c.rename(imap_mailbox("Projekte/Alt"), imap_mailbox("Projekte/Neu"))[0], "OK")
+        c.logout()
+        wait_for(lambda: {"Projekte/Neu", "Projekte/Neu/Kind"} <= local_mailboxes(d.state_dir, "carol"), 30, 0.1,
+                 "the rename")
+        wait_idle(d, "carol", 30)
+        boxes = local_mailboxes(d.state_dir, "carol")
+        self.assertNotIn("Projekte/Alt", boxes)
+        self.assertNotIn("Projekte/Alt/Kind", boxes)
+        # The same rows, under the new names: nothing was downloaded again.
+        self.assertEqual(self._row_ids(d, "Projekte/Neu"), rows["Projekte/Alt"])
+        self.assertEqual(self._row_ids(d, "Projekte/Neu/Kind"), rows["Projekte/Alt/Kind"])
+        self.assert_same(d, "carol", "Projekte/Neu")
+        self.assert_same(d, "carol", "Projekte/Neu/Kind")
+        self.assertIn("sync.mailbox_renamed_upstream", d.log())
+        self.assertNotIn("sync.mailbox_deleted_upstream", d.log())
+
+    def _row_ids(self, d, mailbox):
+        db = sqlite3.connect("file:%s?mode=ro" % os.path.join(d.state_dir, "mailbridge.db"), uri=True, timeout=10)
+        try:
+            return sorted(r[0] for r in db.execute(
+                "SELECT m.id FROM messages m JOIN mailboxes b ON m.mailbox_id = b.id WHERE b.name = ?", (mailbox,)))
+        finally:
+            db.close()
+
+
 class SyncTlsTest(_SyncBase, unittest.TestCase):
     tls = True
 
@@ -508,6 +571,39 @@ class SyncNoCondstoreTest(_SyncBase, unittest.TestCase):
         wait_for(lambda: dict(local_flags(d.state_dir, "alice", "Work")).get("<fbw.0@gen.example.test>") == 4
                  and "<fbw.1@gen.example.test>" not in dict(local_flags(d.state_dir, "alice", "Work")),
                  20, 0.1, "fallback flag diff and expunge")
+
+
+
+class SyncNoUidplusTest(_SyncBase, unittest.TestCase):
+    condstore = False
+    uidplus = False
+
+    def test_append_without_appenduid_is_bound_by_message_id(self):
+        self.dc.bulk_load("alice", [gen_message(i, "nu") for i in range(20)], "INBOX")
+        d = self.daemon("alice", poll=5)
+        d.start()
+        wait_idle(d, "alice", 60)
+        user, password = password_for(d, "alice")
+        host, port = host_port(d.listeners["imap"])
+        li = imaplib.IMAP4(host, port, timeout=20)
+        li.login(user, password)
+        added = [gen_message(100 + k, "nu-local") for k in range(3)]
+        for raw in added:
+            self.assertEqual(li.append("INBOX", None, None, raw)[0], "OK")
+        li.logout()
+        wait_idle(d, "alice", 30)
+        # Two more full polls after the replay: the upstream copies are known.
+        mark = len(d.log())
+        wait_for(lambda: d.log()[mark:].count("sync.cycle_done") >= 2, 30, 0.1, "two polls")
+        wait_idle(d, "alice", 30)
+        self.assertIn("uidplus=false", d.log())
+        up = message_ids(self.dc.fetch_all("alice", "INBOX"))
+        local = message_ids(stored_messages(d.state_dir, "alice", "INBOX"))
+        for raw in added:
+            mid = message_ids([raw]).most_common(1)[0][0]
+            self.assertEqual(up[mid], 1, mid)
+            self.assertEqual(local[mid], 1, mid)
+        self.assert_same(d, "alice", "INBOX")
 
 
 if __name__ == "__main__":

@@ -194,6 +194,34 @@ TEST(SyncLogic, FoldersBindBySpecialUseThenNameElseCreate) {
   EXPECT_EQ(b.createSpecialUse, "");
 }
 
+TEST(SyncLogic, RenamedUpstreamFolderIsFoundByItsUidValidity) {
+  auto folder = [](std::string id, uint32_t validity) {
+    RemoteFolder f;
+    f.id = f.path = std::move(id);
+    f.status = FolderState{validity, 10, 9, 0};
+    return f;
+  };
+  std::vector<LocalMailboxRef> locals = {
+      {"INBOX", "", "INBOX", 1},
+      {"Alt", "", "Alt", 7},            // gone upstream; "Neu" has its UIDVALIDITY
+      {"Alt/Kind", "", "Alt/Kind", 8},  // its child, renamed with it
+      {"Weg", "", "Weg", 9},            // gone, nothing matches: deleted upstream
+      {"Zwei", "", "Zwei", 5},          // two gone with the same UIDVALIDITY: not guessed
+      {"Drei", "", "Drei", 5},
+      {"Lokal", "", "", std::nullopt}};
+  std::vector<RemoteFolder> remote = {folder("INBOX", 1), folder("Neu/Kind", 8), folder("Neu", 7), folder("Andere", 9 + 1),
+                                      folder("Fuenf", 5)};
+  auto r = findRenames(locals, remote);
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0], (std::pair<size_t, size_t>{1, 2}));  // parent first
+  EXPECT_EQ(r[1], (std::pair<size_t, size_t>{2, 1}));
+  // A folder whose id is still listed was not renamed.
+  remote.push_back(folder("Alt", 3));
+  r = findRenames(locals, remote);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].first, 2u);
+}
+
 TEST(SyncLogic, FolderFilter) {
   RemoteFolder f{"INBOX.Work", "INBOX/Work", ""};
   EXPECT_TRUE(folderWanted(f, {}));
