@@ -182,8 +182,13 @@ void RestServer::routes() {
   });
 
   srv.Get("/v1/accounts", [this](const httplib::Request&, httplib::Response& res) {
+    // Hold the snapshot for the whole loop: a range-for over
+    // board_.current()->accounts would destroy the temporary shared_ptr before
+    // the first iteration, and a publish on the loop thread then frees the
+    // vector under us (ASan caught it while sync status changed every ms).
+    auto snapshot = board_.current();
     json accounts = json::array();
-    for (const auto& a : board_.current()->accounts) accounts.push_back(toJson(a));
+    for (const auto& a : snapshot->accounts) accounts.push_back(toJson(a));
     sendJson(res, 200, json{{"accounts", accounts}});
   });
 
@@ -229,7 +234,8 @@ void RestServer::routes() {
     auto result = accountCall(res, 200, [this, id, body] { return commands_.updateAccount(id, body); });
     if (!result) return;
     // The loop published the changed account before it answered.
-    const AccountStatus* a = findAccount(*board_.current(), id);
+    auto snapshot = board_.current();  // keeps *a alive
+    const AccountStatus* a = findAccount(*snapshot, id);
     if (!a) return sendError(res, 404, "not_found", "no account with id " + std::to_string(id));
     sendJson(res, 200, toJson(*a));
   });

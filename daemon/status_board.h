@@ -68,6 +68,10 @@ class StatusBoard {
     std::lock_guard lock(mutex_);
     current_ = std::move(snapshot);
   }
+  // Keep the returned pointer in a local for as long as anything inside the
+  // snapshot is used: the loop thread may publish (and free the previous
+  // snapshot) at any moment, so `for (x : current()->accounts)` or a pointer
+  // taken from `*current()` dangles.
   std::shared_ptr<const StatusSnapshot> current() const {
     std::lock_guard lock(mutex_);
     return current_;

@@ -1,5 +1,6 @@
 """Test harness: runs the real mailbridged binary on ephemeral ports with a
 private state dir, and (as their issues land) real peer servers."""
+import http.client
 import json
 import os
 import shutil
@@ -86,6 +87,14 @@ class Daemon:
                 return resp.status, json.loads(resp.read() or b"null")
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"null")
+        except (OSError, http.client.HTTPException) as e:
+            # A transport failure is never an answer: say whether the daemon is
+            # still alive and what it logged last, so a CI failure explains itself.
+            alive = self.proc is not None and self.proc.poll() is None
+            state = "still running" if alive else "exited with %r" % (self.proc.returncode if self.proc else None)
+            tail = "\n".join(self.log().splitlines()[-40:])
+            raise AssertionError("%s %s: %s: %s (daemon %s); last log lines:\n%s"
+                                 % (method, path, type(e).__name__, e, state, tail)) from e
 
     def signal(self, signum):
         self.proc.send_signal(signum)
