@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "daemon/auth/authenticator.h"
+#include "daemon/endpoint.h"
 #include "daemon/log/log.h"
 #include "daemon/tls/tls_engine.h"
 
@@ -218,41 +219,13 @@ size_t ImapServer::connectionsOf(int64_t accountId) const {
 
 Status ImapServer::start() {
   const Config& cfg = *deps_.config;
-  std::string cert = cfg.tls.cert.empty() ? deps_.certPath : cfg.tls.cert;
-  std::string key = cfg.tls.cert.empty() ? deps_.keyPath : cfg.tls.key;
-  auto ctx = tls::ServerTlsContext::fromPemFiles(cert, key);
+  auto ctx = loadServerIdentity(cfg, deps_.certPath, deps_.keyPath);
   if (!ctx) return std::unexpected(ctx.error());
   tls_ = std::move(*ctx);
-
-  int plainCount = 0, tlsCount = 0;
-  auto bindAll = [&](const std::vector<ListenAddress>& addrs, bool implicitTls) -> Status {
-    for (const auto& a : addrs) {
-      auto l = TcpListener::listen(deps_.loop, a.host, a.port, [this, implicitTls](std::unique_ptr<TcpStream> s) {
-        accept(std::move(s), implicitTls);
-      });
-      if (!l) {
-        bool optional = std::find(cfg.imap.optional.begin(), cfg.imap.optional.end(), a) != cfg.imap.optional.end();
-        if (optional) {
-          logWarn("imap.listen_skipped").kv("addr", a.toString()).kv("error", l.error().message);
-          continue;
-        }
-        // The listener's message already names the address.
-        return fail(ErrorKind::Io, "imap listener " + l.error().message);
-      }
-      std::string name = implicitTls ? "imaps" : "imap";
-      int& count = implicitTls ? tlsCount : plainCount;
-      if (count++ > 0) name += "-" + std::to_string(count);
-      ListenerStatus st{name, (*l)->address(), implicitTls};
-      listeners_.push_back(std::move(*l));
-      if (deps_.addListener) {
-        if (auto s = deps_.addListener(st); !s) return s;
-      }
-    }
-    return {};
-  };
-  if (auto s = bindAll(cfg.imap.listen, false); !s) return s;
-  if (auto s = bindAll(cfg.imap.tlsListen, true); !s) return s;
-  return {};
+  EndpointBinding binding{deps_.loop, "imap",
+                          [this](std::unique_ptr<TcpStream> s, bool implicitTls) { accept(std::move(s), implicitTls); },
+                          deps_.addListener};
+  return bindEndpoint(binding, cfg.imap, listeners_);
 }
 
 void ImapServer::shutdown() {

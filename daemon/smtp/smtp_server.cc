@@ -2,9 +2,9 @@
 // answers to its requests (see smtp_server.h).
 #include "daemon/smtp/smtp_server.h"
 
-#include <algorithm>
 
 #include "daemon/auth/authenticator.h"
+#include "daemon/endpoint.h"
 #include "daemon/log/log.h"
 #include "daemon/tls/tls_engine.h"
 
@@ -211,41 +211,13 @@ SessionOptions SmtpServer::sessionOptions(bool implicitTls) const {
 
 Status SmtpServer::start() {
   const Config& cfg = *deps_.config;
-  std::string cert = cfg.tls.cert.empty() ? deps_.certPath : cfg.tls.cert;
-  std::string key = cfg.tls.cert.empty() ? deps_.keyPath : cfg.tls.key;
-  auto ctx = tls::ServerTlsContext::fromPemFiles(cert, key);
+  auto ctx = loadServerIdentity(cfg, deps_.certPath, deps_.keyPath);
   if (!ctx) return std::unexpected(ctx.error());
   tls_ = std::move(*ctx);
-
-  int plainCount = 0, tlsCount = 0;
-  auto bindAll = [&](const std::vector<ListenAddress>& addrs, bool implicitTls) -> Status {
-    for (const auto& a : addrs) {
-      auto l = TcpListener::listen(deps_.loop, a.host, a.port, [this, implicitTls](std::unique_ptr<TcpStream> s) {
-        accept(std::move(s), implicitTls);
-      });
-      if (!l) {
-        bool optional = std::find(cfg.smtp.optional.begin(), cfg.smtp.optional.end(), a) != cfg.smtp.optional.end();
-        if (optional) {
-          logWarn("smtp.listen_skipped").kv("addr", a.toString()).kv("error", l.error().message);
-          continue;
-        }
-        return fail(ErrorKind::Io, "smtp listener " + a.toString() + ": " + l.error().message);
-      }
-      // listeners.json has one entry per name: further addresses get a suffix.
-      std::string name = implicitTls ? "smtps" : "smtp";
-      int& count = implicitTls ? tlsCount : plainCount;
-      if (count++ > 0) name += "-" + std::to_string(count);
-      ListenerStatus st{name, (*l)->address(), implicitTls};
-      listeners_.push_back(std::move(*l));
-      if (deps_.addListener) {
-        if (auto s = deps_.addListener(st); !s) return s;
-      }
-    }
-    return {};
-  };
-  if (auto s = bindAll(cfg.smtp.listen, false); !s) return s;
-  if (auto s = bindAll(cfg.smtp.tlsListen, true); !s) return s;
-  return {};
+  EndpointBinding binding{deps_.loop, "smtp",
+                          [this](std::unique_ptr<TcpStream> s, bool implicitTls) { accept(std::move(s), implicitTls); },
+                          deps_.addListener};
+  return bindEndpoint(binding, cfg.smtp, listeners_);
 }
 
 void SmtpServer::shutdown() {
