@@ -600,17 +600,43 @@ void UpstreamImap::apply(const sync::Op& op, std::function<void(Result<sync::OpR
               for (size_t i = 0; i < src.size() && i < dst.size(); ++i) m[src[i]] = dst[i];
               for (uint32_t u : c.uids) res.newUids.push_back(m.count(u) ? m[u] : 0);
             }
-            if (!c.move || useMove) return done(res);
+            // No COPYUID (a server without UIDPLUS): find the copies by Message-ID.
+            auto finish = [this, alive, c, done](sync::OpResult res) {
+              if (!res.newUids.empty() || c.messageIds.size() != c.uids.size()) return done(res);
+              struct Found {
+                sync::OpResult res;
+                size_t left = 1;
+              };
+              auto found = std::make_shared<Found>();
+              found->res = res;
+              found->res.newUids.assign(c.uids.size(), 0);
+              auto one = [found, done] {
+                if (--found->left == 0) done(found->res);
+              };
+              for (size_t i = 0; i < c.uids.size(); ++i) {
+                if (c.messageIds[i].empty()) continue;
+                ++found->left;
+                // A failed lookup leaves the copy unmapped (downloaded once more),
+                // never a second COPY upstream.
+                findByMessageId(c.to, c.messageIds[i], [alive, found, one, i](Result<std::optional<uint32_t>> f) {
+                  if (!*alive) return;
+                  if (f && *f) found->res.newUids[i] = **f;
+                  one();
+                });
+              }
+              one();
+            };
+            if (!c.move || useMove) return finish(res);
             // No MOVE: COPY, then mark and expunge the originals.
             client::StoreOptions so;
             so.silent = true;
             if (auto st = main_->builder().uidStore(compress(c.uids), client::StoreMode::Add, {"\\Deleted"}, so))
               main_->run(std::move(*st), nullptr, nullptr);
-            runSimple(main_->builder().uidExpunge(compress(c.uids)), [alive, res, done](Result<client::StatusText> r) {
+            runSimple(main_->builder().uidExpunge(compress(c.uids)), [alive, res, done, finish](Result<client::StatusText> r) {
               if (!*alive) return;
               if (!r) return done(std::unexpected(r.error()));
               if (r->status != client::StatusKind::Ok) return done(std::unexpected(upstreamError("UID EXPUNGE", *r)));
-              done(res);
+              finish(res);
             });
           },
           [code](client::Response& r) {

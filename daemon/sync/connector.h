@@ -88,6 +88,7 @@ struct CopyOp {
   std::string from, to;
   std::vector<uint32_t> uids;
   bool move = false;
+  std::vector<std::string> messageIds;  // per UID (may be empty): finds the copies without COPYUID
 };
 struct ExpungeOp {
   std::string folder;

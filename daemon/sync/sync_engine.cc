@@ -918,16 +918,25 @@ void SyncEngine::replayOne(std::function<void()> next) {
     c.to = toFolder;
     c.move = op == "move";
     std::vector<uint32_t> dstForUp;  // local dest UID per upstream source UID
+    auto mid = store_.db().prepare("SELECT message_id FROM messages WHERE mailbox_id = ?1 AND uid = ?2");
+    if (!mid) return cycleFailed(mid.error());
     for (size_t i = 0; i < localSrc.size() && i < localDst.size(); ++i) {
       if (i >= ups.size() || !ups[i].is_string() || ups[i].get<std::string>().empty()) continue;
       c.uids.push_back(static_cast<uint32_t>(std::stoul(ups[i].get<std::string>())));
       dstForUp.push_back(localDst[i]);
+      mid->reset();
+      auto row = mid->bind(1, (*dst)->id).bind(2, localDst[i]).step();
+      c.messageIds.push_back(row && *row ? mid->columnText(0) : std::string());
     }
+    mid->reset();
     if (c.uids.empty()) return skip("no message upstream");
     int64_t dstId = (*dst)->id;
     return conn_->apply(c, [onResult, dstId, dstForUp](Result<OpResult> r) mutable {
       onResult(std::move(r), [dstId, dstForUp](Db& db, const OpResult& res) -> Status {
-        auto st = db.prepare("UPDATE messages SET upstream_id = ?1 WHERE mailbox_id = ?2 AND uid = ?3");
+        // Without COPYUID the UIDs come from a Message-ID search: never map one twice.
+        auto st = db.prepare(
+            "UPDATE messages SET upstream_id = ?1 WHERE mailbox_id = ?2 AND uid = ?3 AND NOT EXISTS "
+            "(SELECT 1 FROM messages WHERE mailbox_id = ?2 AND upstream_id = ?1)");
         if (!st) return std::unexpected(st.error());
         for (size_t i = 0; i < res.newUids.size() && i < dstForUp.size(); ++i) {
           if (res.newUids[i] == 0) continue;

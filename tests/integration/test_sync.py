@@ -578,8 +578,9 @@ class SyncNoUidplusTest(_SyncBase, unittest.TestCase):
     condstore = False
     uidplus = False
 
-    def test_append_without_appenduid_is_bound_by_message_id(self):
+    def test_append_copy_move_without_uidplus_are_bound_by_message_id(self):
         self.dc.bulk_load("alice", [gen_message(i, "nu") for i in range(20)], "INBOX")
+        self.dc.bulk_load("alice", [gen_message(i, "nuw") for i in range(3)], "Work")
         d = self.daemon("alice", poll=5)
         d.start()
         wait_idle(d, "alice", 60)
@@ -590,6 +591,9 @@ class SyncNoUidplusTest(_SyncBase, unittest.TestCase):
         added = [gen_message(100 + k, "nu-local") for k in range(3)]
         for raw in added:
             self.assertEqual(li.append("INBOX", None, None, raw)[0], "OK")
+        li.select("INBOX")
+        self.assertEqual(li.copy("1", "Work")[0], "OK")
+        self.assertEqual(li.uid("MOVE", li.fetch("2", "(UID)")[1][0].split()[2].rstrip(b")"), "Work")[0], "OK")
         li.logout()
         wait_idle(d, "alice", 30)
         # Two more full polls after the replay: the upstream copies are known.
@@ -604,6 +608,8 @@ class SyncNoUidplusTest(_SyncBase, unittest.TestCase):
             self.assertEqual(up[mid], 1, mid)
             self.assertEqual(local[mid], 1, mid)
         self.assert_same(d, "alice", "INBOX")
+        self.assert_same(d, "alice", "Work")
+        self.assertEqual(sum(message_ids(stored_messages(d.state_dir, "alice", "Work")).values()), 5)
 
 
 if __name__ == "__main__":
