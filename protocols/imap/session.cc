@@ -161,7 +161,7 @@ Session::Session(Backend& backend, SessionOptions options)
 
 std::string Session::capabilities() const {
   std::string caps = "IMAP4rev1 SASL-IR LITERAL+ MULTIAPPEND ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN "
-                     "LIST-EXTENDED LIST-STATUS SPECIAL-USE CONDSTORE QRESYNC ESEARCH BINARY UTF8=ACCEPT";
+                     "LIST-EXTENDED LIST-STATUS SPECIAL-USE CONDSTORE QRESYNC ESEARCH SEARCHRES BINARY UTF8=ACCEPT";
   caps += " APPENDLIMIT=" + std::to_string(options_.appendLimit);
   if (state_ == State::NotAuthenticated) {
     if (options_.startTlsAvailable && !options_.tlsActive) caps += " STARTTLS";
@@ -738,6 +738,7 @@ void Session::cmdSelect(const std::string& tag, const SelectCmd& cmd) {
   state_ = State::Authenticated;
   selectedId_ = 0;
   uids_.clear();
+  savedUids_.clear();  // RFC 5182 2.1: "$" starts empty in each selected mailbox
   pendingAdded_.clear();
   pendingExpunged_.clear();
   pendingFlags_.clear();
@@ -807,6 +808,7 @@ void Session::cmdClose(const std::string& tag, bool expunge) {
   selectedId_ = 0;
   uids_.clear();
   uids_.shrink_to_fit();
+  savedUids_.clear();
   pendingAdded_.clear();
   pendingExpunged_.clear();
   pendingFlags_.clear();

@@ -171,6 +171,9 @@ class Session {
   std::string selectedName_;
   bool readOnly_ = false;
   std::vector<uint32_t> uids_;
+  // SEARCHRES "$" (RFC 5182): UIDs of the last SEARCH RETURN (SAVE),
+  // ascending; expunged ones simply no longer resolve.
+  std::vector<uint32_t> savedUids_;
   uint64_t highestModseq_ = 0;
   // Changes by others not yet reported.
   std::set<uint32_t> pendingAdded_, pendingExpunged_;

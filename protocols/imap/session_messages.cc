@@ -152,8 +152,11 @@ int64_t dayOf(int64_t unixSeconds) { return unixSeconds >= 0 ? unixSeconds / 864
 bool Session::resolve(const std::string& tag, const SequenceSet& set, bool uid, std::vector<uint32_t>& seqs) {
   seqs.clear();
   if (set.isSaved()) {
-    tagged(tag, "BAD", "", "SEARCHRES is not supported");
-    return false;
+    // RFC 5182 2.1: "$" is the saved result, for UID and non-UID commands
+    // alike, minus what was expunged since.
+    for (uint32_t u : savedUids_)
+      if (uint32_t s = seqOf(u)) seqs.push_back(s);
+    return true;
   }
   if (uid) {
     if (uids_.empty()) return true;
@@ -558,8 +561,11 @@ bool Session::matches(const SearchKey& k, SearchContext& c) {
     case K::Larger: return m.size > k.number;
     case K::Smaller: return m.size < k.number;
     case K::ModSeq: return m.modseq >= k.number;
-    case K::Uid: return k.set.contains(m.uid, uids_.empty() ? 0 : uids_.back());
-    case K::SequenceSet: return k.set.contains(c.seq, static_cast<uint32_t>(uids_.size()));
+    case K::Uid:
+    case K::SequenceSet:
+      if (k.set.isSaved()) return std::binary_search(savedUids_.begin(), savedUids_.end(), m.uid);  // RFC 5182 2.1
+      if (k.kind == K::Uid) return k.set.contains(m.uid, uids_.empty() ? 0 : uids_.back());
+      return k.set.contains(c.seq, static_cast<uint32_t>(uids_.size()));
     case K::Before:
     case K::On:
     case K::Since: return dateKey(dayOf(m.internalDate), keyDay(), K::Before, K::On);
@@ -603,10 +609,22 @@ bool Session::matches(const SearchKey& k, SearchContext& c) {
 }
 
 void Session::cmdSearch(const std::string& tag, const SearchCmd& cmd) {
+  bool save = false, saveAll = false, saveMin = false, saveMax = false;
+  if (cmd.returnOptions) {
+    for (SearchReturn r : *cmd.returnOptions) {
+      save = save || r == SearchReturn::Save;
+      saveAll = saveAll || r == SearchReturn::All || r == SearchReturn::Count;
+      saveMin = saveMin || r == SearchReturn::Min;
+      saveMax = saveMax || r == SearchReturn::Max;
+    }
+  }
   if (cmd.charset) {
     std::string cs = *cmd.charset;
     for (auto& ch : cs) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
-    if (cs != "UTF-8" && cs != "US-ASCII") return tagged(tag, "NO", "BADCHARSET (UTF-8 US-ASCII)", "unsupported charset");
+    if (cs != "UTF-8" && cs != "US-ASCII") {
+      if (save) savedUids_.clear();  // RFC 5182 2.1: a failed SAVE leaves "$" empty
+      return tagged(tag, "NO", "BADCHARSET (UTF-8 US-ASCII)", "unsupported charset");
+    }
   }
   bool usesModseq = false;
   // HEADER keys (Message-ID aside: a stored column) ask the backend for the
@@ -626,8 +644,6 @@ void Session::cmdSearch(const std::string& tag, const SearchCmd& cmd) {
         plans.push_back({k, static_cast<size_t>(at - fields.begin()), mime::foldForSearch(k->value)});
       }
     }
-    if ((k->kind == SearchKey::Kind::Uid || k->kind == SearchKey::Kind::SequenceSet) && k->set.isSaved())
-      return tagged(tag, "BAD", "", "SEARCHRES is not supported");
     for (const auto& ch : k->children) stack.push_back(&ch);
   }
   if (usesModseq) condstore_ = true;
@@ -636,7 +652,10 @@ void Session::cmdSearch(const std::string& tag, const SearchCmd& cmd) {
   for (size_t i = 0; i < uids_.size(); i += kBatch) {
     std::span<const uint32_t> batch(uids_.data() + i, std::min(kBatch, uids_.size() - i));
     auto metas = backend_.messages(selectedId_, batch);
-    if (!metas) return failed(tag, metas.error(), "SEARCH");
+    if (!metas) {
+      if (save) savedUids_.clear();
+      return failed(tag, metas.error(), "SEARCH");
+    }
     // HEADER keys take the fields' values from the backend; for a message
     // it has none of (or after a failed read) they read the stored header
     // blocks of the batch at once, and a message without one its bytes.
@@ -676,7 +695,23 @@ void Session::cmdSearch(const std::string& tag, const SearchCmd& cmd) {
       }
     }
   }
-  if (cmd.returnOptions) {
+  if (save) {
+    // RFC 5182 2.4: with MIN and/or MAX but neither ALL nor COUNT only
+    // those are saved; otherwise every hit.
+    std::vector<uint32_t> keep;
+    if (!hits.empty() && !saveAll && (saveMin || saveMax)) {
+      if (saveMin) keep.push_back(hits.front());
+      if (saveMax && (!saveMin || hits.back() != hits.front())) keep.push_back(hits.back());
+    } else {
+      keep = hits;
+    }
+    if (!cmd.uid)
+      for (auto& h : keep) h = uids_[h - 1];
+    savedUids_ = std::move(keep);
+  }
+  if (cmd.returnOptions && cmd.returnOptions->size() == 1 && save) {
+    // RFC 5182 2.1: SAVE alone produces no ESEARCH response.
+  } else if (cmd.returnOptions) {
     // RFC 4731 ESEARCH.
     w_.untagged().atom("ESEARCH").beginList().atom("TAG").quoted(tag).endList();
     if (cmd.uid) w_.atom("UID");

@@ -104,7 +104,7 @@ class ImapTest(unittest.TestCase):
         for cap in ("IMAP4REV1", "STARTTLS", "AUTH=PLAIN", "IDLE", "MULTIAPPEND", "UIDPLUS", "MOVE", "LITERAL+",
                     "NAMESPACE",
                     "ID", "ENABLE", "UNSELECT", "SPECIAL-USE", "CHILDREN", "LIST-EXTENDED", "LIST-STATUS",
-                    "CONDSTORE", "QRESYNC", "ESEARCH", "SASL-IR"):
+                    "CONDSTORE", "QRESYNC", "ESEARCH", "SEARCHRES", "SASL-IR", "BINARY", "UTF8=ACCEPT"):
             self.assertIn(cap, m.capabilities)
         self.assertTrue(any(c.startswith("APPENDLIMIT=") for c in m.capabilities), m.capabilities)
         m.starttls(ssl_context=self.ctx)

@@ -208,6 +208,41 @@ TEST_F(SessionTest, LsubListsUnsubscribedParentsAsNoselect) {
   EXPECT_EQ(c.send("j LSUB \"\" To%\r\n"), "j OK LSUB completed\r\n");
 }
 
+// RFC 5182 SEARCHRES: SEARCH RETURN (SAVE) keeps the result as "$" for
+// FETCH/STORE/COPY/MOVE/SEARCH/UID EXPUNGE (2.1); SAVE alone sends no ESEARCH
+// (2.1); with MIN/MAX but no ALL/COUNT only those are saved (2.4); expunged
+// messages leave "$"; SELECT and a failed SEARCH SAVE empty it.
+TEST_F(SessionTest, SearchResRfc5182) {
+  Client c(store);
+  c.login();
+  EXPECT_TRUE(has(c.send("a CAPABILITY\r\n"), " SEARCHRES "));
+  for (int i = 0; i < 5; ++i) c.send(appendCmd("x", "INBOX", "Subject: m\r\n\r\nbody\r\n", i % 2 ? "\\Flagged" : ""));
+  c.send("b SELECT INBOX\r\n");
+  EXPECT_EQ(c.send("c FETCH $ (FLAGS)\r\n"), "c OK FETCH completed\r\n") << "empty before any SAVE";
+  EXPECT_EQ(c.send("d SEARCH RETURN (SAVE) FLAGGED\r\n"), "d OK SEARCH completed\r\n");
+  EXPECT_EQ(c.send("e FETCH $ (UID FLAGS)\r\n"),
+            "* 2 FETCH (UID 2 FLAGS (\\Flagged))\r\n* 4 FETCH (UID 4 FLAGS (\\Flagged))\r\ne OK FETCH completed\r\n");
+  EXPECT_EQ(c.send("f UID SEARCH $ 3:5\r\n"), "* SEARCH 4\r\nf OK UID SEARCH completed\r\n");
+  EXPECT_EQ(c.send("g UID SEARCH RETURN (SAVE MAX) FLAGGED\r\n"), "* ESEARCH (TAG \"g\") UID MAX 4\r\ng OK UID SEARCH completed\r\n");
+  EXPECT_EQ(c.send("h UID FETCH $ (FLAGS)\r\n"), "* 4 FETCH (UID 4 FLAGS (\\Flagged))\r\nh OK UID FETCH completed\r\n");
+  EXPECT_EQ(c.send("i SEARCH RETURN (SAVE ALL) NOT FLAGGED\r\n"), "* ESEARCH (TAG \"i\") ALL 1,3,5\r\ni OK SEARCH completed\r\n");
+  EXPECT_TRUE(has(c.send("j COPY $ Trash\r\n"), "j OK [COPYUID "));
+  EXPECT_TRUE(has(c.send("k STATUS Trash (MESSAGES)\r\n"), "(MESSAGES 3)"));
+  c.send("l STORE $ +FLAGS.SILENT (\\Deleted)\r\n");
+  EXPECT_EQ(c.send("m UID EXPUNGE $\r\n"), "* 5 EXPUNGE\r\n* 3 EXPUNGE\r\n* 1 EXPUNGE\r\nm OK UID EXPUNGE completed\r\n");
+  EXPECT_EQ(c.send("n FETCH $ (UID)\r\n"), "n OK FETCH completed\r\n") << "expunged messages left $";
+  c.send("o SEARCH RETURN (SAVE) ALL\r\n");
+  EXPECT_EQ(c.send("p SEARCH CHARSET KOI8-R RETURN (SAVE) ALL\r\n").substr(0, 5), "p BAD") << "RETURN goes first";
+  EXPECT_EQ(c.send("q SEARCH RETURN (SAVE) CHARSET KOI8-R ALL\r\n"), "q NO [BADCHARSET (UTF-8 US-ASCII)] unsupported charset\r\n");
+  EXPECT_EQ(c.send("r FETCH $ (UID)\r\n"), "r OK FETCH completed\r\n") << "a failed SAVE empties $";
+  c.send("s SEARCH RETURN (SAVE) ALL\r\n");
+  EXPECT_TRUE(has(c.send("t MOVE $ Junk\r\n"), "t OK"));
+  EXPECT_TRUE(has(c.send("u STATUS Junk (MESSAGES)\r\n"), "(MESSAGES 2)"));
+  c.send("v SEARCH RETURN (SAVE) ALL\r\n");
+  c.send("w SELECT Trash\r\n");
+  EXPECT_EQ(c.send("x FETCH $ (UID)\r\n"), "x OK FETCH completed\r\n") << "SELECT resets $";
+}
+
 // RFC 6855 3: after ENABLE UTF8=ACCEPT, mailbox names are UTF-8 on the wire
 // both ways (never modified UTF-7) and quoted strings may carry UTF-8;
 // RFC 6855 4: APPEND takes UTF8 (literal8). RFC 5161 3.1: ENABLED lists only
