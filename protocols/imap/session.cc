@@ -160,7 +160,7 @@ Session::Session(Backend& backend, SessionOptions options)
     : backend_(backend), options_(options), parser_(std::in_place, preAuthParserOptions(options)) {}
 
 std::string Session::capabilities() const {
-  std::string caps = "IMAP4rev1 SASL-IR LITERAL+ MULTIAPPEND ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN "
+  std::string caps = "IMAP4rev1 IMAP4rev2 SASL-IR LITERAL+ MULTIAPPEND ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN "
                      "LIST-EXTENDED LIST-STATUS SPECIAL-USE CONDSTORE QRESYNC ESEARCH SEARCHRES BINARY UTF8=ACCEPT";
   caps += " APPENDLIMIT=" + std::to_string(options_.appendLimit);
   if (state_ == State::NotAuthenticated) {
@@ -457,13 +457,15 @@ bool Session::cmdEnable(const std::string&, const EnableCmd& cmd) {
       if (!condstore_) enabled.push_back("CONDSTORE");
       condstore_ = true;
       enabled.push_back(c);
-    } else if (c == "UTF8=ACCEPT" && !utf8_) {
+    } else if ((c == "UTF8=ACCEPT" && !utf8_) || (c == "IMAP4REV2" && !rev2_)) {
       // RFC 6855 3: from now on mailbox names are UTF-8 on the wire both
-      // ways and quoted strings may carry UTF-8.
+      // ways and quoted strings may carry UTF-8. IMAP4rev2 (RFC 9051 5.1,
+      // appendix A) has UTF-8 names and quoted strings too, and more.
+      if (c == "IMAP4REV2") rev2_ = true;
       utf8_ = true;
       parser_->setUtf8Accept(true);
       w_.setUtf8(true);
-      enabled.push_back(c);
+      enabled.push_back(c == "IMAP4REV2" ? "IMAP4rev2" : c);
     }
   }
   w_.untagged().atom("ENABLED");
@@ -552,7 +554,8 @@ bool Session::cmdList(const std::string& tag, const ListCmd& cmd) {
     }
     if (specialOnly && (!m || m->specialUse.empty())) continue;
     std::vector<std::string> attrs;
-    if (!m) attrs.push_back(cmd.extended ? "\\NonExistent" : "\\Noselect");
+    // RFC 9051 7.3.1: IMAP4rev2 says \NonExistent (which implies \Noselect).
+    if (!m) attrs.push_back(cmd.extended || rev2_ ? "\\NonExistent" : "\\Noselect");
     attrs.push_back(hasChildren(name) ? "\\HasChildren" : "\\HasNoChildren");
     if (m && (cmd.returnSubscribed || subscribedOnly) && m->subscribed) attrs.push_back("\\Subscribed");
     if (m && !m->specialUse.empty()) attrs.push_back(m->specialUse);
@@ -742,8 +745,8 @@ void Session::cmdSelect(const std::string& tag, const SelectCmd& cmd) {
   pendingAdded_.clear();
   pendingExpunged_.clear();
   pendingFlags_.clear();
-  if (wasSelected && qresync_) {
-    w_.untaggedStatus("OK", "CLOSED", "previous mailbox closed");  // RFC 7162 3.2.11
+  if (wasSelected && (qresync_ || rev2_)) {
+    w_.untaggedStatus("OK", "CLOSED", "previous mailbox closed");  // RFC 7162 3.2.11, RFC 9051 6.3.2
     out_ += w_.take();
   }
   auto sel = backend_.selectMailbox(*name);
@@ -766,8 +769,26 @@ void Session::cmdSelect(const std::string& tag, const SelectCmd& cmd) {
                     }()),
                     readOnly_ ? "no permanent flags permitted" : "flags permitted");
   w_.untagged().number(uids_.size()).atom("EXISTS").end();
-  w_.untagged().number(0).atom("RECENT").end();
-  if (sel->firstUnseenUid) {
+  if (rev2_) {
+    // RFC 9051 6.3.2: a LIST response for the mailbox with accurate
+    // attributes; no RECENT and no UNSEEN code (both left IMAP4rev2).
+    auto boxes = backend_.listMailboxes();
+    std::vector<std::string> attrs;
+    if (boxes) {
+      bool children = false;
+      const MailboxInfo* self = nullptr;
+      for (const auto& b : *boxes) {
+        if (b.name == *name) self = &b;
+        children = children || b.name.compare(0, name->size() + 1, *name + "/") == 0;
+      }
+      attrs.push_back(children ? "\\HasChildren" : "\\HasNoChildren");
+      if (self && !self->specialUse.empty()) attrs.push_back(self->specialUse);
+    }
+    w_.untagged().atom("LIST").atomList(attrs).quoted("/").astring(toWire(*name)).end();
+  } else {
+    w_.untagged().number(0).atom("RECENT").end();
+  }
+  if (sel->firstUnseenUid && !rev2_) {
     if (uint32_t seq = seqOf(*sel->firstUnseenUid))
       w_.untaggedStatus("OK", "UNSEEN " + std::to_string(seq), "first unseen");
   }
@@ -898,7 +919,9 @@ void Session::flushUpdates(bool allowExpunge) {
     out_ += w_.take();
   }
   if (!pendingFlags_.empty()) {
-    for (const auto& [uid, m] : pendingFlags_) writeFetchFlags(seqOf(uid), m, qresync_);
+    // With UID once QRESYNC (RFC 7162 3.2.4) or IMAP4rev2 is on, so the
+    // client need not map sequence numbers.
+    for (const auto& [uid, m] : pendingFlags_) writeFetchFlags(seqOf(uid), m, qresync_ || rev2_);
     pendingFlags_.clear();
   }
 }

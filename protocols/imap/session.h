@@ -164,7 +164,8 @@ class Session {
   bool startTls_ = false;
   std::optional<std::string> idleTag_;
   bool condstore_ = false, qresync_ = false;
-  bool utf8_ = false;  // ENABLE UTF8=ACCEPT (RFC 6855 3)
+  bool utf8_ = false;  // ENABLE UTF8=ACCEPT (RFC 6855 3) or IMAP4rev2
+  bool rev2_ = false;  // ENABLE IMAP4rev2 (RFC 9051 6.3.1)
 
   // Selected mailbox: the snapshot the client's sequence numbers refer to.
   int64_t selectedId_ = 0;

@@ -609,9 +609,13 @@ bool Session::matches(const SearchKey& k, SearchContext& c) {
 }
 
 void Session::cmdSearch(const std::string& tag, const SearchCmd& cmd) {
+  // RFC 9051 6.4.4 / 7.3.4: IMAP4rev2 has no SEARCH response; a SEARCH
+  // without RETURN answers ESEARCH as if RETURN (ALL) had been given.
+  std::optional<std::vector<SearchReturn>> returnOptions = cmd.returnOptions;
+  if (!returnOptions && rev2_) returnOptions = std::vector<SearchReturn>{SearchReturn::All};
   bool save = false, saveAll = false, saveMin = false, saveMax = false;
-  if (cmd.returnOptions) {
-    for (SearchReturn r : *cmd.returnOptions) {
+  if (returnOptions) {
+    for (SearchReturn r : *returnOptions) {
       save = save || r == SearchReturn::Save;
       saveAll = saveAll || r == SearchReturn::All || r == SearchReturn::Count;
       saveMin = saveMin || r == SearchReturn::Min;
@@ -709,13 +713,13 @@ void Session::cmdSearch(const std::string& tag, const SearchCmd& cmd) {
       for (auto& h : keep) h = uids_[h - 1];
     savedUids_ = std::move(keep);
   }
-  if (cmd.returnOptions && cmd.returnOptions->size() == 1 && save) {
+  if (returnOptions && returnOptions->size() == 1 && save) {
     // RFC 5182 2.1: SAVE alone produces no ESEARCH response.
-  } else if (cmd.returnOptions) {
+  } else if (returnOptions) {
     // RFC 4731 ESEARCH.
     w_.untagged().atom("ESEARCH").beginList().atom("TAG").quoted(tag).endList();
     if (cmd.uid) w_.atom("UID");
-    for (SearchReturn r : *cmd.returnOptions) {
+    for (SearchReturn r : *returnOptions) {
       if (r == SearchReturn::Min && !hits.empty()) w_.atom("MIN").number(hits.front());
       if (r == SearchReturn::Max && !hits.empty()) w_.atom("MAX").number(hits.back());
       if (r == SearchReturn::Count) w_.atom("COUNT").number(hits.size());

@@ -106,6 +106,7 @@ class ImapTest(unittest.TestCase):
                     "ID", "ENABLE", "UNSELECT", "SPECIAL-USE", "CHILDREN", "LIST-EXTENDED", "LIST-STATUS",
                     "CONDSTORE", "QRESYNC", "ESEARCH", "SEARCHRES", "SASL-IR", "BINARY", "UTF8=ACCEPT"):
             self.assertIn(cap, m.capabilities)
+        self.assertIn("IMAP4REV2", m.capabilities)
         self.assertTrue(any(c.startswith("APPENDLIMIT=") for c in m.capabilities), m.capabilities)
         m.starttls(ssl_context=self.ctx)
         self.assertNotIn("STARTTLS", m.capabilities)
@@ -270,6 +271,33 @@ class ImapTest(unittest.TestCase):
         self.assertEqual(old.select("Caf&AOk-/&U,BTFw-")[0], "OK")
         self.assertEqual(m.close()[0], "OK")
         self.assertEqual(m.delete('"%s"' % name)[0], "OK")
+
+    def test_imap4rev2_session(self):
+        """RFC 9051 against the real daemon: ENABLE IMAP4rev2 (6.3.1), SELECT with
+        LIST and without RECENT (6.3.2), SEARCH answered by ESEARCH (6.4.4),
+        SEARCHRES "$" (RFC 5182), OK [CLOSED] when SELECT leaves a mailbox."""
+        r = self.raw()
+        r.send(b"a LOGIN %s %s\r\nb CREATE Rev2\r\n" % (self.user.encode(), self.password.encode()))
+        r.until_tagged(b"b")
+        for i in range(3):
+            r.send(b"c%d APPEND Rev2 {%d+}\r\n%s\r\n" % (i, len(MESSAGE), MESSAGE))
+            r.until_tagged(b"c%d" % i)
+        r.send(b"d ENABLE IMAP4rev2\r\n")
+        self.assertEqual(r.until_tagged(b"d"), [b"* ENABLED IMAP4rev2", b"d OK ENABLE completed"])
+        r.send(b"e SELECT Rev2\r\n")
+        sel = r.until_tagged(b"e")
+        self.assertIn(b'* LIST (\\HasNoChildren) "/" Rev2', sel)
+        self.assertFalse([l for l in sel if b"RECENT" in l], sel)
+        r.send(b"f STORE 2 +FLAGS.SILENT (\\Flagged)\r\ng SEARCH RETURN (SAVE) FLAGGED\r\nh UID SEARCH ALL\r\n")
+        r.until_tagged(b"f")
+        self.assertEqual(r.until_tagged(b"g"), [b"g OK SEARCH completed"])
+        self.assertEqual(r.until_tagged(b"h"), [b'* ESEARCH (TAG "h") UID ALL 1:3', b"h OK UID SEARCH completed"])
+        r.send(b"i FETCH $ (UID FLAGS)\r\n")
+        self.assertEqual(r.until_tagged(b"i"), [b"* 2 FETCH (UID 2 FLAGS (\\Flagged))", b"i OK FETCH completed"])
+        r.send(b"j SELECT INBOX\r\n")
+        self.assertTrue(r.until_tagged(b"j")[0].startswith(b"* OK [CLOSED]"))
+        r.send(b"k DELETE Rev2\r\n")
+        self.assertEqual(r.until_tagged(b"k")[-1], b"k OK DELETE completed")
 
     def test_two_sessions_see_each_others_changes(self):
         a, b = self.imap(), self.imap()

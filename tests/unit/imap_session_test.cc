@@ -243,6 +243,47 @@ TEST_F(SessionTest, SearchResRfc5182) {
   EXPECT_EQ(c.send("x FETCH $ (UID)\r\n"), "x OK FETCH completed\r\n") << "SELECT resets $";
 }
 
+// RFC 9051 (IMAP4rev2) after ENABLE IMAP4rev2 (6.3.1): SELECT sends LIST
+// and no RECENT/UNSEEN (6.3.2) and OK [CLOSED] when it leaves a mailbox;
+// SEARCH answers ESEARCH (6.4.4, 7.3.4); LIST marks path-only parents
+// \NonExistent (7.3.1); names and quoted strings are UTF-8 (5.1);
+// unsolicited FETCH carries the UID. A session that did not enable it stays
+// IMAP4rev1.
+TEST_F(SessionTest, Imap4rev2Rfc9051) {
+  Client c(store), other(store), rev1(store);
+  for (Client* x : {&c, &other, &rev1}) x->login();
+  EXPECT_TRUE(has(c.send("a CAPABILITY\r\n"), "* CAPABILITY IMAP4rev1 IMAP4rev2 "));
+  for (int i = 0; i < 2; ++i) c.send(appendCmd("x", "INBOX", kMessage, i ? "" : "\\Seen"));
+  c.send("y CREATE Work/Sub\r\n");
+  EXPECT_EQ(c.send("b ENABLE IMAP4rev2\r\n"), "* ENABLED IMAP4rev2\r\nb OK ENABLE completed\r\n");
+  EXPECT_EQ(c.send("b2 ENABLE IMAP4REV2\r\n"), "* ENABLED\r\nb2 OK ENABLE completed\r\n");
+  std::string sel = c.send("c SELECT INBOX\r\n");
+  EXPECT_TRUE(has(sel, "* 2 EXISTS\r\n* LIST (\\HasNoChildren) \"/\" INBOX\r\n")) << sel;
+  EXPECT_FALSE(has(sel, "RECENT")) << sel;
+  EXPECT_FALSE(has(sel, "UNSEEN")) << sel;
+  EXPECT_FALSE(has(sel, "CLOSED")) << sel;
+  EXPECT_EQ(c.send("d SEARCH ALL\r\n"), "* ESEARCH (TAG \"d\") ALL 1:2\r\nd OK SEARCH completed\r\n");
+  EXPECT_EQ(c.send("e UID SEARCH UNSEEN\r\n"), "* ESEARCH (TAG \"e\") UID ALL 2\r\ne OK UID SEARCH completed\r\n");
+  EXPECT_EQ(c.send("f SEARCH SUBJECT nowhere\r\n"), "* ESEARCH (TAG \"f\")\r\nf OK SEARCH completed\r\n");
+  EXPECT_EQ(c.send("g SEARCH RETURN (COUNT) ALL\r\n"), "* ESEARCH (TAG \"g\") COUNT 2\r\ng OK SEARCH completed\r\n");
+  other.send("o1 SELECT INBOX\r\no2 STORE 1 +FLAGS (\\Flagged)\r\n");
+  EXPECT_EQ(c.send("h NOOP\r\n"), "* 1 FETCH (UID 1 FLAGS (\\Flagged \\Seen))\r\nh OK NOOP completed\r\n");
+  sel = c.send("i EXAMINE Sent\r\n");
+  EXPECT_EQ(sel.rfind("* OK [CLOSED] ", 0), 0u) << sel;
+  EXPECT_TRUE(has(sel, "* LIST (\\HasNoChildren \\Sent) \"/\" Sent\r\n")) << sel;
+  std::string list = c.send("j LIST \"\" %\r\n");
+  EXPECT_TRUE(has(list, "* LIST (\\NonExistent \\HasChildren) \"/\" Work\r\n")) << list;
+  EXPECT_EQ(c.send("k CREATE \"Caf\xc3\xa9\"\r\n"), "k OK CREATE completed\r\n");
+  EXPECT_TRUE(has(c.send("l LIST \"\" Caf*\r\n"), "* LIST (\\HasNoChildren) \"/\" \"Caf\xc3\xa9\"\r\n"));
+  // The IMAP4rev1 session is unchanged.
+  sel = rev1.send("m SELECT INBOX\r\n");
+  EXPECT_TRUE(has(sel, "* 0 RECENT\r\n")) << sel;
+  EXPECT_FALSE(has(sel, "* LIST")) << sel;
+  EXPECT_EQ(rev1.send("n SEARCH ALL\r\n"), "* SEARCH 1 2\r\nn OK SEARCH completed\r\n");
+  EXPECT_TRUE(has(rev1.send("p LIST \"\" %\r\n"), "* LIST (\\Noselect \\HasChildren) \"/\" Work\r\n"));
+  EXPECT_TRUE(has(rev1.send("q LIST \"\" Caf*\r\n"), "\"/\" Caf&AOk-\r\n"));
+}
+
 // RFC 6855 3: after ENABLE UTF8=ACCEPT, mailbox names are UTF-8 on the wire
 // both ways (never modified UTF-7) and quoted strings may carry UTF-8;
 // RFC 6855 4: APPEND takes UTF8 (literal8). RFC 5161 3.1: ENABLED lists only
