@@ -1,6 +1,6 @@
 // libFuzzer target: random bytes through the IMAP server session in each
 // state (not authenticated, authenticated, selected with messages, idling,
-// UTF8=ACCEPT enabled),
+// UTF8=ACCEPT or IMAP4rev2 enabled),
 // over the in-memory backend, with a second session on the same mailbox so
 // cross-session updates are exercised too. Checks that the session never
 // crashes, that its output stays bounded, and that a split of the input does
@@ -25,6 +25,7 @@ constexpr std::string_view kPrefixes[] = {
     "p1 LOGIN alice secret\r\np2 ENABLE QRESYNC\r\np3 SELECT INBOX\r\n",
     "p1 LOGIN alice secret\r\np2 SELECT INBOX\r\np3 IDLE\r\n",
     "p1 LOGIN alice secret\r\np2 ENABLE UTF8=ACCEPT\r\np3 SELECT INBOX\r\n",
+    "p1 LOGIN alice secret\r\np2 ENABLE IMAP4rev2\r\np3 SELECT INBOX\r\n",
 };
 
 const char kMessage[] =
