@@ -682,6 +682,27 @@ void SyncEngine::finishFlagMerge(int64_t mailboxId, const std::vector<LocalMessa
   done(OpResult{}, nullptr);
 }
 
+// A flag change the upstream refused for good: the messages go back to the
+// flags the upstream had (their start), so the refused flag is not merged
+// into every later change of them and refused again.
+Status SyncEngine::undoFlagChange(const std::string& mailbox, const std::vector<uint32_t>& uids) {
+  auto box = store_.findMailbox(accountId_, mailbox);
+  if (!box) return propagate(box);
+  if (!*box) return {};
+  auto local = localMessages(store_, (*box)->id);
+  if (!local) return propagate(local);
+  std::set<uint32_t> wanted(uids.begin(), uids.end());
+  std::vector<store::ChangedMessage> back;
+  std::vector<std::pair<uint32_t, std::optional<FlagState>>> bases;
+  for (const auto& m : *local)
+    if (wanted.count(m.uid) && m.upstreamBase) {
+      back.push_back({m.uid, m.upstreamBase->flags, m.upstreamBase->keywords, 0});
+      bases.emplace_back(m.uid, std::nullopt);
+    }
+  if (auto s = store::setFlagsExact(store_, (*box)->id, back, this); !s) return s;
+  return setUpstreamBases(store_, (*box)->id, bases);
+}
+
 // A local flag change: fetch the messages' upstream flags, merge per flag
 // against what the upstream had when the local change started
 // (messages.upstream_flags), send the difference, and take the merged flags
@@ -797,7 +818,7 @@ void SyncEngine::replayOne(std::function<void()> next) {
     auto upd = db.prepare("UPDATE journal SET attempts = attempts + 1 WHERE id = ?1");
     if (!upd || !upd->bind(1, id).run()) return cycleFailed(Error{ErrorKind::Io, "journal update failed"});
   }
-  auto onResult = [this, alive, id, op, attempts, next, again, finishRow](Result<OpResult> r,
+  auto onResult = [this, alive, id, op, payload, attempts, next, again, finishRow](Result<OpResult> r,
                                                                          std::function<Status(Db&, const OpResult&)> record) mutable {
     if (!*alive) return;
     if (!r) {
@@ -815,6 +836,11 @@ void SyncEngine::replayOne(std::function<void()> next) {
             .kv("error", r.error().message);
         ++status_.droppedChanges;
         status_.lastError = "local change not applied upstream (" + op + "): " + r.error().message;
+        if (op == "flags" && payload.value("merge", 0) == 1) {
+          if (auto s = undoFlagChange(jsonString(payload, "mailbox"), jsonUids(payload.value("uids", nlohmann::json::array())));
+              !s)
+            return cycleFailed(s.error());
+        }
         if (auto s = finishRow(nullptr); !s) return cycleFailed(s.error());
         return again();
       }

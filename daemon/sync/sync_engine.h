@@ -68,6 +68,7 @@ class SyncEngine {
   using ReplayDone = std::function<void(Result<OpResult>, std::function<Status(store::Db&, const OpResult&)>)>;
   void replayFlagMerge(const std::string& folder, int64_t mailboxId, const std::vector<uint32_t>& localUids,
                        ReplayDone done);
+  Status undoFlagChange(const std::string& mailbox, const std::vector<uint32_t>& uids);
   void finishFlagMerge(int64_t mailboxId, const std::vector<LocalMessage>& pending, const FlagPush& plan,
                        const ReplayDone& done);
   void syncNextFolder();

@@ -147,7 +147,7 @@ class _SyncBase:
     @classmethod
     def setUpClass(cls):
         cls.dc = Dovecot(condstore=cls.condstore, tls=cls.tls, uidplus=cls.uidplus,
-                         users={"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw"}).start()
+                         users={"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw", "dave": "dave-pw"}).start()
 
     @classmethod
     def tearDownClass(cls):
@@ -475,6 +475,31 @@ class SyncConflictTest(_SyncBase, unittest.TestCase):
         self.assertIn("permanent=true", dropped[0].replace('"', "").replace(" = ", "="))
         self.assertIn("\\Flagged", upstream_flags(self.dc, "bob", "INBOX")["<rf.1@gen.example.test>"])
 
+
+    def test_refused_flag_change_is_undone_locally_and_does_not_poison_later_ones(self):
+        self.dc.deliver("dave", gen_message(1, "kw"))
+        d = self.daemon("dave", poll=3600)
+        d.start()
+        wait_idle(d, "dave", 60)
+        user, password = password_for(d, "dave")
+        host, port = host_port(d.listeners["imap"])
+        li = imaplib.IMAP4(host, port, timeout=20)
+        li.login(user, password)
+        li.select("INBOX")
+        # Dovecot: NO [CANNOT] Keyword length too long.
+        self.assertEqual(li.store("1", "+FLAGS", "(\\Seen $%s)" % ("k" * 60))[0], "OK")
+        st = wait_idle(d, "dave", 30)
+        self.assertEqual(st["dropped_changes"], 1)
+        self.assertIn("CANNOT", st["last_error"])
+        self.assertEqual(dict(local_flags(d.state_dir, "dave", "INBOX"))["<kw.1@gen.example.test>"], 0)
+        typ, data = li.fetch("1", "(FLAGS)")
+        self.assertNotIn(b"kkkk", data[0])
+        # A later change of the same message is not refused again.
+        li.store("1", "+FLAGS", "(\\Flagged)")
+        li.logout()
+        st = wait_idle(d, "dave", 30)
+        self.assertEqual(st["dropped_changes"], 1)
+        self.assertIn("\\Flagged", upstream_flags(self.dc, "dave", "INBOX")["<kw.1@gen.example.test>"])
 
     def test_upstream_rename_moves_the_stored_messages(self):
         for i in range(30):
