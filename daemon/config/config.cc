@@ -191,21 +191,8 @@ Result<ListenAddress> readListen(ObjectReader& r, const std::string& key, Listen
   return addr;
 }
 
-// The connection fields the SMTP relay and the IMAP upstream share (host,
-// port, security, username, password or password_command, ca_file,
-// pin_sha256): one reader, so both are validated and worded the same way.
-struct UpstreamConnection {
-  std::string host;
-  uint16_t port = 0;
-  RelaySecurity security = RelaySecurity::Tls;
-  std::string username;
-  Secret password;
-  std::string passwordCommand;
-  std::string caFile;
-  std::string pinSha256;
-  bool haveSecret() const { return !password.empty() || !passwordCommand.empty(); }
-};
-
+// readConnection reads the UpstreamConnection fields (config.h) for both the
+// SMTP relay and the IMAP upstream, so both are validated and worded the same way.
 struct ConnectionDefaults {
   RelaySecurity security;
   uint16_t tlsPort;    // default port with security tls
@@ -259,22 +246,15 @@ Result<RelayConfig> readRelay(const json& obj, const std::string& path, std::str
   auto conn = readConnection(r, {RelaySecurity::StartTls, 465, 587});
   if (!conn) return std::unexpected(conn.error());
   RelayConfig c;
-  c.host = conn->host;
-  c.port = conn->port;
-  c.security = conn->security;
-  c.username = conn->username;
-  c.password = conn->password;
-  c.passwordCommand = conn->passwordCommand;
-  c.caFile = conn->caFile;
-  c.pinSha256 = conn->pinSha256;
-  auto auth = r.getString("auth", false, conn->haveSecret() ? "plain" : "none");
+  static_cast<UpstreamConnection&>(c) = std::move(*conn);
+  auto auth = r.getString("auth", false, c.haveSecret() ? "plain" : "none");
   if (!auth) return std::unexpected(auth.error());
   if (*auth == "plain") c.auth = RelayAuth::Plain;
   else if (*auth == "login") c.auth = RelayAuth::Login;
   else if (*auth == "xoauth2") c.auth = RelayAuth::Xoauth2;
   else if (*auth == "none") c.auth = RelayAuth::None;
   else return r.errorAt(r.childPath("auth"), "expected one of plain, login, xoauth2, none; got \"" + *auth + "\"");
-  if (c.auth != RelayAuth::None && !conn->haveSecret())
+  if (c.auth != RelayAuth::None && !c.haveSecret())
     return r.errorAt(r.childPath("auth"), "\"" + *auth + "\" needs password or password_command");
   auto ehlo = r.getString("ehlo", false, "localhost");
   if (!ehlo) return std::unexpected(ehlo.error());
@@ -321,14 +301,7 @@ Result<ImapUpstreamConfig> readImapUpstream(const json& obj, const std::string& 
   auto conn = readConnection(r, {RelaySecurity::Tls, 993, 143});
   if (!conn) return std::unexpected(conn.error());
   ImapUpstreamConfig c;
-  c.host = conn->host;
-  c.port = conn->port;
-  c.security = conn->security;
-  c.username = conn->username;
-  c.password = conn->password;
-  c.passwordCommand = conn->passwordCommand;
-  c.caFile = conn->caFile;
-  c.pinSha256 = conn->pinSha256;
+  static_cast<UpstreamConnection&>(c) = std::move(*conn);
   auto auth = r.getString("auth", false, "plain");
   if (!auth) return std::unexpected(auth.error());
   if (*auth == "plain") c.auth = ImapAuth::Plain;
@@ -337,7 +310,7 @@ Result<ImapUpstreamConfig> readImapUpstream(const json& obj, const std::string& 
   else if (*auth == "oauthbearer") c.auth = ImapAuth::OAuthBearer;
   else return r.errorAt(r.childPath("auth"), "expected one of plain, login, xoauth2, oauthbearer; got \"" + *auth + "\"");
   // Every IMAP login needs a secret (there is no "none" as for SMTP relays).
-  if (!conn->haveSecret()) return r.errorAt(r.childPath("password"), "is required (or password_command)");
+  if (!c.haveSecret()) return r.errorAt(r.childPath("password"), "is required (or password_command)");
   auto mailboxes = readMailboxList(r, "mailboxes");
   if (!mailboxes) return std::unexpected(mailboxes.error());
   c.mailboxes = std::move(*mailboxes);
@@ -434,13 +407,6 @@ const char* relaySecurityName(RelaySecurity security) {
 }
 
 bool sameAddress(std::string_view a, std::string_view b) { return lowerAscii(a) == lowerAscii(b); }
-
-bool ImapUpstreamConfig::operator==(const ImapUpstreamConfig& o) const {
-  return host == o.host && port == o.port && security == o.security && username == o.username &&
-         password.reveal() == o.password.reveal() && passwordCommand == o.passwordCommand && auth == o.auth &&
-         caFile == o.caFile && pinSha256 == o.pinSha256 && mailboxes == o.mailboxes &&
-         idleMailboxes == o.idleMailboxes && pollSeconds == o.pollSeconds && bodies == o.bodies;
-}
 
 std::string ListenAddress::toString() const {
   if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);

@@ -65,23 +65,34 @@ enum class RelayAuth { Plain, Login, Xoauth2, None };
 // "tls", "starttls", "none": the config file's words.
 const char* relaySecurityName(RelaySecurity security);
 
-struct RelayConfig {
+// The connection fields an SMTP relay and an IMAP upstream share: one struct,
+// one reader (readConnection in config.cc), one comparison.
+struct UpstreamConnection {
   std::string host;
-  uint16_t port = 587;  // default: 587 for starttls/none, 465 for tls
-  RelaySecurity security = RelaySecurity::StartTls;
-  std::string username;       // default: the account address
-  Secret password;            // or the XOAUTH2 token; never logged
-  std::string passwordCommand;  // run through /bin/sh; its first output line is the password
+  uint16_t port = 0;
+  RelaySecurity security = RelaySecurity::Tls;
+  std::string username;         // default: the account address
+  Secret password;              // or the OAuth / XOAUTH2 token; never logged
+  std::string passwordCommand;  // run through /bin/sh; its first output line is the secret
+  std::string caFile;           // trust these CAs instead of the system store
+  std::string pinSha256;        // accept exactly this leaf certificate
+  bool haveSecret() const { return !password.empty() || !passwordCommand.empty(); }
+  bool operator==(const UpstreamConnection& o) const {  // compares the secret too
+    return host == o.host && port == o.port && security == o.security && username == o.username &&
+           password.reveal() == o.password.reveal() && passwordCommand == o.passwordCommand &&
+           caFile == o.caFile && pinSha256 == o.pinSha256;
+  }
+};
+
+struct RelayConfig : UpstreamConnection {
+  RelayConfig() {
+    port = 587;  // default: 587 for starttls/none, 465 for tls
+    security = RelaySecurity::StartTls;
+  }
   RelayAuth auth = RelayAuth::Plain;  // default: plain, or none without credentials
   std::string ehlo = "localhost";
-  std::string caFile;     // trust these CAs instead of the system store
-  std::string pinSha256;  // accept exactly this leaf certificate
   uint32_t maxConnections = 4;  // parallel upstream connections while the outbox holds several due messages
-  bool operator==(const RelayConfig& o) const {
-    return host == o.host && port == o.port && security == o.security && username == o.username &&
-           password.reveal() == o.password.reveal() && passwordCommand == o.passwordCommand && auth == o.auth &&
-           ehlo == o.ehlo && caFile == o.caFile && pinSha256 == o.pinSha256 && maxConnections == o.maxConnections;
-  }
+  bool operator==(const RelayConfig&) const = default;
 };
 
 // How an account syncs with its provider's IMAP server ("imap" in an account).
@@ -90,21 +101,17 @@ enum class ImapAuth { Plain, Login, Xoauth2, OAuthBearer };
 // first, a body is fetched when a local client asks for it.
 enum class BodyPolicy { Full, OnDemand };
 
-struct ImapUpstreamConfig {
-  std::string host;
-  uint16_t port = 993;                         // 143 when security is starttls or none
-  RelaySecurity security = RelaySecurity::Tls; // tls | starttls | none, never a silent fallback
-  std::string username;                        // default: the account address
-  Secret password;                             // or the OAuth token
-  std::string passwordCommand;                 // /bin/sh command, first output line is the secret
+struct ImapUpstreamConfig : UpstreamConnection {
+  ImapUpstreamConfig() {
+    port = 993;  // 143 when security is starttls or none
+    security = RelaySecurity::Tls;  // tls | starttls | none, never a silent fallback
+  }
   ImapAuth auth = ImapAuth::Plain;
-  std::string caFile;
-  std::string pinSha256;
   std::vector<std::string> mailboxes;          // upstream names to sync; empty = all
   std::vector<std::string> idleMailboxes = {"INBOX"};
   uint32_t pollSeconds = 300;
   BodyPolicy bodies = BodyPolicy::Full;
-  bool operator==(const ImapUpstreamConfig&) const;  // compares the secret too
+  bool operator==(const ImapUpstreamConfig&) const = default;
 };
 
 // Where a copy of submitted mail goes: nowhere (the provider keeps one) or
