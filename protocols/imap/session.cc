@@ -676,6 +676,9 @@ bool Session::cmdRename(const std::string& tag, const RenameCmd& cmd) {
   if (to->compare(0, from->size() + 1, *from + "/") == 0)
     return tagged(tag, "NO", "CANNOT", "a mailbox cannot become its own child"), false;
   if (auto s = backend_.renameMailbox(*from, *to); !s) return failed(tag, s.error(), "RENAME"), false;
+  // RFC 9051 6.3.6: IMAP4rev2 clients learn the new name from an untagged
+  // LIST with the OLDNAME extended data item.
+  if (rev2_) writeMailboxList(*to, *from);
   if (state_ == State::Selected && *from == selectedName_ && *from != "INBOX") selectedName_ = *to;
   if (state_ == State::Selected && *from == "INBOX" && selectedName_ == "INBOX") {
     // RFC 3501 6.3.5: every message left INBOX. The store reports that move
@@ -685,6 +688,25 @@ bool Session::cmdRename(const std::string& tag, const RenameCmd& cmd) {
     pendingAdded_.clear();
   }
   return true;
+}
+
+void Session::writeMailboxList(const std::string& name, std::string_view oldName) {
+  std::vector<std::string> attrs;
+  if (auto boxes = backend_.listMailboxes()) {
+    bool children = false;
+    const MailboxInfo* self = nullptr;
+    for (const auto& b : *boxes) {
+      if (b.name == name) self = &b;
+      children = children || b.name.compare(0, name.size() + 1, name + "/") == 0;
+    }
+    attrs.push_back(children ? "\\HasChildren" : "\\HasNoChildren");
+    if (self && !self->specialUse.empty()) attrs.push_back(self->specialUse);
+  }
+  w_.untagged().atom("LIST").atomList(attrs).quoted("/").astring(toWire(name));
+  if (!oldName.empty()) {
+    w_.beginList().quoted("OLDNAME").beginList().astring(toWire(oldName)).endList().endList();
+  }
+  out_ += w_.end().take();
 }
 
 bool Session::cmdSubscribe(const std::string& tag, const std::string& mailbox, bool on) {
@@ -772,19 +794,7 @@ void Session::cmdSelect(const std::string& tag, const SelectCmd& cmd) {
   if (rev2_) {
     // RFC 9051 6.3.2: a LIST response for the mailbox with accurate
     // attributes; no RECENT and no UNSEEN code (both left IMAP4rev2).
-    auto boxes = backend_.listMailboxes();
-    std::vector<std::string> attrs;
-    if (boxes) {
-      bool children = false;
-      const MailboxInfo* self = nullptr;
-      for (const auto& b : *boxes) {
-        if (b.name == *name) self = &b;
-        children = children || b.name.compare(0, name->size() + 1, *name + "/") == 0;
-      }
-      attrs.push_back(children ? "\\HasChildren" : "\\HasNoChildren");
-      if (self && !self->specialUse.empty()) attrs.push_back(self->specialUse);
-    }
-    w_.untagged().atom("LIST").atomList(attrs).quoted("/").astring(toWire(*name)).end();
+    writeMailboxList(*name, "");
   } else {
     w_.untagged().number(0).atom("RECENT").end();
   }

@@ -146,6 +146,9 @@ class Session {
   void writeExpunged(const std::vector<uint32_t>& uids);  // EXPUNGE or VANISHED, updates the snapshot
   void flushUpdates(bool allowExpunge);
   void writeFetchFlags(uint32_t seq, const MessageInfo& m, bool withUid);
+  // "* LIST (attrs) "/" name" as a basic LIST would give it, with
+  // ("OLDNAME" (old)) when oldName is not empty (RFC 9051 6.3.2, 6.3.6).
+  void writeMailboxList(const std::string& name, std::string_view oldName);
   std::optional<std::string> fromWire(const std::string& tag, std::string_view wire);
   std::string toWire(std::string_view name) const;
   bool checkReadWrite(const std::string& tag);

@@ -275,13 +275,19 @@ TEST_F(SessionTest, Imap4rev2Rfc9051) {
   EXPECT_TRUE(has(list, "* LIST (\\NonExistent \\HasChildren) \"/\" Work\r\n")) << list;
   EXPECT_EQ(c.send("k CREATE \"Caf\xc3\xa9\"\r\n"), "k OK CREATE completed\r\n");
   EXPECT_TRUE(has(c.send("l LIST \"\" Caf*\r\n"), "* LIST (\\HasNoChildren) \"/\" \"Caf\xc3\xa9\"\r\n"));
+  // RFC 9051 6.3.6: RENAME tells the new name with OLDNAME.
+  EXPECT_EQ(c.send("l2 RENAME \"Caf\xc3\xa9\" \"Th\xc3\xa9\"\r\n"),
+            "* LIST (\\HasNoChildren) \"/\" \"Th\xc3\xa9\" (\"OLDNAME\" (\"Caf\xc3\xa9\"))\r\nl2 OK RENAME completed\r\n");
+  EXPECT_EQ(c.send("l3 RENAME Work/Sub Job\r\n"),
+            "* LIST (\\HasNoChildren) \"/\" Job (\"OLDNAME\" (Work/Sub))\r\nl3 OK RENAME completed\r\n");
+  EXPECT_EQ(rev1.send("l4 RENAME Job Work/Sub\r\n"), "l4 OK RENAME completed\r\n") << "IMAP4rev1: no LIST";
   // The IMAP4rev1 session is unchanged.
   sel = rev1.send("m SELECT INBOX\r\n");
   EXPECT_TRUE(has(sel, "* 0 RECENT\r\n")) << sel;
   EXPECT_FALSE(has(sel, "* LIST")) << sel;
   EXPECT_EQ(rev1.send("n SEARCH ALL\r\n"), "* SEARCH 1 2\r\nn OK SEARCH completed\r\n");
   EXPECT_TRUE(has(rev1.send("p LIST \"\" %\r\n"), "* LIST (\\Noselect \\HasChildren) \"/\" Work\r\n"));
-  EXPECT_TRUE(has(rev1.send("q LIST \"\" Caf*\r\n"), "\"/\" Caf&AOk-\r\n"));
+  EXPECT_TRUE(has(rev1.send("q LIST \"\" Th*\r\n"), "\"/\" Th&AOk-\r\n"));
 }
 
 // RFC 6855 3: after ENABLE UTF8=ACCEPT, mailbox names are UTF-8 on the wire
