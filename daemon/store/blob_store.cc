@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <system_error>
 #include <vector>
 
@@ -115,7 +116,13 @@ std::string BlobStore::idOf(std::string_view bytes) {
 Result<BlobStore> BlobStore::open(const std::filesystem::path& root) {
   if (auto st = ensureDir(root); !st) return std::unexpected(st.error());
   if (auto st = ensureDir(root / "tmp"); !st) return std::unexpected(st.error());
-  return BlobStore(root);
+  int fd = ::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return std::unexpected(ioError("cannot open dir", root, errno));
+  return BlobStore(root, fd);
+}
+
+BlobStore::DirFd::~DirFd() {
+  if (fd >= 0) ::close(fd);
 }
 
 Result<std::filesystem::path> BlobStore::pathOf(std::string_view id) const {
@@ -198,15 +205,20 @@ Result<std::string> BlobStore::get(std::string_view id, std::optional<uint64_t> 
 }
 
 Status BlobStore::appendTo(std::string_view id, std::optional<uint64_t> expectedSize, std::string& out) const {
-  auto path = pathOf(id);
-  if (!path) return std::unexpected(path.error());
-  Fd fd(::open(path->c_str(), O_RDONLY | O_CLOEXEC));
+  if (!isValidId(id)) return std::unexpected(pathOf(id).error());
+  auto path = [&] { return root_ / std::string(id.substr(0, 2)) / std::string(id.substr(2)); };  // for errors
+  char rel[80];  // "ab/" + the other 62 hex chars (isValidId: 64 of them)
+  std::memcpy(rel, id.data(), 2);
+  rel[2] = '/';
+  std::memcpy(rel + 3, id.data() + 2, id.size() - 2);
+  rel[id.size() + 1] = '\0';
+  Fd fd(::openat(rootDir_->fd, rel, O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) {
-    if (errno == ENOENT) return fail(ErrorKind::Corrupt, "blob " + std::string(id) + " is missing (" + path->string() + ")");
-    return std::unexpected(ioError("cannot open", *path, errno));
+    if (errno == ENOENT) return fail(ErrorKind::Corrupt, "blob " + std::string(id) + " is missing (" + path().string() + ")");
+    return std::unexpected(ioError("cannot open", path(), errno));
   }
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) return std::unexpected(ioError("cannot stat", *path, errno));
+  if (::fstat(fd.get(), &st) != 0) return std::unexpected(ioError("cannot stat", path(), errno));
   uint64_t size = static_cast<uint64_t>(st.st_size);
   if (expectedSize && size != *expectedSize) {
     return fail(ErrorKind::Corrupt, "blob " + std::string(id) + " has " + std::to_string(size) + " bytes, expected " +
@@ -223,14 +235,14 @@ Status BlobStore::appendTo(std::string_view id, std::optional<uint64_t> expected
     if (n < 0) {
       if (errno == EINTR) continue;
       out.resize(base);
-      return std::unexpected(ioError("cannot read", *path, errno));
+      return std::unexpected(ioError("cannot read", path(), errno));
     }
     if (n == 0) break;
     done += static_cast<size_t>(n);
   }
   if (done != size) {
     out.resize(base);
-    return fail(ErrorKind::Corrupt, "blob " + std::string(id) + " shrank while reading (" + path->string() + ")");
+    return fail(ErrorKind::Corrupt, "blob " + std::string(id) + " shrank while reading (" + path().string() + ")");
   }
   return {};
 }

@@ -76,7 +76,8 @@ class BlobStore {
  private:
   Result<std::string> putFile(std::string_view bytes, const std::string& id, const std::filesystem::path& finalPath);
 
-  explicit BlobStore(std::filesystem::path root) : root_(std::move(root)), pins_(std::make_shared<Pins>()) {}
+  BlobStore(std::filesystem::path root, int rootFd)
+      : root_(std::move(root)), pins_(std::make_shared<Pins>()), rootDir_(std::make_shared<DirFd>(rootFd)) {}
 
   // Held across remove()'s unlink and put()'s pin, so a put either pins
   // before the unlink (kept) or looks for the file after it (writes anew).
@@ -85,8 +86,19 @@ class BlobStore {
     std::unordered_map<std::string, int> count;
   };
 
+  // The root, open: reads open "ab/cdef..." relative to it, so the kernel
+  // walks two path components a blob instead of every one of the state dir.
+  struct DirFd {
+    explicit DirFd(int f) : fd(f) {}
+    DirFd(const DirFd&) = delete;
+    DirFd& operator=(const DirFd&) = delete;
+    ~DirFd();
+    int fd;
+  };
+
   std::filesystem::path root_;
   std::shared_ptr<Pins> pins_;  // shared so BlobStore stays movable
+  std::shared_ptr<DirFd> rootDir_;
 };
 
 }  // namespace mb::store

@@ -238,6 +238,11 @@ void Session::runFetch() {
   FetchState& st = *fetch_;
   while (st.next < st.seqs.size()) {
     if (out_.size() >= options_.outputHighWater) return;  // the host drains, then resume()
+    // Message bytes are appended straight to out_, which starts empty after
+    // each drain: room for a high-water mark's worth at once, instead of
+    // regrowing (and copying what it holds) message after message.
+    if (st.seqs.size() - st.next >= 64 && out_.capacity() < options_.outputHighWater)
+      out_.reserve(options_.outputHighWater + options_.outputHighWater / 2);
     size_t n = std::min(kBatch, st.seqs.size() - st.next);
     std::vector<uint32_t> batchUids;
     for (size_t i = 0; i < n; ++i) batchUids.push_back(uids_[st.seqs[st.next + i] - 1]);
