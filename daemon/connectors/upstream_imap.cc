@@ -508,6 +508,57 @@ void UpstreamImap::findByMessageId(const std::string& folder, const std::string&
   });
 }
 
+void UpstreamImap::expungeUids(const std::vector<uint32_t>& uids, std::function<void(Status)> done) {
+  auto alive = alive_;
+  client::StoreOptions so;
+  so.silent = true;
+  auto check = [alive](const char* what, std::function<void(Status)> next) {
+    return [alive, what, next](Result<client::StatusText> r) {
+      if (!*alive) return;
+      if (!r) return next(std::unexpected(r.error()));
+      if (r->status != client::StatusKind::Ok) return next(std::unexpected(upstreamError(what, *r)));
+      next({});
+    };
+  };
+  if (main_->hasCapability("UIDPLUS")) {
+    if (auto st = main_->builder().uidStore(compress(uids), client::StoreMode::Add, {"\\Deleted"}, so))
+      main_->run(std::move(*st), nullptr, nullptr);
+    return runSimple(main_->builder().uidExpunge(compress(uids)), check("UID EXPUNGE", done));
+  }
+  // No UID EXPUNGE (RFC 4315): a plain EXPUNGE removes every \Deleted message,
+  // so others marked \Deleted (by another client, not expunged) are unmarked
+  // around it and marked again after. One command at a time: Dovecot runs
+  // some pipelined commands in parallel.
+  std::set<uint32_t> mine(uids.begin(), uids.end());
+  auto found = std::make_shared<std::vector<uint32_t>>();
+  auto afterSearch = [this, alive, found, mine, done, check, so](Status s) {
+    if (!s) return done(s);
+    std::vector<uint32_t> others;
+    for (uint32_t u : *found)
+      if (!mine.count(u)) others.push_back(u);
+    logDebug("upstream.expunge_plain").kv("account", accountName_).kv("deleted", found->size()).kv("spared", others.size());
+    if (others.empty()) return runSimple(main_->builder().expunge(), check("EXPUNGE", done));
+    auto set = compress(others);
+    runSimple(main_->builder().uidStore(set, client::StoreMode::Remove, {"\\Deleted"}, so),
+              check("UID STORE", [this, alive, set, done, check, so](Status s) {
+                if (!s) return done(s);
+                runSimple(main_->builder().expunge(), check("EXPUNGE", [this, alive, set, done, check, so](Status s) {
+                            if (!s) return done(s);
+                            runSimple(main_->builder().uidStore(set, client::StoreMode::Add, {"\\Deleted"}, so),
+                                      check("UID STORE", done));
+                          }));
+              }));
+  };
+  runSimple(main_->builder().uidStore(compress(uids), client::StoreMode::Add, {"\\Deleted"}, so),
+            check("UID STORE", [this, alive, found, afterSearch, check](Status s) {
+              if (!s) return afterSearch(s);
+              runSimple(main_->builder().uidSearch("DELETED"), check("UID SEARCH DELETED", afterSearch),
+                        [found](client::Response& r) {
+                          if (auto* x = std::get_if<client::SearchData>(&r)) *found = x->numbers;
+                        });
+            }));
+}
+
 void UpstreamImap::apply(const sync::Op& op, std::function<void(Result<sync::OpResult>)> done) {
   auto alive = alive_;
   auto simple = [this, alive](const std::string& what, Result<client::Command> cmd,
@@ -603,39 +654,34 @@ void UpstreamImap::apply(const sync::Op& op, std::function<void(Result<sync::OpR
             // No COPYUID (a server without UIDPLUS): find the copies by Message-ID.
             auto finish = [this, alive, c, done](sync::OpResult res) {
               if (!res.newUids.empty() || c.messageIds.size() != c.uids.size()) return done(res);
-              struct Found {
-                sync::OpResult res;
-                size_t left = 1;
-              };
-              auto found = std::make_shared<Found>();
-              found->res = res;
-              found->res.newUids.assign(c.uids.size(), 0);
-              auto one = [found, done] {
-                if (--found->left == 0) done(found->res);
-              };
-              for (size_t i = 0; i < c.uids.size(); ++i) {
-                if (c.messageIds[i].empty()) continue;
-                ++found->left;
+              // One SEARCH at a time: Dovecot may send the untagged responses of
+              // pipelined commands out of order, and each SEARCH has its own result.
+              auto found = std::make_shared<sync::OpResult>(res);
+              found->newUids.assign(c.uids.size(), 0);
+              auto step = std::make_shared<std::function<void(size_t)>>();
+              *step = [this, alive, c, found, done, step](size_t i) {
+                while (i < c.uids.size() && c.messageIds[i].empty()) ++i;
+                if (i >= c.uids.size()) {
+                  auto keep = std::move(*step);  // break the cycle; only copies below
+                  auto d = done;
+                  auto f = found;
+                  return d(*f);
+                }
                 // A failed lookup leaves the copy unmapped (downloaded once more),
                 // never a second COPY upstream.
-                findByMessageId(c.to, c.messageIds[i], [alive, found, one, i](Result<std::optional<uint32_t>> f) {
+                findByMessageId(c.to, c.messageIds[i], [alive, found, step, i](Result<std::optional<uint32_t>> f) {
                   if (!*alive) return;
-                  if (f && *f) found->res.newUids[i] = **f;
-                  one();
+                  if (f && *f) found->newUids[i] = **f;
+                  (*step)(i + 1);
                 });
-              }
-              one();
+              };
+              (*step)(0);
             };
             if (!c.move || useMove) return finish(res);
-            // No MOVE: COPY, then mark and expunge the originals.
-            client::StoreOptions so;
-            so.silent = true;
-            if (auto st = main_->builder().uidStore(compress(c.uids), client::StoreMode::Add, {"\\Deleted"}, so))
-              main_->run(std::move(*st), nullptr, nullptr);
-            runSimple(main_->builder().uidExpunge(compress(c.uids)), [alive, res, done, finish](Result<client::StatusText> r) {
+            // No MOVE: COPY, then expunge the originals.
+            expungeUids(c.uids, [alive, res, done, finish](Status s) {
               if (!*alive) return;
-              if (!r) return done(std::unexpected(r.error()));
-              if (r->status != client::StatusKind::Ok) return done(std::unexpected(upstreamError("UID EXPUNGE", *r)));
+              if (!s) return done(std::unexpected(s.error()));
               finish(res);
             });
           },
@@ -650,11 +696,11 @@ void UpstreamImap::apply(const sync::Op& op, std::function<void(Result<sync::OpR
     return select(e->folder, [this, alive, e = *e, simple, done](Status s) {
       if (!*alive) return;
       if (!s) return done(std::unexpected(s.error()));
-      client::StoreOptions so;
-      so.silent = true;
-      if (auto st = main_->builder().uidStore(compress(e.uids), client::StoreMode::Add, {"\\Deleted"}, so))
-        main_->run(std::move(*st), nullptr, nullptr);
-      simple("UID EXPUNGE", main_->builder().uidExpunge(compress(e.uids)), done);
+      expungeUids(e.uids, [alive, done](Status s) {
+        if (!*alive) return;
+        if (!s) return done(std::unexpected(s.error()));
+        done(sync::OpResult{});
+      });
     });
   }
   if (auto* c = std::get_if<sync::CreateFolderOp>(&op)) {

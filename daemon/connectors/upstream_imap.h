@@ -53,6 +53,9 @@ class UpstreamImap : public sync::Connector {
   void runSimple(Result<client::Command> cmd, std::function<void(Result<client::StatusText>)> done,
                  ImapClient::Untagged onUntagged = nullptr);
   void startWatcher(Watcher& w);
+  // Expunges exactly these UIDs of the selected folder (UID EXPUNGE, or a
+  // plain EXPUNGE that spares other \Deleted messages without UIDPLUS).
+  void expungeUids(const std::vector<uint32_t>& uids, std::function<void(Status)> done);
   // The highest UID in `folder` whose Message-ID header is `messageId`.
   void findByMessageId(const std::string& folder, const std::string& messageId,
                        std::function<void(Result<std::optional<uint32_t>>)> done);

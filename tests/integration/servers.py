@@ -268,7 +268,7 @@ class Dovecot:
     offered on that port.)
 
     uidplus=False (with condstore=False) also hides UIDPLUS: the capability
-    and the APPENDUID/COPYUID response codes (UID EXPUNGE still works).
+    and the APPENDUID/COPYUID response codes, and UID EXPUNGE gets BAD.
     """
 
     def __init__(self, condstore=True, pop3=True, lmtp=True, tls=False, domain="example.test",
@@ -705,6 +705,7 @@ class _CondstoreFilterProxy:
     LITERAL = re.compile(rb"\{(\d+)(\+?)\}\r?\n$")
     NOT_PROXIABLE = re.compile(rb"^\S+ +(STARTTLS|COMPRESS)\b", re.I)
 
+    UID_EXPUNGE = re.compile(rb"^\S+ +UID +EXPUNGE\b", re.I)
     UIDPLUS_CODE = re.compile(rb"\[(?:APPENDUID|COPYUID) [^\]]*\] ?", re.I)
 
     def __init__(self, upstream_port, uidplus=True):
@@ -811,6 +812,8 @@ class _CondstoreFilterProxy:
         """(line to forward, None) or (line, tagged reply to send instead)."""
         if self.NOT_PROXIABLE.search(line):
             return line, b"BAD Not supported on this port"
+        if not self.uidplus and self.UID_EXPUNGE.search(line):
+            return line, b"BAD Unknown command UID EXPUNGE"
         if not self.BLOCK.search(line):
             return line, None
         parts = line.split()

@@ -636,6 +636,29 @@ class SyncNoUidplusTest(_SyncBase, unittest.TestCase):
         self.assert_same(d, "alice", "Work")
         self.assertEqual(sum(message_ids(stored_messages(d.state_dir, "alice", "Work")).values()), 5)
 
+        # Without UID EXPUNGE: a local expunge of one message leaves another
+        # that someone marked \Deleted upstream (and did not expunge) alone.
+        c = self.dc.imap("alice")
+        c.select("INBOX")
+        typ, data = c.uid("SEARCH", None, "HEADER", "Message-ID", "<nu.10@gen.example.test>")
+        c.uid("STORE", data[0].split()[0], "+FLAGS", "(\\Deleted)")
+        c.logout()
+        wait_for(lambda: dict(local_flags(d.state_dir, "alice", "INBOX")).get("<nu.10@gen.example.test>") == 8,
+                 30, 0.1, "the upstream \\Deleted")
+        li = imaplib.IMAP4(host, port, timeout=20)
+        li.login(user, password)
+        li.select("INBOX")
+        typ, data = li.uid("SEARCH", None, "HEADER", "Message-ID", "<nu.11@gen.example.test>")
+        uid11 = data[0].split()[0]
+        li.uid("STORE", uid11, "+FLAGS", "(\\Deleted)")
+        self.assertEqual(li.uid("EXPUNGE", uid11)[0], "OK")
+        li.logout()
+        wait_idle(d, "alice", 30)
+        up = upstream_flags(self.dc, "alice", "INBOX")
+        self.assertNotIn("<nu.11@gen.example.test>", up)
+        self.assertIn("\\Deleted", up["<nu.10@gen.example.test>"])
+        self.assertNotIn("sync.journal_dropped", d.log())
+
 
 if __name__ == "__main__":
     unittest.main()
