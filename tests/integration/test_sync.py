@@ -171,6 +171,14 @@ class _SyncBase:
             self.addCleanup(keep)
         return d
 
+    def local_imap(self, d, user):
+        """A logged-in imaplib connection to the bridge's local IMAP endpoint."""
+        login, password = password_for(d, user)
+        host, port = host_port(d.listeners["imap"])
+        li = imaplib.IMAP4(host, port, timeout=20)
+        li.login(login, password)
+        return li
+
     def assert_same(self, d, user, mailbox):
         up = self.dc.fetch_all(user, mailbox)
         local = stored_messages(d.state_dir, user, mailbox)
@@ -417,10 +425,7 @@ class SyncConflictTest(_SyncBase, unittest.TestCase):
         wait_idle(d, "alice", 60)
         self.dc.stop()
         wait_for(lambda: (sync_status(d, "alice") or {}).get("state") == "offline", 20, 0.05, "offline")
-        user, password = password_for(d, "alice")
-        host, port = host_port(d.listeners["imap"])
-        li = imaplib.IMAP4(host, port, timeout=20)
-        li.login(user, password)
+        li = self.local_imap(d, "alice")
         li.select("INBOX")
         li.store("1", "+FLAGS", "(\\Flagged)")           # cf.0: upstream clears \Seen: both kept
         li.store("2", "+FLAGS", "(\\Seen \\Flagged)")    # cf.1: \Seen was set already: not a local change of it
@@ -458,10 +463,7 @@ class SyncConflictTest(_SyncBase, unittest.TestCase):
         wait_idle(d, "bob", 60)
         # Created upstream, unseen by the bridge until its next listing.
         self.dc.create_mailbox("bob", "Neu")
-        user, password = password_for(d, "bob")
-        host, port = host_port(d.listeners["imap"])
-        li = imaplib.IMAP4(host, port, timeout=20)
-        li.login(user, password)
+        li = self.local_imap(d, "bob")
         self.assertEqual(li.rename(imap_mailbox("Alt"), imap_mailbox("Neu"))[0], "OK")
         li.select("INBOX")
         li.store("1", "+FLAGS", "(\\Flagged)")
@@ -481,10 +483,7 @@ class SyncConflictTest(_SyncBase, unittest.TestCase):
         d = self.daemon("dave", poll=3600)
         d.start()
         wait_idle(d, "dave", 60)
-        user, password = password_for(d, "dave")
-        host, port = host_port(d.listeners["imap"])
-        li = imaplib.IMAP4(host, port, timeout=20)
-        li.login(user, password)
+        li = self.local_imap(d, "dave")
         li.select("INBOX")
         # Dovecot: NO [CANNOT] Keyword length too long.
         self.assertEqual(li.store("1", "+FLAGS", "(\\Seen $%s)" % ("k" * 60))[0], "OK")
@@ -609,10 +608,7 @@ class SyncNoUidplusTest(_SyncBase, unittest.TestCase):
         d = self.daemon("alice", poll=5)
         d.start()
         wait_idle(d, "alice", 60)
-        user, password = password_for(d, "alice")
-        host, port = host_port(d.listeners["imap"])
-        li = imaplib.IMAP4(host, port, timeout=20)
-        li.login(user, password)
+        li = self.local_imap(d, "alice")
         added = [gen_message(100 + k, "nu-local") for k in range(3)]
         for raw in added:
             self.assertEqual(li.append("INBOX", None, None, raw)[0], "OK")
@@ -645,8 +641,7 @@ class SyncNoUidplusTest(_SyncBase, unittest.TestCase):
         c.logout()
         wait_for(lambda: dict(local_flags(d.state_dir, "alice", "INBOX")).get("<nu.10@gen.example.test>") == 8,
                  30, 0.1, "the upstream \\Deleted")
-        li = imaplib.IMAP4(host, port, timeout=20)
-        li.login(user, password)
+        li = self.local_imap(d, "alice")
         li.select("INBOX")
         typ, data = li.uid("SEARCH", None, "HEADER", "Message-ID", "<nu.11@gen.example.test>")
         uid11 = data[0].split()[0]
