@@ -118,7 +118,7 @@ void ImapClient::onConnected(Result<std::unique_ptr<TcpStream>> stream) {
 
 void ImapClient::armTimer() {
   if (closed_) return;
-  bool waiting = !greeted_ || handshaking_ || (!pending_.empty() && !idling_);
+  bool waiting = !readPaused_ && (!greeted_ || handshaking_ || (!pending_.empty() && !idling_));
   if (!waiting) {
     uv_timer_stop(timer_);
     return;
@@ -126,6 +126,16 @@ void ImapClient::armTimer() {
   uv_timer_start(
       timer_, [](uv_timer_t* t) { static_cast<ImapClient*>(t->data)->fail(ImapFailure::Kind::Network, "timed out waiting for the server"); },
       static_cast<uint64_t>(opt_.timeout.count()), 0);
+}
+
+void ImapClient::pauseReading(bool paused) {
+  if (closed_ || paused == readPaused_) return;
+  readPaused_ = paused;
+  if (stream_) {
+    if (paused) stream_->pauseReading();
+    else stream_->resumeReading();
+  }
+  armTimer();
 }
 
 void ImapClient::onData(std::string_view bytes) {

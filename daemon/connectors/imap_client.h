@@ -88,6 +88,11 @@ class ImapClient {
   bool ready() const { return ready_; }
   size_t inFlight() const { return pending_.size(); }
   uint64_t bytesReceived() const { return bytesIn_; }
+  // Flow control for a consumer that cannot keep up (the sync engine's
+  // store pipeline): stops reading the socket, and the silence timeout with
+  // it (the wait is ours), until called with false. Responses already read
+  // are still dispatched.
+  void pauseReading(bool paused);
 
  private:
   struct Pending {
@@ -136,6 +141,7 @@ class ImapClient {
   bool idling_ = false;
   bool condstore_ = false;
   bool qresync_ = false;
+  bool readPaused_ = false;
   uint64_t bytesIn_ = 0;
 };
 

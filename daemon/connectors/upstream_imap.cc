@@ -194,6 +194,10 @@ sync::ConnectorCapabilities UpstreamImap::capabilities() const {
   return c;
 }
 
+void UpstreamImap::pauseReading(bool paused) {
+  if (main_) main_->pauseReading(paused);
+}
+
 uint64_t UpstreamImap::bytesReceived() const { return (main_ ? main_->bytesReceived() : 0) + watcherBytes_; }
 
 std::string UpstreamImap::folderIdForPath(const std::string& path) const {

@@ -42,6 +42,7 @@ class UpstreamImap : public sync::Connector {
                      std::function<void(sync::RemoteMessage&&)> onMessage, std::function<void(Status)> done) override;
   void apply(const sync::Op& op, std::function<void(Result<sync::OpResult>)> done) override;
   void watch(std::vector<std::string> folders, std::function<void(const std::string&)> onChange) override;
+  void pauseReading(bool paused) override;
   uint64_t bytesReceived() const override;
   // The folder id (wire name) a local path has upstream.
   std::string folderIdForPath(const std::string& path) const override;

@@ -420,8 +420,8 @@ Result<AppendResult> Store::appendMessage(int64_t mailboxId, const NewMessage& m
   return r->front();
 }
 
-Result<std::vector<AppendResult>> Store::appendMessages(int64_t mailboxId, std::span<const NewMessage> messages,
-                                                        const std::function<Status(Db&)>& inTransaction) {
+namespace {
+Status checkKeywords(std::span<const NewMessage> messages) {
   for (const auto& message : messages) {
     for (const auto& k : message.keywords) {
       if (k.empty() || k.find_first_of(" \t\r\n") != std::string::npos) {
@@ -429,6 +429,13 @@ Result<std::vector<AppendResult>> Store::appendMessages(int64_t mailboxId, std::
       }
     }
   }
+  return {};
+}
+}  // namespace
+
+Result<std::vector<AppendResult>> Store::appendMessages(int64_t mailboxId, std::span<const NewMessage> messages,
+                                                        const std::function<Status(Db&)>& inTransaction) {
+  if (auto s = checkKeywords(messages); !s) return propagate(s);
   // Check before writing the body so a bad mailbox id costs no disk I/O; the
   // transaction below checks again.
   {
@@ -439,41 +446,59 @@ Result<std::vector<AppendResult>> Store::appendMessages(int64_t mailboxId, std::
     if (!*row) return fail(ErrorKind::NotFound, "no mailbox with id " + std::to_string(mailboxId));
   }
 
-  struct Prepared {
-    std::string normalized;
-    std::string_view bytes;
-    std::optional<mime::MessageAnalysis> analysis;
-    std::string blobId;
-  };
-  std::vector<Prepared> prepared(messages.size());
-  auto dropBlobs = [&] {
+  std::vector<PreparedMessage> prepared;
+  prepared.reserve(messages.size());
+  for (const auto& message : messages) {
+    auto p = prepareMessage(blobs_, message.bytes, false);
+    if (!p) {
+      discardPrepared(prepared);
+      return propagate(p);
+    }
+    prepared.push_back(std::move(*p));
+  }
+  return commitMessages(mailboxId, messages, prepared, inTransaction);
+}
+
+Result<PreparedMessage> Store::prepareMessage(BlobStore& blobs, std::string_view bytes, bool pin) {
+  PreparedMessage p;
+  p.input = bytes;
+  // IMAP sends CRLF only, and the analysis offsets must be of the stored
+  // bytes: normalize first (a copy only when there is a bare LF).
+  // find() is memchr: a byte-at-a-time loop here was ~9% of the sync's CPU.
+  for (size_t j = bytes.find('\n'); j != std::string_view::npos; j = bytes.find('\n', j + 1)) {
+    if (j == 0 || bytes[j - 1] != '\r') {
+      p.normalized = mime::normalizeLineEndings(bytes);
+      break;
+    }
+  }
+  // Never fails on content; a failure here would be a bug in the analyser,
+  // and the message is still stored (FETCH then answers from the bytes).
+  auto analysis = mime::analyzeMessage(p.bytes());
+  if (!analysis) logWarn("store.analysis_failed").kv("error", analysis.error().message);
+  else p.analysis = std::move(*analysis);
+  auto blobId = blobs.put(p.bytes(), pin);
+  if (!blobId) return propagate(blobId);
+  p.blobId = std::move(*blobId);
+  p.pinned = pin;
+  return p;
+}
+
+Result<std::vector<AppendResult>> Store::commitMessages(int64_t mailboxId, std::span<const NewMessage> messages,
+                                                        std::span<const PreparedMessage> prepared,
+                                                        const std::function<Status(Db&)>& inTransaction) {
+  // Pins end and, on failure, the bodies go (unless something else uses them).
+  auto release = [&](bool failed) {
+    if (failed) return discardPrepared(prepared);
     for (const auto& p : prepared)
-      if (!p.blobId.empty()) removeBlobIfUnreferenced(p.blobId);
+      if (p.pinned && !p.blobId.empty()) blobs_.unpin(p.blobId);
   };
-  for (size_t i = 0; i < messages.size(); ++i) {
-    Prepared& p = prepared[i];
-    // IMAP sends CRLF only, and the analysis offsets must be of the stored
-    // bytes: normalize first (a copy only when there is a bare LF).
-    p.bytes = messages[i].bytes;
-    // find() is memchr: a byte-at-a-time loop here was ~9% of the sync's CPU.
-    for (size_t j = p.bytes.find('\n'); j != std::string_view::npos; j = p.bytes.find('\n', j + 1)) {
-      if (j == 0 || p.bytes[j - 1] != '\r') {
-        p.normalized = mime::normalizeLineEndings(p.bytes);
-        p.bytes = p.normalized;
-        break;
-      }
-    }
-    // Never fails on content; a failure here would be a bug in the analyser,
-    // and the message is still stored (FETCH then answers from the bytes).
-    auto analysis = mime::analyzeMessage(p.bytes);
-    if (!analysis) logWarn("store.analysis_failed").kv("error", analysis.error().message);
-    else p.analysis = std::move(*analysis);
-    auto blobId = blobs_.put(p.bytes);
-    if (!blobId) {
-      dropBlobs();
-      return propagate(blobId);
-    }
-    p.blobId = std::move(*blobId);
+  if (prepared.size() != messages.size()) {
+    release(true);
+    return fail(ErrorKind::Internal, "commitMessages: prepared and messages differ in size");
+  }
+  if (auto s = checkKeywords(messages); !s) {
+    release(true);
+    return propagate(s);
   }
 
   auto commitRows = [&]() -> Result<std::pair<std::vector<AppendResult>, StoreChange>> {
@@ -503,7 +528,7 @@ Result<std::vector<AppendResult>> Store::appendMessages(int64_t mailboxId, std::
     change.mailboxId = mailboxId;
     for (size_t i = 0; i < messages.size(); ++i) {
       const NewMessage& message = messages[i];
-      const Prepared& p = prepared[i];
+      const PreparedMessage& p = prepared[i];
       // UIDs are 32-bit on the wire (RFC 3501 2.3.1.1); running out needs a new
       // UIDVALIDITY, which is the caller's decision, not ours.
       if (uid > UINT32_MAX) return fail(ErrorKind::User, "mailbox UID space exhausted", "LIMIT");
@@ -514,7 +539,7 @@ Result<std::vector<AppendResult>> Store::appendMessages(int64_t mailboxId, std::
           .bind(3, message.flags)
           .bind(4, nullIfEmpty(joinKeywords(message.keywords)))
           .bind(5, message.internalDate)
-          .bind(6, p.bytes.size())
+          .bind(6, p.bytes().size())
           .bind(7, modseq)
           .bind(8, message.upstreamId)
           .bind(9, p.blobId);
@@ -538,7 +563,7 @@ Result<std::vector<AppendResult>> Store::appendMessages(int64_t mailboxId, std::
       if (auto s = ins->run(); !s) return propagate(s);
       int64_t messageId = db_.lastInsertRowid();
       if (p.analysis) {
-        std::string_view header = mime::topHeader(p.bytes, p.analysis->root);
+        std::string_view header = mime::topHeader(p.bytes(), p.analysis->root);
         if (header.data() == nullptr) header = std::string_view("", 0);  // a zero-length blob, not NULL
         hdr->reset();
         if (auto s = hdr->bind(1, messageId).bindBlob(2, std::as_bytes(std::span(header.data(), header.size()))).run(); !s)
@@ -575,12 +600,18 @@ Result<std::vector<AppendResult>> Store::appendMessages(int64_t mailboxId, std::
   };
 
   auto result = commitRows();  // its Transaction has rolled back by now if it failed
-  if (!result) {
-    dropBlobs();
-    return std::unexpected(result.error());
-  }
+  release(!result);
+  if (!result) return std::unexpected(result.error());
   if (!result->second.messages.empty()) changes_.publish(result->second);
   return std::move(result->first);
+}
+
+void Store::discardPrepared(std::span<const PreparedMessage> prepared) {
+  for (const auto& p : prepared) {
+    if (p.blobId.empty()) continue;
+    if (p.pinned) blobs_.unpin(p.blobId);
+    removeBlobIfUnreferenced(p.blobId);
+  }
 }
 
 Result<std::vector<MessageSummary>> Store::listMessages(int64_t mailboxId) {

@@ -16,6 +16,7 @@
 #include "daemon/store/blob_store.h"
 #include "daemon/store/change_hub.h"
 #include "daemon/store/sqlite.h"
+#include "protocols/mime/analysis.h"
 #include "protocols/common/result.h"
 
 namespace mb::store {
@@ -70,6 +71,18 @@ struct NewMessage {
   std::optional<std::string> upstreamId;
   std::optional<JournalEntry> journal;
   const void* origin = nullptr;  // passed through to the StoreChange
+};
+
+// One message made ready for its row off the owner thread (see
+// Store::prepareMessage): line ends normalized, MIME analysis done, body
+// durable as a blob.
+struct PreparedMessage {
+  std::string_view input;                 // the caller's bytes; must stay live until the commit
+  std::optional<std::string> normalized;  // a CRLF copy when input had a bare LF
+  std::optional<mime::MessageAnalysis> analysis;
+  std::string blobId;
+  bool pinned = false;  // put with pin: the commit (or its failure) unpins
+  std::string_view bytes() const { return normalized ? std::string_view(*normalized) : input; }
 };
 
 struct AppendResult {
@@ -152,6 +165,23 @@ class Store {
   // rolls everything back.
   Result<std::vector<AppendResult>> appendMessages(int64_t mailboxId, std::span<const NewMessage> messages,
                                                    const std::function<Status(Db&)>& inTransaction = nullptr);
+  // appendMessages in two steps, so that the expensive half can run on the
+  // thread pool while the owner thread goes on (the sync engine's download):
+  // prepareMessage, any thread: bare LFs -> CRLF, the MIME analysis, and the
+  // body written durably (BlobStore::put, pinned when pin so that no remove()
+  // on the owner thread deletes a same-content blob before its row exists).
+  static Result<PreparedMessage> prepareMessage(BlobStore& blobs, std::string_view bytes, bool pin);
+  // commitMessages, owner thread: the rest of appendMessages for messages[i]
+  // prepared as prepared[i] (same sizes): one transaction, then the
+  // MessagesAdded broadcast. Afterwards every pinned blob is unpinned and, if
+  // the commit failed, removed unless something else uses it. A row is thus
+  // committed only after its body is durable.
+  Result<std::vector<AppendResult>> commitMessages(int64_t mailboxId, std::span<const NewMessage> messages,
+                                                   std::span<const PreparedMessage> prepared,
+                                                   const std::function<Status(Db&)>& inTransaction = nullptr);
+  // For prepared messages that will not be committed: unpins them and
+  // removes each body unless something else uses it. Owner thread.
+  void discardPrepared(std::span<const PreparedMessage> prepared);
   // All messages of a mailbox, by ascending UID.
   Result<std::vector<MessageSummary>> listMessages(int64_t mailboxId);
 

@@ -142,6 +142,10 @@ class Connector {
   virtual void watch(std::vector<std::string> folders, std::function<void(const std::string&)> onChange) = 0;
   // The folder id a local path ("/" separated) has, or would have, upstream.
   virtual std::string folderIdForPath(const std::string& path) const = 0;
+  // Flow control while fetchMessages runs: with true, stop taking data from
+  // the upstream (a few more messages may still arrive from what was read
+  // already) until called with false. No timeout counts the paused time.
+  virtual void pauseReading(bool paused) = 0;
   // Bytes received so far (progress).
   virtual uint64_t bytesReceived() const = 0;
 };

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <deque>
 #include <nlohmann/json.hpp>
 
 #include "daemon/log/log.h"
@@ -13,9 +14,14 @@ namespace mb::sync {
 using store::Db;
 namespace {
 
-// One store transaction per this many downloaded messages (or bytes).
-constexpr size_t kCommitMessages = 200;
-constexpr uint64_t kCommitBytes = 32ull << 20;
+// Downloaded messages go to the store in batches of this many messages (or
+// bytes): each batch is prepared on the thread pool (analysis, hash, durable
+// blob), then its rows commit on the loop in one transaction.
+constexpr size_t kBatchMessages = 64;
+constexpr uint64_t kBatchBytes = 8ull << 20;
+// Reading from the upstream pauses while this much is downloaded but not
+// committed yet (the bound on the pipeline's memory).
+constexpr uint64_t kMaxQueuedBytes = 64ull << 20;
 // A watcher's news is collected this long before a sync starts.
 constexpr uint64_t kPushDebounceMs = 50;
 // Local changes: replayed this soon after they were committed.
@@ -276,6 +282,12 @@ SyncEngine::Folder* SyncEngine::folderByName(const std::string& localName) {
 // ---- one cycle: list (when full), replay, sync folders
 
 void SyncEngine::cycle() {
+  if (downloading_) {
+    // The last download (of a connection that is gone) still stores what it
+    // received: the new cycle must see those rows, or it fetches them again.
+    cycleWanted_ = true;
+    return;
+  }
   busy_ = true;
   uv_timer_stop(timer_);
   bool full = wantFull_ || folders_.empty();
@@ -526,18 +538,48 @@ void SyncEngine::remap(Folder& f, FolderChanges ch, std::function<void(Status)> 
   });
 }
 
-Status SyncEngine::saveFolderState(store::Db& db, const Folder& f, const FolderState& state, bool complete) {
+Status SyncEngine::saveFolderState(store::Db& db, int64_t mailboxId, const FolderState& state, bool complete) {
   auto st = db.prepare("UPDATE mailboxes SET upstream_uidvalidity = ?1, upstream_state = ?2 WHERE id = ?3");
   if (!st) return propagate(st);
-  return st->bind(1, state.uidValidity).bind(2, serializeFolderState({state, complete})).bind(3, f.mailboxId).run();
+  return st->bind(1, state.uidValidity).bind(2, serializeFolderState({state, complete})).bind(3, mailboxId).run();
 }
 
+// The download pipeline: the loop thread only reads the upstream stream and
+// cuts it into batches; each batch is prepared on the libuv thread pool
+// (Store::prepareMessage: line ends, MIME analysis, SHA-256, blob written and
+// fsynced, pinned), and the batches' rows commit on the loop in upstream order
+// once their bodies are durable (Store::commitMessages), as the SMTP outbox's
+// OutboxWriter does. A kill at any moment leaves committed rows with durable
+// bodies and, at worst, unreferenced blobs that the next open deletes.
+struct SyncEngine::Download {
+  struct Job {
+    uv_work_t work{};
+    std::shared_ptr<Download> owner;  // set while the job is on the pool
+    std::vector<RemoteMessage> messages;
+    std::vector<store::PreparedMessage> prepared;  // messages[0..prepared.size()) on success
+    std::optional<Error> error;                    // why preparing messages[prepared.size()] failed
+    uint64_t bytes = 0;
+    bool ready = false;
+  };
+  SyncEngine* engine = nullptr;
+  std::shared_ptr<bool> alive;  // the engine's
+  store::BlobStore* blobs = nullptr;
+  int64_t mailboxId = 0;
+  std::deque<std::unique_ptr<Job>> jobs;  // on the pool or prepared, in upstream order
+  std::unique_ptr<Job> filling;           // being received
+  uint64_t queuedBytes = 0;               // received, not yet committed
+  bool paused = false;
+  std::optional<Error> error;     // a store failure: nothing after it is committed
+  std::optional<Status> fetched;  // fetchMessages finished, with this
+  std::function<void(Status)> done;
+};
+
 void SyncEngine::download(Folder& f, std::vector<uint32_t> uids, FolderState finalState, std::function<void(Status)> done) {
-  Folder* fp = &f;
-  auto finish = [this, fp, finalState](std::function<void(Status)>& done) {
+  int64_t mailboxId = f.mailboxId;
+  auto finish = [this, mailboxId, finalState](std::function<void(Status)>& done) {
     auto tx = store::Transaction::begin(store_.db());
     if (!tx) return done(std::unexpected(tx.error()));
-    if (auto s = saveFolderState(store_.db(), *fp, finalState, true); !s) return done(s);
+    if (auto s = saveFolderState(store_.db(), mailboxId, finalState, true); !s) return done(s);
     if (auto s = tx->commit(); !s) return done(s);
     done({});
   };
@@ -547,23 +589,98 @@ void SyncEngine::download(Folder& f, std::vector<uint32_t> uids, FolderState fin
   {
     auto st = store_.db().prepare("UPDATE mailboxes SET upstream_uidvalidity = ?1 WHERE id = ?2");
     if (!st) return done(std::unexpected(st.error()));
-    if (auto s = st->bind(1, finalState.uidValidity).bind(2, f.mailboxId).run(); !s) return done(s);
+    if (auto s = st->bind(1, finalState.uidValidity).bind(2, mailboxId).run(); !s) return done(s);
   }
   status_.messagesTotal += uids.size();
   publish(true);
-  struct Batch {
-    std::vector<RemoteMessage> messages;
-    uint64_t bytes = 0;
-    std::optional<Error> error;
+  auto d = std::make_shared<Download>();
+  d->engine = this;
+  d->alive = alive_;
+  d->blobs = &store_.blobs();
+  d->mailboxId = mailboxId;
+  d->done = [finish, done = std::move(done)](Status s) mutable {
+    // What arrived is kept even when the rest failed: a restart goes on from there.
+    if (!s) return done(s);
+    finish(done);
   };
-  auto batch = std::make_shared<Batch>();
-  auto flush = [this, fp, batch]() -> Status {
-    if (batch->messages.empty()) return {};
-    std::vector<std::string> ids;
+  downloading_ = true;
+  conn_->fetchMessages(
+      f.remote.id, std::move(uids),
+      [d](RemoteMessage&& m) {
+        if (!*d->alive || d->error) return;
+        d->engine->received(d, std::move(m));
+      },
+      [d](Status s) {
+        if (!*d->alive) return;
+        d->fetched = std::move(s);
+        d->engine->submit(d);
+        d->engine->drain(d);
+      });
+}
+
+void SyncEngine::received(const std::shared_ptr<Download>& d, RemoteMessage&& m) {
+  if (!d->filling) d->filling = std::make_unique<Download::Job>();
+  uint64_t n = m.bytes->size();
+  d->filling->bytes += n;
+  d->queuedBytes += n;
+  d->filling->messages.push_back(std::move(m));
+  if (d->filling->messages.size() >= kBatchMessages || d->filling->bytes >= kBatchBytes) submit(d);
+  if (!d->paused && d->queuedBytes >= kMaxQueuedBytes && conn_) {
+    d->paused = true;
+    conn_->pauseReading(true);
+  }
+}
+
+void SyncEngine::submit(const std::shared_ptr<Download>& d) {
+  if (!d->filling || d->filling->messages.empty()) return;
+  Download::Job* job = d->filling.get();
+  d->jobs.push_back(std::move(d->filling));
+  job->owner = d;
+  job->work.data = job;
+  int rc = uv_queue_work(
+      loop_, &job->work,
+      [](uv_work_t* w) {
+        auto* j = static_cast<Download::Job*>(w->data);
+        j->prepared.reserve(j->messages.size());
+        for (const auto& m : j->messages) {
+          auto p = store::Store::prepareMessage(*j->owner->blobs, *m.bytes, true);
+          if (!p) {
+            j->error = p.error();
+            break;
+          }
+          j->prepared.push_back(std::move(*p));
+        }
+      },
+      [](uv_work_t* w, int) {
+        auto* j = static_cast<Download::Job*>(w->data);
+        std::shared_ptr<Download> d = std::move(j->owner);
+        j->ready = true;
+        if (*d->alive) return d->engine->drain(d);
+        // The engine is gone (account removed, shutdown): the bodies are
+        // orphans for the next open's GC; only the pins must go.
+        for (const auto& p : j->prepared) d->blobs->unpin(p.blobId);
+        j->prepared.clear();
+      });
+  if (rc != 0) {
+    job->owner.reset();
+    job->error = Error{ErrorKind::Internal, std::string("uv_queue_work: ") + uv_strerror(rc)};
+    job->ready = true;
+  }
+}
+
+void SyncEngine::drain(const std::shared_ptr<Download>& d) {
+  while (!d->jobs.empty() && d->jobs.front()->ready) {
+    std::unique_ptr<Download::Job> job = std::move(d->jobs.front());
+    d->jobs.pop_front();
+    d->queuedBytes -= job->bytes;
+    if (d->error) {
+      store_.discardPrepared(job->prepared);
+      continue;
+    }
     std::vector<store::NewMessage> rows;
-    ids.reserve(batch->messages.size());
-    rows.reserve(batch->messages.size());
-    for (auto& m : batch->messages) {
+    rows.reserve(job->prepared.size());
+    for (size_t i = 0; i < job->prepared.size(); ++i) {
+      const RemoteMessage& m = job->messages[i];
       store::NewMessage n;
       n.bytes = *m.bytes;
       n.flags = m.meta.flags;
@@ -573,34 +690,31 @@ void SyncEngine::download(Folder& f, std::vector<uint32_t> uids, FolderState fin
       n.origin = this;
       rows.push_back(std::move(n));
     }
-    auto r = store_.appendMessages(fp->mailboxId, rows);
-    size_t n = batch->messages.size();
-    batch->messages.clear();
-    batch->bytes = 0;
-    if (!r) return std::unexpected(r.error());
-    status_.messagesDone += n;
+    if (!rows.empty()) {
+      auto r = store_.commitMessages(d->mailboxId, rows, job->prepared);
+      if (!r) d->error = r.error();
+      else status_.messagesDone += rows.size();
+    }
+    if (!d->error && job->error) d->error = job->error;
     publish();
-    return {};
-  };
-  auto alive = alive_;
-  conn_->fetchMessages(
-      f.remote.id, std::move(uids),
-      [batch, flush](RemoteMessage&& m) {
-        if (batch->error) return;
-        batch->bytes += m.bytes->size();
-        batch->messages.push_back(std::move(m));
-        if (batch->messages.size() >= kCommitMessages || batch->bytes >= kCommitBytes) {
-          if (auto s = flush(); !s) batch->error = s.error();
-        }
-      },
-      [alive, batch, flush, finish, done = std::move(done)](Status s) mutable {
-        if (!*alive) return;
-        if (batch->error) return done(std::unexpected(*batch->error));
-        // What arrived is kept even when the rest failed: a restart goes on from there.
-        if (auto f = flush(); !f) return done(f);
-        if (!s) return done(s);
-        finish(done);
-      });
+  }
+  if (d->paused && d->queuedBytes < kMaxQueuedBytes / 2 && conn_) {
+    d->paused = false;
+    conn_->pauseReading(false);
+  }
+  if (!d->fetched || !d->jobs.empty()) return;
+  if (d->paused && conn_) conn_->pauseReading(false);
+  d->paused = false;
+  downloading_ = false;
+  auto done = std::move(d->done);
+  if (d->error) done(std::unexpected(*d->error));
+  else done(std::move(*d->fetched));
+  // A cycle asked for while the last download was still storing (after a
+  // reconnect) starts now that nothing of it can land any more.
+  if (cycleWanted_ && !downloading_ && !busy_ && connected_) {
+    cycleWanted_ = false;
+    cycle();
+  }
 }
 
 void SyncEngine::cycleDone() {

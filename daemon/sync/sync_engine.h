@@ -76,7 +76,11 @@ class SyncEngine {
   void applyChanges(Folder& f, FolderChanges ch, std::function<void(Status)> done);
   void remap(Folder& f, FolderChanges ch, std::function<void(Status)> done);
   void download(Folder& f, std::vector<uint32_t> uids, FolderState finalState, std::function<void(Status)> done);
-  Status saveFolderState(store::Db& db, const Folder& f, const FolderState& state, bool complete);
+  struct Download;
+  void received(const std::shared_ptr<Download>& d, RemoteMessage&& m);
+  void submit(const std::shared_ptr<Download>& d);
+  void drain(const std::shared_ptr<Download>& d);
+  Status saveFolderState(store::Db& db, int64_t mailboxId, const FolderState& state, bool complete);
   void cycleDone();
   void cycleFailed(const Error& e);
   void onStoreChange(const store::StoreChange& c);
@@ -99,6 +103,8 @@ class SyncEngine {
   bool wantFull_ = true;              // the next cycle lists folders
   bool wantReplay_ = true;
   bool watching_ = false;
+  bool downloading_ = false;          // a download's batches are still being stored
+  bool cycleWanted_ = false;          // cycle() was called meanwhile
   uint32_t failures_ = 0;
   uv_timer_t* timer_ = nullptr;       // retry / poll / kick; freed by its close callback
   uint64_t hubSubscription_ = 0;
