@@ -17,11 +17,14 @@ namespace {
 // Downloaded messages go to the store in batches of this many messages (or
 // bytes): each batch is prepared on the thread pool (analysis, hash, durable
 // blob), then its rows commit on the loop in one transaction.
-constexpr size_t kBatchMessages = 64;
-constexpr uint64_t kBatchBytes = 8ull << 20;
+constexpr size_t kBatchMessages = 200;
+constexpr uint64_t kBatchBytes = 16ull << 20;
+// At most this many batches are on the pool at once: the loop thread, which
+// reads the upstream, must not have to share the (two) cores with more.
+constexpr size_t kMaxBatchesOnPool = 2;
 // Reading from the upstream pauses while this much is downloaded but not
 // committed yet (the bound on the pipeline's memory).
-constexpr uint64_t kMaxQueuedBytes = 64ull << 20;
+constexpr uint64_t kMaxQueuedBytes = 96ull << 20;
 // A watcher's news is collected this long before a sync starts.
 constexpr uint64_t kPushDebounceMs = 50;
 // Local changes: replayed this soon after they were committed.
@@ -559,7 +562,8 @@ struct SyncEngine::Download {
     std::vector<store::PreparedMessage> prepared;  // messages[0..prepared.size()) on success
     std::optional<Error> error;                    // why preparing messages[prepared.size()] failed
     uint64_t bytes = 0;
-    bool ready = false;
+    bool started = false;  // queued on the pool
+    bool ready = false;    // back from the pool
   };
   SyncEngine* engine = nullptr;
   std::shared_ptr<bool> alive;  // the engine's
@@ -568,6 +572,7 @@ struct SyncEngine::Download {
   std::deque<std::unique_ptr<Job>> jobs;  // on the pool or prepared, in upstream order
   std::unique_ptr<Job> filling;           // being received
   uint64_t queuedBytes = 0;               // received, not yet committed
+  size_t onPool = 0;
   bool paused = false;
   std::optional<Error> error;     // a store failure: nothing after it is committed
   std::optional<Status> fetched;  // fetchMessages finished, with this
@@ -632,53 +637,72 @@ void SyncEngine::received(const std::shared_ptr<Download>& d, RemoteMessage&& m)
 }
 
 void SyncEngine::submit(const std::shared_ptr<Download>& d) {
-  if (!d->filling || d->filling->messages.empty()) return;
-  Download::Job* job = d->filling.get();
-  d->jobs.push_back(std::move(d->filling));
-  job->owner = d;
-  job->work.data = job;
-  int rc = uv_queue_work(
-      loop_, &job->work,
-      [](uv_work_t* w) {
-        auto* j = static_cast<Download::Job*>(w->data);
-        j->prepared.reserve(j->messages.size());
-        for (const auto& m : j->messages) {
-          auto p = store::Store::prepareMessage(*j->owner->blobs, *m.bytes, true);
-          if (!p) {
-            j->error = p.error();
-            break;
+  if (d->filling && !d->filling->messages.empty()) d->jobs.push_back(std::move(d->filling));
+  d->filling.reset();
+  for (auto& jp : d->jobs) {
+    if (d->onPool >= kMaxBatchesOnPool) break;
+    if (jp->started) continue;
+    Download::Job* job = jp.get();
+    if (d->error) {  // it would only be discarded
+      job->started = job->ready = true;
+      continue;
+    }
+    job->started = true;
+    job->owner = d;
+    job->work.data = job;
+    ++d->onPool;
+    int rc = uv_queue_work(
+        loop_, &job->work,
+        [](uv_work_t* w) {
+          auto* j = static_cast<Download::Job*>(w->data);
+          j->prepared.reserve(j->messages.size());
+          for (const auto& m : j->messages) {
+            auto p = store::Store::prepareMessage(*j->owner->blobs, *m.bytes, true);
+            if (!p) {
+              j->error = p.error();
+              break;
+            }
+            j->prepared.push_back(std::move(*p));
           }
-          j->prepared.push_back(std::move(*p));
-        }
-      },
-      [](uv_work_t* w, int) {
-        auto* j = static_cast<Download::Job*>(w->data);
-        std::shared_ptr<Download> d = std::move(j->owner);
-        j->ready = true;
-        if (*d->alive) return d->engine->drain(d);
-        // The engine is gone (account removed, shutdown): the bodies are
-        // orphans for the next open's GC; only the pins must go.
-        for (const auto& p : j->prepared) d->blobs->unpin(p.blobId);
-        j->prepared.clear();
-      });
-  if (rc != 0) {
-    job->owner.reset();
-    job->error = Error{ErrorKind::Internal, std::string("uv_queue_work: ") + uv_strerror(rc)};
-    job->ready = true;
+        },
+        [](uv_work_t* w, int) {
+          auto* j = static_cast<Download::Job*>(w->data);
+          std::shared_ptr<Download> d = std::move(j->owner);
+          j->ready = true;
+          --d->onPool;
+          if (*d->alive) {
+            d->engine->submit(d);
+            return d->engine->drain(d);
+          }
+          // The engine is gone (account removed, shutdown): the bodies are
+          // orphans for the next open's GC; only the pins must go.
+          for (const auto& p : j->prepared) d->blobs->unpin(p.blobId);
+          j->prepared.clear();
+        });
+    if (rc != 0) {
+      --d->onPool;
+      job->owner.reset();
+      job->error = Error{ErrorKind::Internal, std::string("uv_queue_work: ") + uv_strerror(rc)};
+      job->ready = true;
+    }
   }
 }
 
 void SyncEngine::drain(const std::shared_ptr<Download>& d) {
+  // Every batch ready at the head commits in one transaction.
+  std::vector<std::unique_ptr<Download::Job>> ready;
   while (!d->jobs.empty() && d->jobs.front()->ready) {
-    std::unique_ptr<Download::Job> job = std::move(d->jobs.front());
+    ready.push_back(std::move(d->jobs.front()));
     d->jobs.pop_front();
+  }
+  std::vector<store::NewMessage> rows;
+  std::vector<store::PreparedMessage> prepared;
+  for (auto& job : ready) {
     d->queuedBytes -= job->bytes;
     if (d->error) {
       store_.discardPrepared(job->prepared);
       continue;
     }
-    std::vector<store::NewMessage> rows;
-    rows.reserve(job->prepared.size());
     for (size_t i = 0; i < job->prepared.size(); ++i) {
       const RemoteMessage& m = job->messages[i];
       store::NewMessage n;
@@ -689,13 +713,15 @@ void SyncEngine::drain(const std::shared_ptr<Download>& d) {
       n.upstreamId = std::to_string(m.meta.uid);
       n.origin = this;
       rows.push_back(std::move(n));
+      prepared.push_back(std::move(job->prepared[i]));
     }
-    if (!rows.empty()) {
-      auto r = store_.commitMessages(d->mailboxId, rows, job->prepared);
-      if (!r) d->error = r.error();
-      else status_.messagesDone += rows.size();
-    }
-    if (!d->error && job->error) d->error = job->error;
+    // A batch that failed half-way: its prepared head commits, nothing after.
+    if (job->error) d->error = job->error;
+  }
+  if (!rows.empty()) {
+    auto r = store_.commitMessages(d->mailboxId, rows, prepared);
+    if (!r) d->error = r.error();
+    else status_.messagesDone += rows.size();
     publish();
   }
   if (d->paused && d->queuedBytes < kMaxQueuedBytes / 2 && conn_) {

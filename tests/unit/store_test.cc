@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -284,6 +285,52 @@ TEST_F(StoreTest, AFailedCommitTakesItsBlobAlong) {
   EXPECT_FALSE(store_->blobs().exists(BlobStore::idOf("doomed")));
   EXPECT_EQ(store_->findMailbox(acct, "INBOX").value()->uidNext, 1u);
   EXPECT_FALSE(store_->db().inTransaction());
+}
+
+// The sync engine's two steps: prepareMessage on a pool thread, then
+// commitMessages on the owner thread.
+TEST_F(StoreTest, APreparedBodyIsPinnedUntilItsRowCommits) {
+  open();
+  auto [acct, mbox] = accountWithInbox("a");
+  std::string body = "Subject: s\r\n\r\nbare LF\n";
+  Result<PreparedMessage> p;
+  std::thread([&] { p = Store::prepareMessage(store_->blobs(), body, true); }).join();
+  ASSERT_TRUE(p) << p.error().message;
+  EXPECT_TRUE(p->normalized);
+  ASSERT_TRUE(p->analysis);
+  // The owner thread drops an unreferenced blob of the same content meanwhile
+  // (an expunge): the pin keeps it for the row to come.
+  store_->releaseBlob(p->blobId);
+  ASSERT_TRUE(store_->blobs().exists(p->blobId));
+  NewMessage m;
+  m.bytes = body;
+  m.upstreamId = "7";
+  auto r = store_->commitMessages(mbox, std::span(&m, 1), std::span(&*p, 1));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->front().blobId, p->blobId);
+  EXPECT_EQ(store_->blobs().get(p->blobId).value(), "Subject: s\r\n\r\nbare LF\r\n");
+  auto msgs = store_->listMessages(mbox);
+  ASSERT_TRUE(msgs);
+  ASSERT_EQ(msgs->size(), 1u);
+  EXPECT_EQ(msgs->front().size, body.size() + 1);
+}
+
+TEST_F(StoreTest, APreparedBodyWhoseCommitFailsOrIsDiscardedGoes) {
+  open();
+  auto [acct, mbox] = accountWithInbox("a");
+  auto p = Store::prepareMessage(store_->blobs(), "discarded", true);
+  ASSERT_TRUE(p);
+  store_->discardPrepared(std::span(&*p, 1));
+  EXPECT_FALSE(store_->blobs().exists(p->blobId));
+
+  auto q = Store::prepareMessage(store_->blobs(), "bad keyword", true);
+  ASSERT_TRUE(q);
+  NewMessage m;
+  m.bytes = "bad keyword";
+  m.keywords = {"two words"};
+  EXPECT_FALSE(store_->commitMessages(mbox, std::span(&m, 1), std::span(&*q, 1)));
+  EXPECT_FALSE(store_->blobs().exists(q->blobId));
+  EXPECT_EQ(store_->findMailbox(acct, "INBOX").value()->uidNext, 1u);
 }
 
 TEST_F(StoreTest, ACrashBetweenBlobAndRowLeavesNothingAfterReopen) {
