@@ -201,9 +201,6 @@ void ImapClient::dispatch(client::Response& r) {
       Pending& p = pending_.back();
       if (p.cmd.name == "IDLE") idling_ = true;
       if (p.onContinuation) return p.onContinuation(*c);
-      // A SASL error challenge (XOAUTH2 sends its JSON): answer empty, the
-      // tagged NO follows.
-      if (isAuthCommand(p.cmd) && stream_) (void)stream_->write(client::saslEmptyResponse());
       return;
     }
     return;
@@ -337,7 +334,8 @@ void ImapClient::startTls() {
 }
 
 void ImapClient::authenticate() {
-  if (hasCapability("LOGINDISABLED") && opt_.auth == ImapAuth::Login)
+  // LOGINDISABLED forbids the LOGIN command, not AUTHENTICATE LOGIN.
+  if (hasCapability("LOGINDISABLED") && opt_.auth == ImapAuth::Login && !hasCapability("AUTH=LOGIN"))
     return fail(ImapFailure::Kind::Auth, "the server disables LOGIN on this connection");
   Result<client::Command> cmd = mb::fail(ErrorKind::Internal, "no mechanism");
   const char* mech = "LOGIN";
@@ -349,7 +347,9 @@ void ImapClient::authenticate() {
                                         : builder_.login(opt_.username, opt_.secret.reveal());
       break;
     case ImapAuth::Login:
-      cmd = builder_.login(opt_.username, opt_.secret.reveal());
+      // SASL LOGIN where offered, else the LOGIN command (same secret).
+      cmd = hasCapability("AUTH=LOGIN") ? builder_.authenticateLogin(opt_.username, opt_.secret.reveal())
+                                        : builder_.login(opt_.username, opt_.secret.reveal());
       break;
     case ImapAuth::Xoauth2:
       mech = "XOAUTH2";
@@ -362,6 +362,11 @@ void ImapClient::authenticate() {
   }
   if (!cmd) return fail(ImapFailure::Kind::Auth, "cannot build the login command: " + cmd.error().message);
   std::string mechanism = mech;
+  // Once the response chunks are sent, a further "+" is the server's error
+  // challenge (XOAUTH2/OAUTHBEARER JSON): acknowledge it, the tagged NO follows.
+  auto onChallenge = [this, mechanism](const client::Continuation&) {
+    if (stream_) (void)stream_->write(client::saslFailureResponse(mechanism));
+  };
   run(std::move(*cmd), nullptr, [this, mechanism](const Result<client::StatusText>& r) {
     if (!r) return;
     if (r->status != client::StatusKind::Ok) {
@@ -379,7 +384,7 @@ void ImapClient::authenticate() {
     // RFC 3501 7.1: capabilities may change after login.
     if (r->code.kind == client::CodeKind::Capability) return enable();
     capabilityThen([this] { enable(); });
-  });
+  }, std::move(onChallenge));
 }
 
 void ImapClient::enable() {

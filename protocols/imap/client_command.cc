@@ -365,6 +365,13 @@ Result<Command> CommandBuilder::authenticatePlain(std::string_view user, std::st
   return authenticate("PLAIN", msg);
 }
 
+Result<Command> CommandBuilder::authenticateLogin(std::string_view user, std::string_view password) {
+  auto cmd = authenticate("LOGIN", user);
+  if (!cmd) return cmd;
+  cmd->chunks.push_back(Chunk{base64Encode(password) + "\r\n", true});
+  return cmd;
+}
+
 Result<Command> CommandBuilder::authenticateXoauth2(std::string_view user, std::string_view token) {
   if (hasCtl(user) || hasCtl(token)) return fail(ErrorKind::User, "XOAUTH2 user or token contains control characters");
   std::string msg = "user=" + std::string(user) + "\x01" + "auth=Bearer " + std::string(token) + "\x01\x01";
@@ -591,6 +598,10 @@ Result<Command> CommandBuilder::append(const Mailbox& mailbox, std::string messa
 std::string idleDone() { return "DONE\r\n"; }
 std::string saslResponse(std::string_view rawBytes) { return base64Encode(rawBytes) + "\r\n"; }
 std::string saslEmptyResponse() { return "\r\n"; }
+
+std::string saslFailureResponse(std::string_view mechanism) {
+  return mechanism == "OAUTHBEARER" ? saslResponse("\x01") : saslEmptyResponse();
+}
 std::string saslCancel() { return "*\r\n"; }
 
 std::string formatDateTime(const DateTime& dt) {

@@ -190,8 +190,13 @@ class CommandBuilder {
   // with SASL-IR (RFC 4959), otherwise it waits for the empty "+".
   Result<Command> authenticatePlain(std::string_view user, std::string_view password,
                                     std::string_view authzid = {});
+  // SASL LOGIN (draft-murchison-sasl-login): the username answers the
+  // server's first "+" (or rides on the line with SASL-IR), the password the
+  // next one; each a separate base64 response.
+  Result<Command> authenticateLogin(std::string_view user, std::string_view password);
   // Google/Microsoft XOAUTH2: "user=" u ^A "auth=Bearer " token ^A ^A.
-  // On failure the server sends "+ <base64 JSON>": answer saslEmptyResponse().
+  // On failure the server sends "+ <base64 JSON>": answer
+  // saslFailureResponse("XOAUTH2").
   Result<Command> authenticateXoauth2(std::string_view user, std::string_view token);
   // OAUTHBEARER (RFC 7628 3.1): "n,a=user," ^A host=... ^A port=... ^A
   // auth=Bearer token ^A ^A. host/port are optional (empty / 0).
@@ -245,6 +250,10 @@ class CommandBuilder {
 std::string idleDone();                                 // "DONE\r\n" (RFC 2177)
 std::string saslResponse(std::string_view rawBytes);    // base64 + CRLF
 std::string saslEmptyResponse();                        // "\r\n"
+// The answer to a server's error challenge ("+ <base64 JSON>") after a failed
+// XOAUTH2 (empty) or OAUTHBEARER (a single ^A, RFC 7628 3.2.3); the tagged NO
+// follows it.
+std::string saslFailureResponse(std::string_view mechanism);
 std::string saslCancel();                               // "*\r\n" (RFC 3501 6.2.2)
 
 // "dd-Mon-yyyy hh:mm:ss +zzzz" (RFC 3501 9 date-time, without quotes).

@@ -19,7 +19,11 @@ Mail storage is maildir (one file per message): bulk_load() writes the files
 directly (the fastest way to get 100k messages upstream; doveadm import and
 APPEND are an order of magnitude slower) and then lets Dovecot index them.
 """
+import base64
+import hashlib
+import hmac
 import imaplib
+import json
 import os
 import re
 import select
@@ -58,6 +62,15 @@ _CAPS_NO_CONDSTORE = ("IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SOR
 
 
 # ---------------------------------------------------------------- utilities
+
+def jwt_hs256(key, claims, header=None):
+    """An HS256-signed JWT (RFC 7519) over claims, header kid "default"."""
+    def b64url(b):
+        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+    head = header or {"alg": "HS256", "typ": "JWT", "kid": "default"}
+    signing = b64url(json.dumps(head).encode()) + "." + b64url(json.dumps(claims).encode())
+    return signing + "." + b64url(hmac.new(key, signing.encode(), hashlib.sha256).digest())
+
 
 def tmp_root():
     """Where instances keep their files: $MB_TEST_TMPDIR, else /dev/shm when it
@@ -269,10 +282,17 @@ class Dovecot:
 
     uidplus=False (with condstore=False) also hides UIDPLUS: the capability
     and the APPENDUID/COPYUID response codes, and UID EXPUNGE gets BAD.
+
+    auth_mechanisms: Dovecot's auth_mechanisms (e.g. "login" alone, so that a
+    client using PLAIN or the LOGIN command is refused). oauth2_hmac_key
+    (bytes): adds XOAUTH2 and OAUTHBEARER backed by Dovecot's oauth2 passdb
+    validating HS256 JWTs locally with this key (header kid "default", no azp;
+    sub is the username): mint tokens with jwt_hs256().
     """
 
     def __init__(self, condstore=True, pop3=True, lmtp=True, tls=False, domain="example.test",
-                 separator="/", users=None, auth_failure_delay=0, extra_conf="", uidplus=True):
+                 separator="/", users=None, auth_failure_delay=0, extra_conf="", uidplus=True,
+                 auth_mechanisms="plain login", oauth2_hmac_key=None):
         self.condstore, self.pop3, self.lmtp, self.tls = condstore, pop3, lmtp, tls
         self.uidplus = uidplus
         if not uidplus and condstore:
@@ -281,6 +301,7 @@ class Dovecot:
             raise ValueError("condstore=False does not support tls (the filter proxy is plaintext)")
         self.domain, self.separator = domain, separator
         self.auth_failure_delay, self.extra_conf = auth_failure_delay, extra_conf
+        self.auth_mechanisms, self.oauth2_hmac_key = auth_mechanisms, oauth2_hmac_key
         self.tmp = tempfile.mkdtemp(prefix="mb-dovecot-", dir=tmp_root())
         os.chmod(self.tmp, 0o755)  # mail processes (uid MAIL_UID) traverse it
         self.conf_path = os.path.join(self.tmp, "dovecot.conf")
@@ -356,7 +377,7 @@ log_path = {self.log_path}
 listen = 127.0.0.1
 protocols = {" ".join(protocols)}
 {ssl}disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {self.auth_mechanisms}{" xoauth2 oauthbearer" if self.oauth2_hmac_key else ""}
 auth_failure_delay = {self.auth_failure_delay}s
 first_valid_uid = {MAIL_UID}
 last_valid_uid = {MAIL_UID}
@@ -374,8 +395,9 @@ namespace inbox {{
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {self.passwd_path}
+{"  mechanisms = plain login" if self.oauth2_hmac_key else ""}
 }}
-userdb {{
+{self._oauth2_passdb()}userdb {{
   driver = passwd-file
   args = username_format=%u {self.passwd_path}
 }}
@@ -425,6 +447,22 @@ protocol pop3 {{
 """
         with open(self.conf_path, "w") as f:
             f.write(conf)
+
+    def _oauth2_passdb(self):
+        if not self.oauth2_hmac_key:
+            return ""
+        # Keys are looked up as shared/<azp>/<alg>/<kid>; dict-fs drops
+        # "shared/" and reads the base64 key from the file under its prefix.
+        keys = os.path.join(self.tmp, "oauth2-keys")
+        os.makedirs(os.path.join(keys, "default", "HS256"), exist_ok=True)
+        with open(os.path.join(keys, "default", "HS256", "default"), "w") as f:
+            f.write(base64.b64encode(self.oauth2_hmac_key).decode())
+        ext = os.path.join(self.tmp, "dovecot-oauth2.conf.ext")
+        with open(ext, "w") as f:
+            f.write("introspection_mode = local\n"
+                    "local_validation_key_dict = fs:posix:prefix=%s/\n"
+                    "username_attribute = sub\n" % keys)
+        return "passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = %s\n}\n" % ext
 
     def _write_passwd(self):
         lines = "".join("%s:{PLAIN}%s:%d:%d::%s::\n" % (u, pw, MAIL_UID, MAIL_GID, self.home(u))
@@ -549,7 +587,11 @@ protocol pop3 {{
     def imap(self, user, timeout=10):
         """A new logged-in imaplib.IMAP4 connection (caller logs out)."""
         c = imaplib.IMAP4("127.0.0.1", self.imap_port, timeout=timeout)
-        c.login(user, self.users[user])
+        if "plain" in self.auth_mechanisms.split():
+            c.login(user, self.users[user])
+        else:  # SASL LOGIN: username, then password, each on its own prompt
+            answers = iter([user.encode(), self.users[user].encode()])
+            c.authenticate("LOGIN", lambda _challenge: next(answers))
         return c
 
     def doveadm(self, *args, input=None, timeout=60):

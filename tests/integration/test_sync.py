@@ -6,7 +6,9 @@ flag/expunge/create/delete reaching the local copy; local flag/append/copy/
 move/expunge/create/rename/delete reaching upstream; kill -9 during the
 initial sync and during journal replay; upstream restarted mid-sync; local
 work while the upstream is down; UIDVALIDITY reset; wrong password; STARTTLS
-and implicit TLS (CA file, pin), and STARTTLS configured but not offered."""
+and implicit TLS (CA file, pin), and STARTTLS configured but not offered;
+upstream auth by SASL LOGIN, XOAUTH2 and OAUTHBEARER (Dovecot's oauth2 passdb
+checking HS256 JWTs), expired and forged tokens."""
 import base64
 import collections
 import email.utils
@@ -20,7 +22,7 @@ import time
 import unittest
 
 from harness import Daemon
-from servers import Dovecot, imap_mailbox, tmp_root
+from servers import Dovecot, imap_mailbox, jwt_hs256, tmp_root
 from test_smtp import host_port, password_for, stored_messages
 
 
@@ -143,11 +145,13 @@ class _SyncBase:
     condstore = True
     tls = False
     uidplus = True
+    dovecot_options = {}
 
     @classmethod
     def setUpClass(cls):
         cls.dc = Dovecot(condstore=cls.condstore, tls=cls.tls, uidplus=cls.uidplus,
-                         users={"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw", "dave": "dave-pw"}).start()
+                         users={"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw", "dave": "dave-pw"},
+                         **cls.dovecot_options).start()
 
     @classmethod
     def tearDownClass(cls):
@@ -157,6 +161,8 @@ class _SyncBase:
         cfg = {"host": "127.0.0.1", "port": self.dc.imap_port, "security": "none",
                "username": user, "password": password or self.dc.users[user], "poll_seconds": poll}
         cfg.update(imap)
+        if "password_command" in imap:
+            del cfg["password"]
         return {"name": user, "address": "%s@example.test" % user, "imap": cfg}
 
     def daemon(self, *users, **kw):
@@ -653,6 +659,90 @@ class SyncNoUidplusTest(_SyncBase, unittest.TestCase):
         self.assertNotIn("<nu.11@gen.example.test>", up)
         self.assertIn("\\Deleted", up["<nu.10@gen.example.test>"])
         self.assertNotIn("sync.journal_dropped", d.log())
+
+
+OAUTH_KEY = b"mailbridge-test-hs256-key-0123456789"
+
+
+def token_for(user, key=OAUTH_KEY, lifetime=3600):
+    now = int(time.time())
+    return jwt_hs256(key, {"sub": user, "iat": now - 60, "nbf": now - 60, "exp": now + lifetime})
+
+
+class SyncAuthMechanismTest(_SyncBase, unittest.TestCase):
+    """Each mechanism against a Dovecot that offers LOGIN, XOAUTH2 and
+    OAUTHBEARER but not PLAIN (so neither AUTHENTICATE PLAIN nor the LOGIN
+    command, which Dovecot runs as PLAIN, can succeed by accident); its log
+    names the mechanism of each login."""
+    dovecot_options = {"auth_mechanisms": "login", "oauth2_hmac_key": OAUTH_KEY}
+
+    def logins(self, user):
+        return re.findall(r"Login: user=<%s>, method=(\S+)," % user, self.dc.log())
+
+    def sync_and_check(self, user, secret, **imap):
+        self.dc.bulk_load(user, [gen_message(i, "auth-" + user) for i in range(12)], "INBOX")
+        d = self.daemon(user, **imap)
+        d.start()
+        wait_idle(d, user, 60)
+        logins = self.logins(user)  # the daemon's only: the checks below log in too
+        self.assert_same(d, user, "INBOX")
+        self.assertEqual(len(message_ids(stored_messages(d.state_dir, user, "INBOX"))), 12)
+        self.assertNotIn(secret, d.log())
+        self.assertNotIn(secret.rsplit(".", 1)[-1], d.log())  # not even the signature
+        return logins
+
+    def test_sasl_login(self):
+        logins = self.sync_and_check("alice", "alice-pw", auth="login")
+        self.assertTrue(logins)
+        self.assertEqual(set(logins), {"LOGIN"})
+
+    def test_xoauth2_token_in_config(self):
+        token = token_for("bob")
+        logins = self.sync_and_check("bob", token, auth="xoauth2", password=token)
+        self.assertTrue(logins)
+        self.assertEqual(set(logins), {"XOAUTH2"})
+
+    def test_oauthbearer_token_from_password_command(self):
+        token = token_for("carol")
+        script = os.path.join(tmp_root(), "mb-token-%d-%d" % (os.getpid(), time.monotonic_ns()))
+        with open(script, "w") as f:
+            f.write("#!/bin/sh\necho '%s'\n" % token)
+        os.chmod(script, 0o700)
+        self.addCleanup(os.unlink, script)
+        logins = self.sync_and_check("carol", token, auth="oauthbearer", password_command=script)
+        self.assertTrue(logins)
+        self.assertEqual(set(logins), {"OAUTHBEARER"})
+
+
+class SyncOAuthRefusedTest(_SyncBase, unittest.TestCase):
+    """An expired token (XOAUTH2) and one signed with another key
+    (OAUTHBEARER): Dovecot answers the JSON error challenge, the daemon
+    acknowledges it, gets the tagged NO and stops at auth_failed with one
+    attempt. (Own Dovecot: failed logins slow later ones from the same IP.)"""
+    dovecot_options = {"oauth2_hmac_key": OAUTH_KEY}
+
+    def test_expired_and_forged_tokens_fail_once(self):
+        now = int(time.time())
+        expired = jwt_hs256(OAUTH_KEY, {"sub": "alice", "iat": now - 7200, "nbf": now - 7200, "exp": now - 3600})
+        forged = token_for("bob", key=b"some-other-key-than-dovecots-0123")
+        d1 = self.daemon("alice", auth="xoauth2", password=expired)
+        d2 = self.daemon("bob", auth="oauthbearer", password=forged)
+        d1.start()
+        d2.start()
+        for d, user, token, mech in ((d1, "alice", expired, "XOAUTH2"), (d2, "bob", forged, "OAUTHBEARER")):
+            st = wait_for(lambda: (sync_status(d, user) or {}).get("state") == "auth_failed" and sync_status(d, user),
+                          30, 0.05, "auth_failed for " + user)
+            self.assertIn("AUTHENTICATIONFAILED", st["last_error"])
+            self.assertIn("mechanism=" + mech, d.log().replace('"', ""))
+        time.sleep(3)
+        for d, user, token in ((d1, "alice", expired), (d2, "bob", forged)):
+            self.assertEqual(d.log().count("upstream.login_failed"), 1, "retried a refused token")
+            self.assertNotIn(token, d.log())
+            self.assertNotIn(token.rsplit(".", 1)[-1], d.log())
+            self.assertEqual(sync_status(d, user)["state"], "auth_failed")
+        self.assertEqual(re.findall(r"Login: user=", self.dc.log()), [])
+        self.assertEqual(len(re.findall(r"auth failed, 1 attempts.*user=<alice>, method=XOAUTH2", self.dc.log())), 1)
+        self.assertEqual(len(re.findall(r"auth failed, 1 attempts.*user=<bob>, method=OAUTHBEARER", self.dc.log())), 1)
 
 
 if __name__ == "__main__":

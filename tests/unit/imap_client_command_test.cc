@@ -121,6 +121,38 @@ TEST(ImapClientCommand, AuthenticatePlain) {
   EXPECT_FALSE(plain.authenticatePlain("a\0b"s, "x"));
 }
 
+// SASL LOGIN: username and password are separate base64 answers to the
+// server's "+" prompts ("Username:", "Password:"); with SASL-IR the username
+// rides on the command line and only the password waits.
+TEST(ImapClientCommand, AuthenticateLogin) {
+  ServerFeatures f;
+  f.saslIr = true;
+  CommandBuilder ir(f);
+  auto c = ir.authenticateLogin("tim", "tanstaaf");
+  ASSERT_TRUE(c);
+  ASSERT_EQ(c->chunks.size(), 2u);
+  EXPECT_EQ(c->chunks[0], (Chunk{"A0001 AUTHENTICATE LOGIN dGlt\r\n", false}));
+  EXPECT_EQ(c->chunks[1], (Chunk{"dGFuc3RhYWY=\r\n", true}));
+  EXPECT_EQ(c->logText, "A0001 AUTHENTICATE LOGIN ***");
+  EXPECT_EQ(c->logText.find("dGFuc3RhYWY"), std::string::npos);
+
+  CommandBuilder plain;
+  auto three = plain.authenticateLogin("tim", "tanstaaf");
+  ASSERT_TRUE(three);
+  ASSERT_EQ(three->chunks.size(), 3u);
+  EXPECT_EQ(three->chunks[0], (Chunk{"A0001 AUTHENTICATE LOGIN\r\n", false}));
+  EXPECT_EQ(three->chunks[1], (Chunk{"dGlt\r\n", true}));
+  EXPECT_EQ(three->chunks[2], (Chunk{"dGFuc3RhYWY=\r\n", true}));
+}
+
+// After a failed OAuth exchange the server's JSON error challenge is
+// acknowledged: empty for XOAUTH2, a single ^A for OAUTHBEARER (RFC 7628 3.2.3).
+TEST(ImapClientCommand, SaslFailureResponse) {
+  EXPECT_EQ(saslFailureResponse("XOAUTH2"), "\r\n");
+  EXPECT_EQ(saslFailureResponse("OAUTHBEARER"), "AQ==\r\n");
+  EXPECT_EQ(saslFailureResponse("PLAIN"), "\r\n");
+}
+
 // Google's XOAUTH2 and RFC 7628 OAUTHBEARER initial responses.
 TEST(ImapClientCommand, AuthenticateOauth) {
   ServerFeatures f;
