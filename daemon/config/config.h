@@ -97,9 +97,10 @@ struct RelayConfig : UpstreamConnection {
 
 // How an account syncs with its provider's IMAP server ("imap" in an account).
 enum class ImapAuth { Plain, Login, Xoauth2, OAuthBearer };
-// Full: every body is downloaded with the initial sync. OnDemand: headers
-// first, a body is fetched when a local client asks for it.
-enum class BodyPolicy { Full, OnDemand };
+// Full: every body is downloaded with the initial sync. Headers-first with
+// bodies fetched when a local client asks ("on_demand") is not built yet, and
+// the config refuses it rather than silently downloading everything.
+enum class BodyPolicy { Full };
 
 struct ImapUpstreamConfig : UpstreamConnection {
   ImapUpstreamConfig() {
