@@ -27,12 +27,6 @@ constexpr size_t kFetchWindow = 4;
 constexpr uint64_t kKeepaliveMs = 120 * 1000;
 constexpr uint64_t kIdleRefreshMs = 9 * 60 * 1000;
 
-bool iequal(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
-}
-
 std::string describe(const client::StatusText& s) {
   std::string out = client::statusKindName(s.status);
   if (s.code.kind != client::CodeKind::None) out += " [" + s.code.name + (s.code.args.empty() ? "" : " " + s.code.args) + "]";
