@@ -88,30 +88,27 @@ Result<std::vector<ApiAccountRecord>> loadApiAccounts(Store& store, const Vault&
   {
     auto st = db.prepare("SELECT id, name, address, settings FROM accounts WHERE source = 'api' ORDER BY id");
     if (!st) return std::unexpected(st.error());
-    for (;;) {
-      auto row = st->step();
-      if (!row) return std::unexpected(row.error());
-      if (!*row) break;
-      out.push_back({st->columnInt64(0), st->columnText(1), st->columnText(2), st->columnText(3), {}});
+    auto rows = st->forEachRow([&](Stmt& r) {
+      out.push_back({r.columnInt64(0), r.columnText(1), r.columnText(2), r.columnText(3), {}});
       if (out.back().settings.empty()) out.back().settings = "{}";
-    }
+    });
+    if (!rows) return propagate(rows);
   }
   auto st = db.prepare("SELECT field, sealed FROM account_secrets WHERE account_id = ?1 ORDER BY field");
   if (!st) return std::unexpected(st.error());
   for (auto& rec : out) {
     st->reset();
     st->bind(1, rec.id);
-    for (;;) {
-      auto row = st->step();
-      if (!row) return std::unexpected(row.error());
-      if (!*row) break;
-      std::string field = st->columnText(0);
-      auto secret = vault.open(st->columnText(1), secretContext(rec.id, field));
+    auto rows = st->forEachRow([&](Stmt& r) -> Status {
+      std::string field = r.columnText(0);
+      auto secret = vault.open(r.columnText(1), secretContext(rec.id, field));
       if (!secret)
         return fail(ErrorKind::Corrupt, "account " + rec.name + ": " + field + ": " + secret.error().message +
                                             " (vault.key in the state dir must be the one it was sealed with)");
       rec.secrets.emplace_back(std::move(field), std::move(*secret));
-    }
+      return {};
+    });
+    if (!rows) return propagate(rows);
   }
   return out;
 }

@@ -8,11 +8,6 @@
 namespace mb::store {
 namespace {
 
-template <class T>
-std::unexpected<Error> propagate(const Result<T>& r) {
-  return std::unexpected(r.error());
-}
-
 JournalEntry entry(const char* op, nlohmann::json payload) { return JournalEntry{op, payload.dump()}; }
 
 Result<int64_t> idOf(Store& store, int64_t accountId, std::string_view name) {
@@ -60,12 +55,10 @@ Status deleteMailboxLocal(Store& store, int64_t accountId, std::string_view name
     auto blobs = db.prepare("SELECT DISTINCT blob_id FROM messages WHERE mailbox_id = ?1");
     if (!blobs) return propagate(blobs);
     blobs->bind(1, id);
-    for (;;) {
-      auto row = blobs->step();
-      if (!row) return propagate(row);
-      if (!*row) break;
-      blobIds.push_back(blobs->columnText(0));
-    }
+    auto rows = blobs->forEachRow([&](Stmt& r) {
+      blobIds.push_back(r.columnText(0));
+    });
+    if (!rows) return propagate(rows);
     auto del = db.prepare("DELETE FROM mailboxes WHERE id = ?1");
     if (!del) return propagate(del);
     if (auto s = del->bind(1, id).run(); !s) return s;

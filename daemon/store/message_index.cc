@@ -10,11 +10,6 @@
 namespace mb::store {
 namespace {
 
-template <class T>
-std::unexpected<Error> propagate(const Result<T>& r) {
-  return std::unexpected(r.error());
-}
-
 constexpr const char* kColumns = "SELECT uid, flags, keywords, internal_date, size, modseq FROM messages ";
 
 uint32_t intern(IndexedMailbox& box, std::unordered_map<std::string, uint32_t>& ids, std::string text) {
@@ -102,12 +97,10 @@ Status MessageIndex::load(int64_t mailboxId, Slot& slot, uint32_t uidNext, uint6
   if (!st) return propagate(st);
   st->bind(1, mailboxId);
   IndexedMailbox& box = slot.box;
-  for (;;) {
-    auto row = st->step();
-    if (!row) return propagate(row);
-    if (!*row) break;
+  auto rows = st->forEachRow([&](Stmt& r) {
     box.messages.push_back(readRow(*st, box, slot.keywordIds));
-  }
+  });
+  if (!rows) return propagate(rows);
   box.uidNext = uidNext;
   box.highestModseq = highestModseq;
   slot.stale = false;
@@ -129,12 +122,10 @@ Result<bool> MessageIndex::refresh(int64_t mailboxId, Slot& slot, uint32_t uidNe
     if (!st) return propagate(st);
     st->bind(1, mailboxId).bind(2, box.highestModseq);
     std::vector<uint32_t> gone;
-    for (;;) {
-      auto row = st->step();
-      if (!row) return propagate(row);
-      if (!*row) break;
-      gone.push_back(static_cast<uint32_t>(st->columnInt64(0)));
-    }
+    auto rows = st->forEachRow([&](Stmt& r) {
+      gone.push_back(static_cast<uint32_t>(r.columnInt64(0)));
+    });
+    if (!rows) return propagate(rows);
     if (!gone.empty()) {
       std::erase_if(box.messages, [&](const IndexedMessage& m) { return std::binary_search(gone.begin(), gone.end(), m.uid); });
       pruneFields(slot, gone);
@@ -149,30 +140,32 @@ Result<bool> MessageIndex::refresh(int64_t mailboxId, Slot& slot, uint32_t uidNe
     auto st = db.prepare(std::string(kColumns) + "WHERE mailbox_id = ?1 AND modseq > ?2");
     if (!st) return propagate(st);
     st->bind(1, mailboxId).bind(2, box.highestModseq);
-    for (;;) {
-      auto row = st->step();
-      if (!row) return propagate(row);
-      if (!*row) break;
-      IndexedMessage m = readRow(*st, box, slot.keywordIds);
-      if (m.uid >= oldNext) continue;  // new: read below, in UID order
+    bool known = true;
+    auto rows = st->forEachRow([&](Stmt& r) {
+      IndexedMessage m = readRow(r, box, slot.keywordIds);
+      if (m.uid >= oldNext) return true;  // new: read below, in UID order
       auto it = std::lower_bound(box.messages.begin(), box.messages.end(), m.uid,
                                  [](const IndexedMessage& x, uint32_t u) { return x.uid < u; });
-      if (it == box.messages.end() || it->uid != m.uid) return false;  // an old UID we never saw: reload
-      *it = m;
-    }
+      known = it != box.messages.end() && it->uid == m.uid;
+      if (known) *it = m;
+      return known;
+    });
+    if (!rows) return propagate(rows);
+    if (!known) return false;  // an old UID we never saw: reload
   }
   {
     auto st = db.prepare(std::string(kColumns) + "WHERE mailbox_id = ?1 AND uid >= ?2 ORDER BY uid");
     if (!st) return propagate(st);
     st->bind(1, mailboxId).bind(2, oldNext);
-    for (;;) {
-      auto row = st->step();
-      if (!row) return propagate(row);
-      if (!*row) break;
-      IndexedMessage m = readRow(*st, box, slot.keywordIds);
-      if (!box.messages.empty() && box.messages.back().uid >= m.uid) return false;
-      box.messages.push_back(m);
-    }
+    bool ordered = true;
+    auto rows = st->forEachRow([&](Stmt& r) {
+      IndexedMessage m = readRow(r, box, slot.keywordIds);
+      ordered = box.messages.empty() || box.messages.back().uid < m.uid;
+      if (ordered) box.messages.push_back(m);
+      return ordered;
+    });
+    if (!rows) return propagate(rows);
+    if (!ordered) return false;
   }
   box.uidNext = uidNext;
   box.highestModseq = highestModseq;
@@ -221,22 +214,19 @@ Status MessageIndex::fillField(int64_t mailboxId, uint32_t uidNext, FieldCache& 
       "WHERE m.mailbox_id = ?1 AND m.uid >= ?2 ORDER BY m.uid");
   if (!st) return propagate(st);
   st->bind(1, mailboxId).bind(2, fc.coveredNext);
-  for (;;) {
-    auto row = st->step();
-    if (!row) return propagate(row);
-    if (!*row) break;
-    auto uid = static_cast<uint32_t>(st->columnInt64(0));
+  auto rows = st->forEachRow([&](Stmt& r) -> Result<bool> {
+    auto uid = static_cast<uint32_t>(r.columnInt64(0));
     if (!fc.uids.empty() && fc.uids.back() >= uid) return fail(ErrorKind::Internal, "header rows out of UID order");
-    fc.text += mime::packFoldedValues(st->columnText(1), fc.name);
+    fc.text += mime::packFoldedValues(r.columnText(1), fc.name);
     fc.uids.push_back(uid);
     fc.ends.push_back(static_cast<uint32_t>(fc.text.size()));
     ++fieldBlocksRead_;
-    if (fc.text.size() > kFieldBytes) {
-      fc = FieldCache{.name = fc.name, .lastUse = fc.lastUse, .tooBig = true};
-      return {};
-    }
-  }
-  fc.coveredNext = uidNext;
+    if (fc.text.size() <= kFieldBytes) return true;
+    fc = FieldCache{.name = fc.name, .lastUse = fc.lastUse, .tooBig = true};
+    return false;
+  });
+  if (!rows) return rows;
+  if (!fc.tooBig) fc.coveredNext = uidNext;
   return {};
 }
 

@@ -9,11 +9,6 @@
 namespace mb::store {
 namespace {
 
-template <class T>
-std::unexpected<Error> propagate(const Result<T>& r) {
-  return std::unexpected(r.error());
-}
-
 nlohmann::json flagNames(uint32_t flags, const std::vector<std::string>& keywords) { return flagWords(flags, keywords); }
 
 struct BoxRow {
@@ -60,12 +55,10 @@ Result<std::vector<uint32_t>> listUids(Store& store, int64_t mailboxId) {
   if (!st) return propagate(st);
   st->bind(1, mailboxId);
   std::vector<uint32_t> out;
-  for (;;) {
-    auto row = st->step();
-    if (!row) return propagate(row);
-    if (!*row) break;
-    out.push_back(static_cast<uint32_t>(st->columnInt64(0)));
-  }
+  auto rows = st->forEachRow([&](Stmt& r) {
+    out.push_back(static_cast<uint32_t>(r.columnInt64(0)));
+  });
+  if (!rows) return propagate(rows);
   return out;
 }
 
@@ -84,14 +77,12 @@ Status forEachUid(Db& db, const std::string& select, int64_t mailboxId, std::spa
     if (!st) return propagate(st);
     st->bind(1, mailboxId).bind(2, lo).bind(3, hi);
     size_t i = 0;
-    for (;;) {
-      auto row = st->step();
-      if (!row) return propagate(row);
-      if (!*row) break;
-      uint32_t uid = static_cast<uint32_t>(st->columnInt64(0));
+    auto rows = st->forEachRow([&](Stmt& r) {
+      uint32_t uid = static_cast<uint32_t>(r.columnInt64(0));
       while (i < uids.size() && uids[i] < uid) ++i;
-      if (i < uids.size() && uids[i] == uid) fn(*st);
-    }
+      if (i < uids.size() && uids[i] == uid) fn(r);
+    });
+    if (!rows) return propagate(rows);
     return {};
   }
   auto st = db.prepare(select + " AND m.uid = ?2");
@@ -396,17 +387,15 @@ Result<std::vector<uint32_t>> removeRows(Store& store, int64_t mailboxId, const 
     if (!sel) return propagate(sel);
     sel->bind(1, mailboxId);
     nlohmann::json messageIds = nlohmann::json::array(), upstreamIds = nlohmann::json::array();
-    for (;;) {
-      auto row = sel->step();
-      if (!row) return propagate(row);
-      if (!*row) break;
-      uint32_t uid = static_cast<uint32_t>(sel->columnInt64(0));
-      if (!wanted(uid)) continue;
+    auto rows = sel->forEachRow([&](Stmt& r) {
+      uint32_t uid = static_cast<uint32_t>(r.columnInt64(0));
+      if (!wanted(uid)) return;
       uids.push_back(uid);
-      blobIds.push_back(sel->columnText(1));
-      messageIds.push_back(sel->columnText(2));
-      upstreamIds.push_back(sel->columnText(3));
-    }
+      blobIds.push_back(r.columnText(1));
+      messageIds.push_back(r.columnText(2));
+      upstreamIds.push_back(r.columnText(3));
+    });
+    if (!rows) return propagate(rows);
     if (uids.empty()) return uids;
     uint64_t modseq = box->highestModseq + 1;
     auto del = db.prepare("DELETE FROM messages WHERE mailbox_id = ?1 AND uid = ?2");
@@ -503,12 +492,10 @@ Result<std::vector<uint32_t>> expungedSince(Store& store, int64_t mailboxId, uin
   if (!st) return propagate(st);
   st->bind(1, mailboxId).bind(2, modseq);
   std::vector<uint32_t> out;
-  for (;;) {
-    auto row = st->step();
-    if (!row) return propagate(row);
-    if (!*row) break;
-    out.push_back(static_cast<uint32_t>(st->columnInt64(0)));
-  }
+  auto rows = st->forEachRow([&](Stmt& r) {
+    out.push_back(static_cast<uint32_t>(r.columnInt64(0)));
+  });
+  if (!rows) return propagate(rows);
   return out;
 }
 

@@ -11,11 +11,6 @@ namespace {
 
 using nlohmann::json;
 
-template <class T>
-std::unexpected<Error> propagate(const Result<T>& r) {
-  return std::unexpected(r.error());
-}
-
 RecipientState parseState(std::string_view s) {
   if (s == "sent") return RecipientState::Sent;
   if (s == "failed") return RecipientState::Failed;
@@ -62,26 +57,25 @@ Result<std::vector<OutboxItem>> query(Store& store, std::string_view where, std:
   if (!st) return propagate(st);
   for (size_t i = 0; i < args.size(); ++i) st->bind(static_cast<int>(i + 1), args[i]);
   std::vector<OutboxItem> items;
-  for (;;) {
-    auto row = st->step();
-    if (!row) return propagate(row);
-    if (!*row) break;
+  auto rows = st->forEachRow([&](Stmt& r) -> Status {
     OutboxItem it;
-    it.id = st->columnInt64(0);
-    it.accountId = st->columnInt64(1);
-    it.mailFrom = st->columnText(2);
-    auto rcpts = parseRecipients(st->columnText(3));
+    it.id = r.columnInt64(0);
+    it.accountId = r.columnInt64(1);
+    it.mailFrom = r.columnText(2);
+    auto rcpts = parseRecipients(r.columnText(3));
     if (!rcpts) return propagate(rcpts);
     it.recipients = std::move(*rcpts);
-    it.blobId = st->columnText(4);
-    it.size = static_cast<uint64_t>(st->columnOptInt64(5).value_or(0));
-    it.createdAt = st->columnInt64(6);
-    it.attempts = st->columnInt64(7);
-    it.nextAttempt = st->columnInt64(8);
-    it.lastError = st->columnText(9);
-    it.state = st->columnText(10);
+    it.blobId = r.columnText(4);
+    it.size = static_cast<uint64_t>(r.columnOptInt64(5).value_or(0));
+    it.createdAt = r.columnInt64(6);
+    it.attempts = r.columnInt64(7);
+    it.nextAttempt = r.columnInt64(8);
+    it.lastError = r.columnText(9);
+    it.state = r.columnText(10);
     items.push_back(std::move(it));
-  }
+    return {};
+  });
+  if (!rows) return propagate(rows);
   return items;
 }
 
@@ -195,12 +189,10 @@ Result<std::vector<int64_t>> dueOutboxIds(Store& store, int64_t now, int64_t acc
   if (!st) return propagate(st);
   st->bind(1, now).bind(2, accountId).bind(3, limit);
   std::vector<int64_t> out;
-  for (;;) {
-    auto row = st->step();
-    if (!row) return propagate(row);
-    if (!*row) break;
-    out.push_back(st->columnInt64(0));
-  }
+  auto rows = st->forEachRow([&](Stmt& r) {
+    out.push_back(r.columnInt64(0));
+  });
+  if (!rows) return propagate(rows);
   return out;
 }
 
@@ -210,12 +202,10 @@ Result<std::vector<std::pair<int64_t, int64_t>>> dueOutboxCounts(Store& store, i
   if (!st) return propagate(st);
   st->bind(1, now);
   std::vector<std::pair<int64_t, int64_t>> out;
-  for (;;) {
-    auto row = st->step();
-    if (!row) return propagate(row);
-    if (!*row) break;
-    out.emplace_back(st->columnInt64(0), st->columnInt64(1));
-  }
+  auto rows = st->forEachRow([&](Stmt& r) {
+    out.emplace_back(r.columnInt64(0), r.columnInt64(1));
+  });
+  if (!rows) return propagate(rows);
   return out;
 }
 

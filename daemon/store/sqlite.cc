@@ -268,11 +268,7 @@ Result<bool> Stmt::step() {
 }
 
 Status Stmt::run() {
-  for (;;) {
-    auto row = step();
-    if (!row) return std::unexpected(row.error());
-    if (!*row) return {};
-  }
+  return forEachRow([](Stmt&) {});
 }
 
 void Stmt::reset() {

@@ -106,6 +106,31 @@ class Stmt {
   Result<bool> step();
   // Steps to completion, for statements that return no rows.
   Status run();
+  // Steps through every row, calling fn(*this) on each to read its columns.
+  // fn returns void (go on), bool (false ends the walk early, without error),
+  // Status (an error ends the walk and is returned) or Result<bool> (both).
+  // A step failure is returned as is.
+  template <class Fn>
+  Status forEachRow(Fn&& fn) {
+    using R = std::invoke_result_t<Fn&, Stmt&>;
+    for (;;) {
+      auto row = step();
+      if (!row) return std::unexpected(row.error());
+      if (!*row) return {};
+      if constexpr (std::is_void_v<R>) {
+        fn(*this);
+      } else if constexpr (std::is_same_v<R, bool>) {
+        if (!fn(*this)) return {};
+      } else if constexpr (std::is_same_v<R, Status>) {
+        if (auto s = fn(*this); !s) return s;
+      } else {
+        static_assert(std::is_same_v<R, Result<bool>>, "forEachRow: fn returns void, bool, Status or Result<bool>");
+        auto more = fn(*this);
+        if (!more) return std::unexpected(more.error());
+        if (!*more) return {};
+      }
+    }
+  }
   // Makes the statement reusable with fresh bindings.
   void reset();
 

@@ -24,11 +24,6 @@ namespace {
 // briefly; wait rather than fail a client's command.
 constexpr int kBusyTimeoutMs = 5000;
 
-template <class T>
-std::unexpected<Error> propagate(const Result<T>& r) {
-  return std::unexpected(r.error());
-}
-
 std::optional<AccountSource> parseSource(std::string_view text) {
   if (text == "config") return AccountSource::Config;
   if (text == "api") return AccountSource::Api;
@@ -152,7 +147,6 @@ std::vector<std::string> splitKeywords(std::string_view text) {
   return out;
 }
 
-
 const char* accountSourceName(AccountSource source) { return source == AccountSource::Api ? "api" : "config"; }
 
 Result<std::unique_ptr<Store>> Store::open(const std::filesystem::path& stateDir, StoreOptions options) {
@@ -188,12 +182,10 @@ Status Store::collectGarbage() {
   std::unordered_set<std::string> referenced;
   auto st = db_.prepare("SELECT blob_id FROM messages UNION SELECT blob_id FROM outbox WHERE blob_id IS NOT NULL");
   if (!st) return propagate(st);
-  for (;;) {
-    auto row = st->step();
-    if (!row) return propagate(row);
-    if (!*row) break;
-    referenced.insert(st->columnText(0));
-  }
+  auto rows = st->forEachRow([&](Stmt& r) {
+    referenced.insert(r.columnText(0));
+  });
+  if (!rows) return propagate(rows);
   auto stats = blobs_.gc(referenced);
   if (!stats) return propagate(stats);
   if (stats->tmpRemoved || stats->blobsRemoved) {
@@ -263,14 +255,13 @@ Result<std::vector<Account>> Store::listAccounts() {
   auto st = db_.prepare(std::string("SELECT ") + kAccountColumns + " FROM accounts ORDER BY id");
   if (!st) return propagate(st);
   std::vector<Account> out;
-  for (;;) {
-    auto row = st->step();
-    if (!row) return propagate(row);
-    if (!*row) break;
-    auto a = readAccount(*st);
+  auto rows = st->forEachRow([&](Stmt& r) -> Status {
+    auto a = readAccount(r);
     if (!a) return propagate(a);
     out.push_back(std::move(*a));
-  }
+    return {};
+  });
+  if (!rows) return propagate(rows);
   return out;
 }
 
@@ -303,12 +294,10 @@ Status Store::removeAccount(int64_t accountId) {
         "UNION SELECT blob_id FROM outbox WHERE account_id = ?1 AND blob_id IS NOT NULL");
     if (!st) return propagate(st);
     st->bind(1, accountId);
-    for (;;) {
-      auto row = st->step();
-      if (!row) return propagate(row);
-      if (!*row) break;
-      blobIds.push_back(st->columnText(0));
-    }
+    auto rows = st->forEachRow([&](Stmt& r) {
+      blobIds.push_back(r.columnText(0));
+    });
+    if (!rows) return propagate(rows);
     auto del = db_.prepare("DELETE FROM accounts WHERE id = ?1");
     if (!del) return propagate(del);
     if (auto s = del->bind(1, accountId).run(); !s) return propagate(s);
@@ -394,12 +383,10 @@ Result<std::vector<Mailbox>> Store::listMailboxes(int64_t accountId) {
   if (!st) return propagate(st);
   st->bind(1, accountId);
   std::vector<Mailbox> out;
-  for (;;) {
-    auto row = st->step();
-    if (!row) return propagate(row);
-    if (!*row) break;
-    out.push_back(readMailbox(*st));
-  }
+  auto rows = st->forEachRow([&](Stmt& r) {
+    out.push_back(readMailbox(r));
+  });
+  if (!rows) return propagate(rows);
   return out;
 }
 
@@ -621,21 +608,19 @@ Result<std::vector<MessageSummary>> Store::listMessages(int64_t mailboxId) {
   if (!st) return propagate(st);
   st->bind(1, mailboxId);
   std::vector<MessageSummary> out;
-  for (;;) {
-    auto row = st->step();
-    if (!row) return propagate(row);
-    if (!*row) break;
+  auto rows = st->forEachRow([&](Stmt& r) {
     MessageSummary m;
-    m.id = st->columnInt64(0);
-    m.uid = static_cast<uint32_t>(st->columnInt64(1));
-    m.flags = static_cast<uint32_t>(st->columnInt64(2));
-    m.keywords = splitKeywords(st->columnText(3));
-    m.internalDate = st->columnInt64(4);
-    m.size = static_cast<uint64_t>(st->columnInt64(5));
-    m.modseq = static_cast<uint64_t>(st->columnInt64(6));
-    m.blobId = st->columnText(7);
+    m.id = r.columnInt64(0);
+    m.uid = static_cast<uint32_t>(r.columnInt64(1));
+    m.flags = static_cast<uint32_t>(r.columnInt64(2));
+    m.keywords = splitKeywords(r.columnText(3));
+    m.internalDate = r.columnInt64(4);
+    m.size = static_cast<uint64_t>(r.columnInt64(5));
+    m.modseq = static_cast<uint64_t>(r.columnInt64(6));
+    m.blobId = r.columnText(7);
     out.push_back(std::move(m));
-  }
+  });
+  if (!rows) return propagate(rows);
   return out;
 }
 

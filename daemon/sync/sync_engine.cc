@@ -48,11 +48,6 @@ uint64_t nowMs() {
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
 }
 
-template <class T>
-std::unexpected<Error> propagate(const Result<T>& r) {
-  return std::unexpected(r.error());
-}
-
 Result<std::vector<LocalMessage>> localMessages(store::Store& store, int64_t mailboxId) {
   auto st = store.db().prepare(
       "SELECT uid, upstream_id, flags, keywords, size, internal_date, message_id, upstream_flags FROM messages "
@@ -60,28 +55,26 @@ Result<std::vector<LocalMessage>> localMessages(store::Store& store, int64_t mai
   if (!st) return propagate(st);
   st->bind(1, mailboxId);
   std::vector<LocalMessage> out;
-  for (;;) {
-    auto row = st->step();
-    if (!row) return propagate(row);
-    if (!*row) break;
+  auto rows = st->forEachRow([&](store::Stmt& r) {
     LocalMessage m;
-    m.uid = static_cast<uint32_t>(st->columnInt64(0));
-    std::string up = st->columnText(1);
+    m.uid = static_cast<uint32_t>(r.columnInt64(0));
+    std::string up = r.columnText(1);
     if (!up.empty()) m.upstreamUid = static_cast<uint32_t>(std::strtoul(up.c_str(), nullptr, 10));
-    m.flags = static_cast<uint32_t>(st->columnInt64(2));
-    m.keywords = store::splitKeywords(st->columnText(3));
+    m.flags = static_cast<uint32_t>(r.columnInt64(2));
+    m.keywords = store::splitKeywords(r.columnText(3));
     std::sort(m.keywords.begin(), m.keywords.end());
-    m.size = static_cast<uint64_t>(st->columnInt64(4));
-    m.internalDate = st->columnInt64(5);
-    m.messageId = st->columnText(6);
-    if (auto base = st->columnOptText(7)) {
+    m.size = static_cast<uint64_t>(r.columnInt64(4));
+    m.internalDate = r.columnInt64(5);
+    m.messageId = r.columnText(6);
+    if (auto base = r.columnOptText(7)) {
       FlagState b;
       store::parseFlagWords(store::splitKeywords(*base), b.flags, b.keywords);
       std::sort(b.keywords.begin(), b.keywords.end());
       m.upstreamBase = std::move(b);
     }
     out.push_back(std::move(m));
-  }
+  });
+  if (!rows) return propagate(rows);
   return out;
 }
 

@@ -39,4 +39,11 @@ inline std::unexpected<Error> fail(ErrorKind kind, std::string message, std::str
   return std::unexpected<Error>(Error{kind, std::move(message), std::move(respCode)});
 }
 
+// Passes a failed Result's error on: `if (!r) return propagate(r);` in a
+// function whose own Result type differs.
+template <class T>
+std::unexpected<Error> propagate(const Result<T>& r) {
+  return std::unexpected(r.error());
+}
+
 }  // namespace mb
