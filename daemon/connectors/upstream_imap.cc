@@ -200,10 +200,16 @@ std::string UpstreamImap::folderIdForPath(const std::string& path) const {
   return wire ? *wire : path;
 }
 
-void UpstreamImap::runSimple(Result<client::Command> cmd, std::function<void(Result<client::StatusText>)> done,
-                             ImapClient::Untagged onUntagged) {
+void UpstreamImap::runSimple(std::string what, Result<client::Command> cmd,
+                             std::function<void(Result<client::StatusText>)> done, ImapClient::Untagged onUntagged) {
   if (!cmd) return done(std::unexpected(cmd.error()));
-  main_->run(std::move(*cmd), std::move(onUntagged), [done = std::move(done)](const Result<client::StatusText>& r) { done(r); });
+  main_->run(std::move(*cmd), std::move(onUntagged),
+             [alive = alive_, what = std::move(what), done = std::move(done)](const Result<client::StatusText>& r) {
+               if (!*alive) return;
+               if (!r) return done(std::unexpected(r.error()));
+               if (r->status != client::StatusKind::Ok) return done(std::unexpected(upstreamError(what, *r)));
+               done(*r);
+             });
 }
 
 void UpstreamImap::listFolders(std::function<void(Result<std::vector<sync::RemoteFolder>>)> done) {
@@ -242,12 +248,9 @@ void UpstreamImap::listFolders(std::function<void(Result<std::vector<sync::Remot
       ctx->folders[it->second].status = st;
     }
   };
-  auto alive = alive_;
-  runSimple(main_->builder().list("", "*", lo),
-            [this, alive, ctx, listStatus, statusItems, onUntagged, done = std::move(done)](Result<client::StatusText> r) {
-              if (!*alive) return;
-              if (!r) return done(std::unexpected(r.error()));
-              if (r->status != client::StatusKind::Ok) return done(std::unexpected(upstreamError("LIST", *r)));
+  runSimple("LIST", main_->builder().list("", "*", lo),
+            [this, ctx, listStatus, statusItems, onUntagged, done = std::move(done)](Result<client::StatusText> r) {
+              if (!r) return done(propagate(r));
               if (listStatus) return done(std::move(ctx->folders));
               // No LIST-STATUS: one STATUS per folder, all pipelined (one round trip).
               auto left = std::make_shared<size_t>(1);
@@ -271,12 +274,9 @@ void UpstreamImap::select(const std::string& folder, std::function<void(Status)>
   client::SelectOptions so;
   so.condstore = main_->condstore();
   selected_.clear();
-  auto alive = alive_;
-  runSimple(main_->builder().select(client::Mailbox::fromWire(folder), so),
-            [this, alive, folder, done = std::move(done)](Result<client::StatusText> r) {
-              if (!*alive) return;
-              if (!r) return done(std::unexpected(r.error()));
-              if (r->status != client::StatusKind::Ok) return done(std::unexpected(upstreamError("SELECT " + folder, *r)));
+  runSimple("SELECT " + folder, main_->builder().select(client::Mailbox::fromWire(folder), so),
+            [this, folder, done = std::move(done)](Result<client::StatusText> r) {
+              if (!r) return done(propagate(r));
               selected_ = folder;
               done({});
             });
@@ -360,18 +360,14 @@ void UpstreamImap::fetchChanges(const sync::RemoteFolder& folder, const sync::Fo
 
 void UpstreamImap::fetchMeta(const std::string& folder, uint32_t from,
                              std::function<void(Result<std::vector<sync::RemoteMessage>>)> done) {
-  auto alive = alive_;
-  select(folder, [this, alive, from, done = std::move(done)](Status s) mutable {
-    if (!*alive) return;
+  select(folder, [this, from, done = std::move(done)](Status s) mutable {
     if (!s) return done(std::unexpected(s.error()));
     auto out = std::make_shared<std::vector<sync::RemoteMessage>>();
     std::vector<std::string> items = {"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"};
     runSimple(
-        main_->builder().uidFetch(imap::SequenceSet::range(std::max<uint32_t>(from, 1), imap::SeqRange::kStar), items),
-        [alive, out, done = std::move(done)](Result<client::StatusText> r) {
-          if (!*alive) return;
-          if (!r) return done(std::unexpected(r.error()));
-          if (r->status != client::StatusKind::Ok) return done(std::unexpected(upstreamError("UID FETCH", *r)));
+        "UID FETCH", main_->builder().uidFetch(imap::SequenceSet::range(std::max<uint32_t>(from, 1), imap::SeqRange::kStar), items),
+        [out, done = std::move(done)](Result<client::StatusText> r) {
+          if (!r) return done(propagate(r));
           done(std::move(*out));
         },
         [out, from](client::Response& r) {
@@ -391,20 +387,16 @@ void UpstreamImap::fetchMeta(const std::string& folder, uint32_t from,
 void UpstreamImap::fetchFlags(const std::string& folder, std::vector<uint32_t> uids,
                               std::function<void(Result<std::vector<sync::RemoteFlags>>)> done) {
   if (uids.empty()) return done(std::vector<sync::RemoteFlags>{});
-  auto alive = alive_;
-  select(folder, [this, alive, uids = std::move(uids), done = std::move(done)](Status s) mutable {
-    if (!*alive) return;
+  select(folder, [this, uids = std::move(uids), done = std::move(done)](Status s) mutable {
     if (!s) return done(std::unexpected(s.error()));
     auto out = std::make_shared<std::vector<sync::RemoteFlags>>();
     std::vector<std::string> items = {"UID", "FLAGS"};
     if (main_->condstore()) items.push_back("MODSEQ");
     std::set<uint32_t> wanted(uids.begin(), uids.end());
     runSimple(
-        main_->builder().uidFetch(compress(std::move(uids)), items),
-        [alive, out, done = std::move(done)](Result<client::StatusText> r) {
-          if (!*alive) return;
-          if (!r) return done(std::unexpected(r.error()));
-          if (r->status != client::StatusKind::Ok) return done(std::unexpected(upstreamError("UID FETCH", *r)));
+        "UID FETCH", main_->builder().uidFetch(compress(std::move(uids)), items),
+        [out, done = std::move(done)](Result<client::StatusText> r) {
+          if (!r) return done(propagate(r));
           done(std::move(*out));
         },
         [out, wanted](client::Response& r) {
@@ -419,7 +411,6 @@ void UpstreamImap::fetchMessages(const std::string& folder, std::vector<uint32_t
                                  std::function<void(sync::RemoteMessage&&)> onMessage, std::function<void(Status)> done) {
   auto alive = alive_;
   select(folder, [this, alive, uids = std::move(uids), onMessage = std::move(onMessage), done = std::move(done)](Status s) mutable {
-    if (!*alive) return;
     if (!s) return done(std::unexpected(s.error()));
     std::sort(uids.begin(), uids.end());
     struct Ctx {
@@ -483,20 +474,17 @@ void UpstreamImap::fetchMessages(const std::string& folder, std::vector<uint32_t
 
 void UpstreamImap::findByMessageId(const std::string& folder, const std::string& messageId,
                                    std::function<void(Result<std::optional<uint32_t>>)> done) {
-  auto alive = alive_;
-  select(folder, [this, alive, messageId, done = std::move(done)](Status s) mutable {
-    if (!*alive) return;
+  select(folder, [this, messageId, done = std::move(done)](Status s) mutable {
     if (!s) return done(std::unexpected(s.error()));
     auto args = main_->builder().args();
     args.atom("HEADER").atom("Message-ID").string(messageId);
     auto found = std::make_shared<std::vector<uint32_t>>();
     runSimple(
-        main_->builder().custom("UID SEARCH", std::move(args)),
-        [alive, found, done = std::move(done)](Result<client::StatusText> r) {
-          if (!*alive) return;
-          if (!r) return done(std::unexpected(r.error()));
+        "UID SEARCH", main_->builder().custom("UID SEARCH", std::move(args)),
+        [found, done = std::move(done)](Result<client::StatusText> r) {
           // A refused SEARCH finds nothing: the caller appends (or leaves it unmapped).
-          if (r->status != client::StatusKind::Ok || found->empty()) return done(std::optional<uint32_t>{});
+          if (!r && r.error().kind != ErrorKind::Upstream) return done(propagate(r));
+          if (!r || found->empty()) return done(std::optional<uint32_t>{});
           // The newest copy: the one just appended.
           done(std::optional<uint32_t>{*std::max_element(found->begin(), found->end())});
         },
@@ -507,21 +495,18 @@ void UpstreamImap::findByMessageId(const std::string& folder, const std::string&
 }
 
 void UpstreamImap::expungeUids(const std::vector<uint32_t>& uids, std::function<void(Status)> done) {
-  auto alive = alive_;
   client::StoreOptions so;
   so.silent = true;
-  auto check = [alive](const char* what, std::function<void(Status)> next) {
-    return [alive, what, next](Result<client::StatusText> r) {
-      if (!*alive) return;
-      if (!r) return next(std::unexpected(r.error()));
-      if (r->status != client::StatusKind::Ok) return next(std::unexpected(upstreamError(what, *r)));
+  auto check = [](std::function<void(Status)> next) {
+    return [next](Result<client::StatusText> r) {
+      if (!r) return next(propagate(r));
       next({});
     };
   };
   if (main_->hasCapability("UIDPLUS")) {
     if (auto st = main_->builder().uidStore(compress(uids), client::StoreMode::Add, {"\\Deleted"}, so))
       main_->run(std::move(*st), nullptr, nullptr);
-    return runSimple(main_->builder().uidExpunge(compress(uids)), check("UID EXPUNGE", done));
+    return runSimple("UID EXPUNGE", main_->builder().uidExpunge(compress(uids)), check(done));
   }
   // No UID EXPUNGE (RFC 4315): a plain EXPUNGE removes every \Deleted message,
   // so others marked \Deleted (by another client, not expunged) are unmarked
@@ -529,28 +514,28 @@ void UpstreamImap::expungeUids(const std::vector<uint32_t>& uids, std::function<
   // some pipelined commands in parallel.
   std::set<uint32_t> mine(uids.begin(), uids.end());
   auto found = std::make_shared<std::vector<uint32_t>>();
-  auto afterSearch = [this, alive, found, mine, done, check, so](Status s) {
+  auto afterSearch = [this, found, mine, done, check, so](Status s) {
     if (!s) return done(s);
     std::vector<uint32_t> others;
     for (uint32_t u : *found)
       if (!mine.count(u)) others.push_back(u);
     logDebug("upstream.expunge_plain").kv("account", accountName_).kv("deleted", found->size()).kv("spared", others.size());
-    if (others.empty()) return runSimple(main_->builder().expunge(), check("EXPUNGE", done));
+    if (others.empty()) return runSimple("EXPUNGE", main_->builder().expunge(), check(done));
     auto set = compress(others);
-    runSimple(main_->builder().uidStore(set, client::StoreMode::Remove, {"\\Deleted"}, so),
-              check("UID STORE", [this, alive, set, done, check, so](Status s) {
+    runSimple("UID STORE", main_->builder().uidStore(set, client::StoreMode::Remove, {"\\Deleted"}, so),
+              check([this, set, done, check, so](Status s) {
                 if (!s) return done(s);
-                runSimple(main_->builder().expunge(), check("EXPUNGE", [this, alive, set, done, check, so](Status s) {
+                runSimple("EXPUNGE", main_->builder().expunge(), check([this, set, done, check, so](Status s) {
                             if (!s) return done(s);
-                            runSimple(main_->builder().uidStore(set, client::StoreMode::Add, {"\\Deleted"}, so),
-                                      check("UID STORE", done));
+                            runSimple("UID STORE", main_->builder().uidStore(set, client::StoreMode::Add, {"\\Deleted"}, so),
+                                      check(done));
                           }));
               }));
   };
-  runSimple(main_->builder().uidStore(compress(uids), client::StoreMode::Add, {"\\Deleted"}, so),
-            check("UID STORE", [this, alive, found, afterSearch, check](Status s) {
+  runSimple("UID STORE", main_->builder().uidStore(compress(uids), client::StoreMode::Add, {"\\Deleted"}, so),
+            check([this, found, afterSearch, check](Status s) {
               if (!s) return afterSearch(s);
-              runSimple(main_->builder().uidSearch("DELETED"), check("UID SEARCH DELETED", afterSearch),
+              runSimple("UID SEARCH DELETED", main_->builder().uidSearch("DELETED"), check(afterSearch),
                         [found](client::Response& r) {
                           if (auto* x = std::get_if<client::SearchData>(&r)) *found = x->numbers;
                         });
@@ -558,36 +543,31 @@ void UpstreamImap::expungeUids(const std::vector<uint32_t>& uids, std::function<
 }
 
 void UpstreamImap::apply(const sync::Op& op, std::function<void(Result<sync::OpResult>)> done) {
-  auto alive = alive_;
-  auto simple = [this, alive](const std::string& what, Result<client::Command> cmd,
-                              std::function<void(Result<sync::OpResult>)> done, std::vector<std::string> okCodes = {}) {
-    runSimple(std::move(cmd), [alive, what, okCodes, done = std::move(done)](Result<client::StatusText> r) {
-      if (!*alive) return;
-      if (!r) return done(std::unexpected(r.error()));
-      if (r->status != client::StatusKind::Ok) {
-        for (const auto& c : okCodes)
-          if (r->code.name == c) {
-            sync::OpResult res;
-            res.alreadyDone = true;
-            return done(res);
-          }
-        return done(std::unexpected(upstreamError(what, *r)));
+  // A command whose refusal with one of okCodes means it was done before
+  // (CREATE of an existing folder: ALREADYEXISTS).
+  auto simple = [this](const std::string& what, Result<client::Command> cmd,
+                       std::function<void(Result<sync::OpResult>)> done, std::vector<std::string> okCodes = {}) {
+    runSimple(what, std::move(cmd), [okCodes, done = std::move(done)](Result<client::StatusText> r) {
+      if (r) return done(sync::OpResult{});
+      if (r.error().kind == ErrorKind::Upstream && !r.error().respCode.empty() &&
+          std::find(okCodes.begin(), okCodes.end(), r.error().respCode) != okCodes.end()) {
+        sync::OpResult res;
+        res.alreadyDone = true;
+        return done(res);
       }
-      done(sync::OpResult{});
+      done(propagate(r));
     });
   };
 
   if (auto* a = std::get_if<sync::AppendOp>(&op)) {
-    auto doAppend = [this, alive, a = *a, done](void) mutable {
+    auto doAppend = [this, a = *a, done](void) mutable {
       client::AppendOptions ao;
       ao.flags = store::flagWords(a.flags, a.keywords);
       if (a.internalDate) ao.internalDate = fromUnixSeconds(a.internalDate);
       ao.binary = main_->features().binary && a.bytes.find('\0') != std::string::npos;
-      runSimple(main_->builder().append(client::Mailbox::fromWire(a.folder), std::move(a.bytes), ao),
-                [this, alive, folder = a.folder, id = a.messageId, done](Result<client::StatusText> r) {
-                  if (!*alive) return;
-                  if (!r) return done(std::unexpected(r.error()));
-                  if (r->status != client::StatusKind::Ok) return done(std::unexpected(upstreamError("APPEND", *r)));
+      runSimple("APPEND", main_->builder().append(client::Mailbox::fromWire(a.folder), std::move(a.bytes), ao),
+                [this, folder = a.folder, id = a.messageId, done](Result<client::StatusText> r) {
+                  if (!r) return done(propagate(r));
                   sync::OpResult res;
                   if (r->code.kind == client::CodeKind::AppendUid) res.newUids = expand(r->code.uids);
                   if (!res.newUids.empty() || id.empty()) return done(res);
@@ -615,8 +595,7 @@ void UpstreamImap::apply(const sync::Op& op, std::function<void(Result<sync::OpR
   }
   if (auto* f = std::get_if<sync::FlagsOp>(&op)) {
     if (f->uids.empty()) return done(sync::OpResult{{}, "", true});
-    return select(f->folder, [this, alive, f = *f, simple, done](Status s) {
-      if (!*alive) return;
+    return select(f->folder, [this, f = *f, simple, done](Status s) {
       if (!s) return done(std::unexpected(s.error()));
       client::StoreOptions so;
       so.silent = true;
@@ -628,19 +607,16 @@ void UpstreamImap::apply(const sync::Op& op, std::function<void(Result<sync::OpR
   }
   if (auto* c = std::get_if<sync::CopyOp>(&op)) {
     if (c->uids.empty()) return done(sync::OpResult{{}, "", true});
-    return select(c->from, [this, alive, c = *c, done](Status s) {
-      if (!*alive) return;
+    return select(c->from, [this, c = *c, done](Status s) {
       if (!s) return done(std::unexpected(s.error()));
       bool useMove = c.move && main_->hasCapability("MOVE");
       auto code = std::make_shared<std::optional<client::ResponseCode>>();
       auto cmd = useMove ? main_->builder().uidMove(compress(c.uids), client::Mailbox::fromWire(c.to))
                          : main_->builder().uidCopy(compress(c.uids), client::Mailbox::fromWire(c.to));
       runSimple(
-          std::move(cmd),
-          [this, alive, c, useMove, code, done](Result<client::StatusText> r) {
-            if (!*alive) return;
-            if (!r) return done(std::unexpected(r.error()));
-            if (r->status != client::StatusKind::Ok) return done(std::unexpected(upstreamError(useMove ? "UID MOVE" : "UID COPY", *r)));
+          useMove ? "UID MOVE" : "UID COPY", std::move(cmd),
+          [this, c, useMove, code, done](Result<client::StatusText> r) {
+            if (!r) return done(propagate(r));
             if (r->code.kind == client::CodeKind::CopyUid) *code = r->code;
             sync::OpResult res;
             if (*code) {
@@ -650,14 +626,14 @@ void UpstreamImap::apply(const sync::Op& op, std::function<void(Result<sync::OpR
               for (uint32_t u : c.uids) res.newUids.push_back(m.count(u) ? m[u] : 0);
             }
             // No COPYUID (a server without UIDPLUS): find the copies by Message-ID.
-            auto finish = [this, alive, c, done](sync::OpResult res) {
+            auto finish = [this, c, done](sync::OpResult res) {
               if (!res.newUids.empty() || c.messageIds.size() != c.uids.size()) return done(res);
               // One SEARCH at a time: Dovecot may send the untagged responses of
               // pipelined commands out of order, and each SEARCH has its own result.
               auto found = std::make_shared<sync::OpResult>(res);
               found->newUids.assign(c.uids.size(), 0);
               auto step = std::make_shared<std::function<void(size_t)>>();
-              *step = [this, alive, c, found, done, step](size_t i) {
+              *step = [this, c, found, done, step](size_t i) {
                 while (i < c.uids.size() && c.messageIds[i].empty()) ++i;
                 if (i >= c.uids.size()) {
                   auto keep = std::move(*step);  // break the cycle; only copies below
@@ -667,8 +643,7 @@ void UpstreamImap::apply(const sync::Op& op, std::function<void(Result<sync::OpR
                 }
                 // A failed lookup leaves the copy unmapped (downloaded once more),
                 // never a second COPY upstream.
-                findByMessageId(c.to, c.messageIds[i], [alive, found, step, i](Result<std::optional<uint32_t>> f) {
-                  if (!*alive) return;
+                findByMessageId(c.to, c.messageIds[i], [found, step, i](Result<std::optional<uint32_t>> f) {
                   if (f && *f) found->newUids[i] = **f;
                   (*step)(i + 1);
                 });
@@ -677,8 +652,7 @@ void UpstreamImap::apply(const sync::Op& op, std::function<void(Result<sync::OpR
             };
             if (!c.move || useMove) return finish(res);
             // No MOVE: COPY, then expunge the originals.
-            expungeUids(c.uids, [alive, res, done, finish](Status s) {
-              if (!*alive) return;
+            expungeUids(c.uids, [res, done, finish](Status s) {
               if (!s) return done(std::unexpected(s.error()));
               finish(res);
             });
@@ -691,11 +665,9 @@ void UpstreamImap::apply(const sync::Op& op, std::function<void(Result<sync::OpR
   }
   if (auto* e = std::get_if<sync::ExpungeOp>(&op)) {
     if (e->uids.empty()) return done(sync::OpResult{{}, "", true});
-    return select(e->folder, [this, alive, e = *e, simple, done](Status s) {
-      if (!*alive) return;
+    return select(e->folder, [this, e = *e, simple, done](Status s) {
       if (!s) return done(std::unexpected(s.error()));
-      expungeUids(e.uids, [alive, done](Status s) {
-        if (!*alive) return;
+      expungeUids(e.uids, [done](Status s) {
         if (!s) return done(std::unexpected(s.error()));
         done(sync::OpResult{});
       });

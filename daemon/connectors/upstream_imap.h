@@ -51,7 +51,11 @@ class UpstreamImap : public sync::Connector {
   struct Watcher;
   ImapClientOptions clientOptions() const;
   void select(const std::string& folder, std::function<void(Status)> done);
-  void runSimple(Result<client::Command> cmd, std::function<void(Result<client::StatusText>)> done,
+  // Runs one command on the main connection. `done` (never called once this
+  // connector is gone) gets the tagged OK, or the error: the command could
+  // not be built, the connection failed, or the server refused it (an
+  // ErrorKind::Upstream error named `what`, respCode = the response code).
+  void runSimple(std::string what, Result<client::Command> cmd, std::function<void(Result<client::StatusText>)> done,
                  ImapClient::Untagged onUntagged = nullptr);
   void startWatcher(Watcher& w);
   // Expunges exactly these UIDs of the selected folder (UID EXPUNGE, or a
