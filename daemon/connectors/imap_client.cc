@@ -2,6 +2,8 @@
 #include "daemon/connectors/imap_client.h"
 
 #include <ctime>
+#include <span>
+#include <string_view>
 
 #include "daemon/log/log.h"
 #include "daemon/tls/tls_engine.h"
@@ -19,6 +21,53 @@ std::string describe(const client::StatusText& s) {
   if (s.code.kind != client::CodeKind::None) out += " [" + s.code.name + (s.code.args.empty() ? "" : " " + s.code.args) + "]";
   if (!s.text.empty()) out += " " + s.text;
   return out;
+}
+
+// The commands an untagged response is data for (RFC 3501 7, RFC 9051 7),
+// in order of preference. Servers may run pipelined commands of different
+// kinds in parallel and interleave their data (Dovecot does, e.g. UID STORE
+// next to UID SEARCH), so "the oldest command in flight" is not always the
+// owner; empty: whichever command is oldest.
+std::span<const std::string_view> producers(const client::Response& r) {
+  using S = std::string_view;
+  static constexpr S kFetch[] = {"UID FETCH", "FETCH", "UID STORE", "STORE", "SELECT", "EXAMINE", "NOOP"};
+  static constexpr S kSearch[] = {"UID SEARCH", "SEARCH"};
+  static constexpr S kList[] = {"LIST", "LSUB"};
+  static constexpr S kLsub[] = {"LSUB", "LIST"};
+  static constexpr S kStatus[] = {"STATUS", "LIST"};  // LIST-STATUS
+  static constexpr S kSelect[] = {"SELECT", "EXAMINE"};
+  static constexpr S kExpunge[] = {"UID EXPUNGE", "EXPUNGE", "UID MOVE", "SELECT", "EXAMINE"};
+  static constexpr S kVanished[] = {"SELECT", "EXAMINE", "UID FETCH", "UID EXPUNGE", "EXPUNGE", "UID MOVE"};
+  static constexpr S kCopyUid[] = {"UID MOVE"};
+  static constexpr S kNamespace[] = {"NAMESPACE"};
+  static constexpr S kId[] = {"ID"};
+  static constexpr S kCapability[] = {"CAPABILITY"};
+  static constexpr S kEnable[] = {"ENABLE"};
+  if (std::holds_alternative<client::FetchData>(r)) return kFetch;
+  if (std::holds_alternative<client::SearchData>(r) || std::holds_alternative<client::EsearchData>(r)) return kSearch;
+  if (auto* l = std::get_if<client::ListData>(&r)) return l->lsub ? std::span<const S>(kLsub) : std::span<const S>(kList);
+  if (std::holds_alternative<client::StatusData>(r)) return kStatus;
+  if (std::holds_alternative<client::ExistsData>(r) || std::holds_alternative<client::RecentData>(r) ||
+      std::holds_alternative<client::FlagsData>(r))
+    return kSelect;
+  if (std::holds_alternative<client::ExpungeData>(r)) return kExpunge;
+  if (std::holds_alternative<client::VanishedData>(r)) return kVanished;
+  if (std::holds_alternative<client::NamespaceData>(r)) return kNamespace;
+  if (std::holds_alternative<client::IdData>(r)) return kId;
+  if (std::holds_alternative<client::CapabilityData>(r)) return kCapability;
+  if (std::holds_alternative<client::EnabledData>(r)) return kEnable;
+  if (auto* s = std::get_if<client::UntaggedStatus>(&r)) {
+    switch (s->status.code.kind) {
+      case client::CodeKind::CopyUid: return kCopyUid;
+      case client::CodeKind::UidValidity:
+      case client::CodeKind::UidNext:
+      case client::CodeKind::HighestModSeq:
+      case client::CodeKind::PermanentFlags:
+      case client::CodeKind::Unseen: return kSelect;
+      default: break;
+    }
+  }
+  return {};
 }
 
 }  // namespace
@@ -218,8 +267,22 @@ void ImapClient::dispatch(client::Response& r) {
       return;
     }
   }
-  if (!pending_.empty() && pending_.front().onUntagged) return pending_.front().onUntagged(r);
+  if (Pending* owner = ownerOf(r); owner && owner->onUntagged) return owner->onUntagged(r);
   if (unsolicited_) unsolicited_(r);
+}
+
+ImapClient::Pending* ImapClient::ownerOf(const client::Response& r) {
+  if (pending_.empty()) return nullptr;
+  // ESEARCH names the command it answers (RFC 4731 3: the search correlator).
+  if (auto* e = std::get_if<client::EsearchData>(&r); e && e->tag) {
+    for (auto& p : pending_)
+      if (p.cmd.tag == *e->tag) return &p;
+  }
+  for (std::string_view name : producers(r)) {
+    for (auto& p : pending_)
+      if (p.cmd.name == name) return &p;
+  }
+  return &pending_.front();
 }
 
 void ImapClient::run(client::Command command, Untagged onUntagged, Done onDone,

@@ -65,11 +65,13 @@ class ImapClient {
   // connection lost later, unless the client was destroyed first.
   void connect(std::function<void()> onReady, std::function<void(const ImapFailure&)> onClosed);
 
-  // Queues a command. Untagged responses that arrive while it is the oldest
-  // command in flight go to onUntagged (or the unsolicited handler when
-  // null); onContinuation gets "+" lines the command's own chunks do not use
-  // (IDLE's "+ idling"). Commands are pipelined, except that nothing is sent
-  // behind a command waiting for a continuation.
+  // Queues a command. Untagged responses that are its data go to onUntagged
+  // (or the unsolicited handler when null): each goes to the oldest command
+  // in flight of a kind that produces it (FETCH data to a FETCH, SEARCH to a
+  // SEARCH, ESEARCH to the tag it names...), what no kind claims to the
+  // oldest command. onContinuation gets "+" lines the command's own chunks
+  // do not use (IDLE's "+ idling"). Commands are pipelined, except that
+  // nothing is sent behind a command waiting for a continuation.
   void run(client::Command command, Untagged onUntagged, Done onDone,
            std::function<void(const client::Continuation&)> onContinuation = nullptr);
   // Untagged responses that belong to no command (e.g. between commands).
@@ -106,6 +108,9 @@ class ImapClient {
   void onConnected(Result<std::unique_ptr<TcpStream>> stream);
   void onData(std::string_view bytes);
   void dispatch(client::Response& r);
+  // The pending command an untagged response is for (see run()); null when
+  // nothing is in flight.
+  Pending* ownerOf(const client::Response& r);
   void pump();
   void sendChunk(Pending& p);
   void armTimer();
