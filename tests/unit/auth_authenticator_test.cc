@@ -9,6 +9,7 @@
 #include "daemon/auth/authenticator.h"
 #include "daemon/store/credentials.h"
 #include "daemon/store/store.h"
+#include "tests/unit/test_fixtures.h"
 
 namespace mb::auth {
 namespace {
@@ -16,8 +17,6 @@ namespace {
 class AuthenticatorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/mb-auth-XXXXXX";
-    dir_ = ::mkdtemp(tmpl);
     store_ = std::move(*store::Store::open(dir_));
     account_ = *store_->ensureAccount("a", "me@example.test", store::AccountSource::Config);
     uv_loop_init(&loop_);
@@ -32,7 +31,6 @@ class AuthenticatorTest : public ::testing::Test {
     uv_run(&loop_, UV_RUN_DEFAULT);
     uv_loop_close(&loop_);
     store_.reset();
-    std::filesystem::remove_all(dir_);
   }
 
   // Runs one login to completion.
@@ -44,7 +42,8 @@ class AuthenticatorTest : public ::testing::Test {
     return *got;
   }
 
-  std::filesystem::path dir_;
+  test::TempDir tmp_{"mb-auth"};
+  const std::filesystem::path dir_ = tmp_.path();
   std::unique_ptr<store::Store> store_;
   int64_t account_ = 0;
   uv_loop_t loop_;

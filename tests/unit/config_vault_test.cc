@@ -9,18 +9,15 @@
 
 #include "daemon/config/vault.h"
 #include "daemon/util/fs.h"
+#include "tests/unit/test_fixtures.h"
 
 namespace mb {
 namespace {
 
 class VaultTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/mb-vault-XXXXXX";
-    dir_ = ::mkdtemp(tmpl);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::filesystem::path dir_;
+  test::TempDir tmp_{"mb-vault"};
+  const std::filesystem::path dir_ = tmp_.path();
 };
 
 TEST_F(VaultTest, SealOpenRoundTrip) {

@@ -16,44 +16,24 @@
 #include "daemon/store/credentials.h"
 #include "daemon/store/migrations.h"
 #include "daemon/store/store.h"
+#include "tests/unit/store_fixture.h"
 
 namespace mb::store {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string fileBytes(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-class ApiAccountsTest : public ::testing::Test {
+class ApiAccountsTest : public StoreFixture {
  protected:
+  ApiAccountsTest() : StoreFixture("mb-apiacct") {}
   void SetUp() override {
-    char tmpl[] = "/tmp/mb-apiacct-XXXXXX";
-    char* p = ::mkdtemp(tmpl);
-    ASSERT_NE(p, nullptr);
-    dir_ = p;
     auto v = Vault::open(dir_);
     ASSERT_TRUE(v) << v.error().message;
     vault_.emplace(std::move(*v));
   }
-  void TearDown() override {
-    store_.reset();
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  void open() {
-    store_.reset();
-    auto s = Store::open(dir_);
-    ASSERT_TRUE(s) << s.error().message;
-    store_ = std::move(*s);
-  }
   // Every byte SQLite keeps for us: the database and its WAL.
   std::string dbBytes() const {
-    return fileBytes(dir_ / "mailbridge.db") + fileBytes(dir_ / "mailbridge.db-wal");
+    return test::readFile(dir_ / "mailbridge.db") + test::readFile(dir_ / "mailbridge.db-wal");
   }
   SecretFields secrets(const std::string& imap, const std::string& smtp) {
     SecretFields out;
@@ -62,9 +42,7 @@ class ApiAccountsTest : public ::testing::Test {
     return out;
   }
 
-  fs::path dir_;
   std::optional<Vault> vault_;
-  std::unique_ptr<Store> store_;
 };
 
 TEST_F(ApiAccountsTest, PersistAcrossReopenWithSecretsSealed) {

@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "daemon/store/blob_store.h"
+#include "tests/unit/test_fixtures.h"
 
 namespace mb::store {
 namespace {
@@ -23,17 +24,9 @@ constexpr const char* kAbcId = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9c
 class StoreBlob : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/mb-store-blob-XXXXXX";
-    char* p = ::mkdtemp(tmpl);
-    ASSERT_NE(p, nullptr);
-    dir_ = p;
     auto bs = BlobStore::open(dir_ / "blobs");
     ASSERT_TRUE(bs) << bs.error().message;
     blobs_.emplace(std::move(*bs));
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
   }
   size_t entries(const fs::path& p) {
     std::error_code ec;
@@ -45,7 +38,8 @@ class StoreBlob : public ::testing::Test {
     std::ofstream(p, std::ios::binary | std::ios::trunc) << content;
   }
 
-  fs::path dir_;
+  test::TempDir tmp_{"mb-store-blob"};
+  const fs::path dir_ = tmp_.path();
   std::optional<BlobStore> blobs_;
 };
 

@@ -11,29 +11,20 @@
 #include "daemon/store/mailbox_ops.h"
 #include "daemon/store/message_index.h"
 #include "daemon/store/message_ops.h"
+#include "tests/unit/store_fixture.h"
 #include "protocols/mime/analysis.h"
 
 namespace mb::store {
 namespace {
 
-class StoreImapOpsTest : public ::testing::Test {
+class StoreImapOpsTest : public StoreFixture {
  protected:
+  StoreImapOpsTest() : StoreFixture("mb-storeimap") {}
   void SetUp() override {
-    char tmpl[] = "/tmp/mb-storeimap-XXXXXX";
-    dir_ = ::mkdtemp(tmpl);
-    auto s = Store::open(dir_);
-    ASSERT_TRUE(s) << s.error().message;
-    store_ = std::move(*s);
-    auto a = store_->ensureAccount("alice", "alice@example.org", AccountSource::Config);
-    ASSERT_TRUE(a);
-    account_ = *a;
-    ASSERT_TRUE(ensureDefaultMailboxes(*store_, account_));
-    inbox_ = store_->findMailbox(account_, "INBOX").value()->id;
+    open();
+    account_ = accountWithMailboxes("alice");
+    inbox_ = mailboxId(account_, "INBOX");
     store_->changes().subscribe([this](const StoreChange& c) { changes_.push_back(c); });
-  }
-  void TearDown() override {
-    store_.reset();
-    std::filesystem::remove_all(dir_);
   }
   uint32_t append(std::string_view bytes, uint32_t flags = 0) {
     NewMessage m;
@@ -50,8 +41,6 @@ class StoreImapOpsTest : public ::testing::Test {
     return st->columnInt64(0);
   }
 
-  std::filesystem::path dir_;
-  std::unique_ptr<Store> store_;
   int64_t account_ = 0, inbox_ = 0;
   std::vector<StoreChange> changes_;
 };

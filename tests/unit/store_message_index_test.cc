@@ -13,6 +13,7 @@
 
 #include "daemon/store/mailbox_ops.h"
 #include "daemon/store/message_ops.h"
+#include "tests/unit/store_fixture.h"
 #include "protocols/mime/search.h"
 
 namespace mb::store {
@@ -27,24 +28,15 @@ std::vector<Row> rows(const IndexedMailbox& box) {
   return out;
 }
 
-class MessageIndexTest : public ::testing::Test {
+class MessageIndexTest : public StoreFixture {
  protected:
+  MessageIndexTest() : StoreFixture("mb-msgindex") {}
   void SetUp() override {
-    char tmpl[] = "/tmp/mb-msgindex-XXXXXX";
-    dir_ = ::mkdtemp(tmpl);
-    auto s = Store::open(dir_);
-    ASSERT_TRUE(s) << s.error().message;
-    store_ = std::move(*s);
-    account_ = store_->ensureAccount("alice", "alice@example.org", AccountSource::Config).value();
-    ASSERT_TRUE(ensureDefaultMailboxes(*store_, account_));
-    inbox_ = store_->findMailbox(account_, "INBOX").value()->id;
-    trash_ = store_->findMailbox(account_, "Trash").value()->id;
+    open();
+    account_ = accountWithMailboxes("alice");
+    inbox_ = mailboxId(account_, "INBOX");
+    trash_ = mailboxId(account_, "Trash");
     index_ = std::make_unique<MessageIndex>(*store_);
-  }
-  void TearDown() override {
-    index_.reset();
-    store_.reset();
-    std::filesystem::remove_all(dir_);
   }
   uint32_t append(int64_t box, std::string_view bytes, uint32_t flags = 0, std::vector<std::string> keywords = {}) {
     NewMessage m;
@@ -94,8 +86,6 @@ class MessageIndexTest : public ::testing::Test {
     EXPECT_EQ(truth.size(), index_->mailbox(box).value()->messages.size());
   }
 
-  std::filesystem::path dir_;
-  std::unique_ptr<Store> store_;
   std::unique_ptr<MessageIndex> index_;
   int64_t account_ = 0, inbox_ = 0, trash_ = 0;
 };
@@ -229,8 +219,7 @@ TEST_F(MessageIndexTest, FieldValuesFollowAppendExpungeCopyMoveAndRestart) {
   // Restart: a new store and index answer the same from the db.
   auto before = cached(*index_, inbox_, "x-tag");
   index_.reset();
-  store_.reset();
-  store_ = std::move(Store::open(dir_).value());
+  open();
   index_ = std::make_unique<MessageIndex>(*store_);
   EXPECT_EQ(cached(*index_, inbox_, "x-tag"), before);
   expectFieldCoherent(inbox_, "x-tag");

@@ -8,36 +8,19 @@
 
 #include "daemon/store/outbox.h"
 #include "daemon/store/store.h"
+#include "tests/unit/store_fixture.h"
 
 namespace mb::store {
 namespace {
 
 namespace fs = std::filesystem;
 
-class OutboxTest : public ::testing::Test {
+class OutboxTest : public StoreFixture {
  protected:
+  OutboxTest() : StoreFixture("mb-outbox") {}
   void SetUp() override {
-    char tmpl[] = "/tmp/mb-outbox-XXXXXX";
-    char* p = ::mkdtemp(tmpl);
-    ASSERT_NE(p, nullptr);
-    dir_ = p;
     open();
-    auto acct = store_->ensureAccount("a", "a@example.org", AccountSource::Config);
-    ASSERT_TRUE(acct);
-    account_ = *acct;
-  }
-  void TearDown() override {
-    store_.reset();
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  void open() {
-    store_.reset();
-    StoreOptions options;
-    options.clock = [this] { return now_; };
-    auto s = Store::open(dir_, options);
-    ASSERT_TRUE(s) << s.error().message;
-    store_ = std::move(*s);
+    account_ = account("a");
   }
   int64_t enqueue(std::string body, std::vector<std::string> rcpts = {"b@example.net", "c@example.net"}) {
     auto id = enqueueOutbox(*store_, {account_, "a@example.org", rcpts, body});
@@ -45,10 +28,7 @@ class OutboxTest : public ::testing::Test {
     return id.value_or(0);
   }
 
-  fs::path dir_;
-  int64_t now_ = 1700000000;
   int64_t account_ = 0;
-  std::unique_ptr<Store> store_;
 };
 
 TEST_F(OutboxTest, EnqueueIsDurableAcrossReopen) {

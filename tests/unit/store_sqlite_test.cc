@@ -10,6 +10,7 @@
 #include <sqlite3.h>
 
 #include "daemon/store/sqlite.h"
+#include "tests/unit/test_fixtures.h"
 
 namespace mb::store {
 namespace {
@@ -17,24 +18,16 @@ namespace {
 class StoreSqlite : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/mb-store-sqlite-XXXXXX";
-    char* p = ::mkdtemp(tmpl);
-    ASSERT_NE(p, nullptr);
-    dir_ = p;
     path_ = (dir_ / "t.db").string();
     auto db = Db::open(path_);
     ASSERT_TRUE(db) << db.error().message;
     db_.emplace(std::move(*db));
     ASSERT_TRUE(db_->exec("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER, s TEXT UNIQUE)"));
   }
-  void TearDown() override {
-    db_.reset();
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
   int64_t count() { return db_->queryInt("SELECT count(*) FROM t").value_or(-1); }
 
-  std::filesystem::path dir_;
+  test::TempDir tmp_{"mb-store-sqlite"};
+  const std::filesystem::path dir_ = tmp_.path();
   std::string path_;
   std::optional<Db> db_;
 };

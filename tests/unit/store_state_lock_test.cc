@@ -14,33 +14,13 @@
 #include <gtest/gtest.h>
 
 #include "daemon/store/state_lock.h"
+#include "tests/unit/test_fixtures.h"
 
 namespace mb::store {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/mb-store-lock-XXXXXX";
-    char* p = ::mkdtemp(tmpl);
-    if (p) path_ = p;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
-
-std::string readFile(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using test::readFile;
+using test::TempDir;
 
 TEST(StoreStateLock, CreatesMissingDirPrivateAndWritesPid) {
   TempDir tmp;

@@ -14,18 +14,14 @@
 
 #include "daemon/store/migrations.h"
 #include "daemon/store/store.h"
+#include "tests/unit/store_fixture.h"
 
 namespace mb::store {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string readFile(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using test::readFile;
 
 // Runs SQL on a db file with a plain connection, outside the Store.
 void rawExec(const fs::path& db, const std::string& sql) {
@@ -53,28 +49,8 @@ std::string rawQueryText(const fs::path& db, const std::string& sql) {
   return out;
 }
 
-class StoreTest : public ::testing::Test {
+class StoreTest : public StoreFixture {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/mb-store-XXXXXX";
-    char* p = ::mkdtemp(tmpl);
-    ASSERT_NE(p, nullptr);
-    dir_ = p;
-  }
-  void TearDown() override {
-    store_.reset();
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  void open() {
-    store_.reset();
-    StoreOptions options;
-    options.clock = [this] { return now_; };
-    auto s = Store::open(dir_, options);
-    ASSERT_TRUE(s) << s.error().message;
-    store_ = std::move(*s);
-  }
-  int64_t count(const std::string& sql) { return store_->db().queryInt(sql).value_or(-1); }
   fs::path dbPath() const { return dir_ / "mailbridge.db"; }
 
   // An account with an INBOX, for message tests.
@@ -85,10 +61,6 @@ class StoreTest : public ::testing::Test {
     EXPECT_TRUE(mbox);
     return {acct.value_or(0), mbox ? mbox->id : 0};
   }
-
-  fs::path dir_;
-  int64_t now_ = 1700000000;
-  std::unique_ptr<Store> store_;
 };
 
 TEST_F(StoreTest, MigratesAnEmptyDirToTheLatestSchema) {
@@ -408,8 +380,8 @@ namespace {
 // never checkpointed (292 MB of WAL after 7,000 APPENDs, each page read
 // slower than the last). The WAL must stay bounded by the auto-checkpoint.
 TEST(StoreWal, AppendsAreCheckpointedBackIntoTheDatabase) {
-  char tmpl[] = "/tmp/mb-store-wal-XXXXXX";
-  fs::path dir = ::mkdtemp(tmpl);
+  test::TempDir tmp("mb-store-wal");
+  const fs::path& dir = tmp.path();
   {
     auto store = Store::open(dir);
     ASSERT_TRUE(store) << store.error().message;
@@ -428,7 +400,6 @@ TEST(StoreWal, AppendsAreCheckpointedBackIntoTheDatabase) {
     EXPECT_GT(fs::file_size(dir / "mailbridge.db"), 256u << 10);
     EXPECT_LT(fs::file_size(dir / "mailbridge.db-wal"), 8u << 20);
   }
-  fs::remove_all(dir);
 }
 
 }  // namespace

@@ -9,26 +9,19 @@
 #include <gtest/gtest.h>
 
 #include "daemon/tls/self_signed.h"
+#include "tests/unit/test_fixtures.h"
 
 namespace mb::tls::testing {
 
-// A fresh directory under TMPDIR, removed when the object dies.
+// A fresh directory under TMPDIR, removed when the object dies; its path as
+// a string, as the TLS helpers take it.
 class ScratchDir {
  public:
-  ScratchDir() {
-    std::string base = std::filesystem::temp_directory_path().string() + "/mb-tls-XXXXXX";
-    char* made = ::mkdtemp(base.data());
-    EXPECT_NE(made, nullptr);
-    path_ = base;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
   const std::string& path() const { return path_; }
 
  private:
-  std::string path_;
+  mb::test::TempDir dir_{"mb-tls"};
+  std::string path_ = dir_.path().string();
 };
 
 // One self-signed localhost certificate for the whole test binary.
