@@ -138,7 +138,17 @@ Status messageBytes(Store& store, int64_t mailboxId, uint32_t uid, std::string& 
   auto row = st->bind(1, mailboxId).bind(2, uid).step();
   if (!row) return propagate(row);
   if (!*row) return fail(ErrorKind::NotFound, "no message with uid " + std::to_string(uid));
-  return store.blobs().appendTo(st->columnText(0), static_cast<uint64_t>(st->columnInt64(1)), out);
+  std::string blobId = st->columnText(0);
+  if (blobId.empty()) return fail(ErrorKind::Unavailable, "the body of uid " + std::to_string(uid) + " is not downloaded yet");
+  return store.blobs().appendTo(blobId, static_cast<uint64_t>(st->columnInt64(1)), out);
+}
+
+Result<std::vector<uint32_t>> bodilessUids(Store& store, int64_t mailboxId, std::span<const uint32_t> uids) {
+  std::vector<uint32_t> out;
+  auto s = forEachUid(store.db(), "SELECT m.uid FROM messages m WHERE m.mailbox_id = ?1 AND m.body_missing = 1",
+                      mailboxId, uids, [&](const Stmt& st) { out.push_back(static_cast<uint32_t>(st.columnInt64(0))); });
+  if (!s) return propagate(s);
+  return out;
 }
 
 Result<std::string> messageBytes(Store& store, int64_t mailboxId, uint32_t uid) {
@@ -292,9 +302,10 @@ Result<CopyOutcome> copyMessages(Store& store, int64_t fromMailbox, std::span<co
     auto sel = db.prepare("SELECT flags, keywords, message_id, upstream_id FROM messages WHERE mailbox_id = ?1 AND uid = ?2");
     auto ins = db.prepare(
         "INSERT INTO messages (mailbox_id, uid, flags, keywords, internal_date, size, modseq, blob_id, message_id, "
-        "envelope, bodystructure, analysis, subject, from_text, to_text, cc_text, bcc_text, sent_at) "
+        "envelope, bodystructure, analysis, subject, from_text, to_text, cc_text, bcc_text, sent_at, body_missing) "
         "SELECT ?1, ?2, flags, keywords, internal_date, size, ?3, blob_id, message_id, envelope, bodystructure, "
-        "analysis, subject, from_text, to_text, cc_text, bcc_text, sent_at FROM messages WHERE mailbox_id = ?4 AND uid = ?5");
+        "analysis, subject, from_text, to_text, cc_text, bcc_text, sent_at, body_missing FROM messages "
+        "WHERE mailbox_id = ?4 AND uid = ?5");
     auto hdr = db.prepare(
         "INSERT INTO message_headers (message_id, header) SELECT ?1, h.header FROM messages m "
         "JOIN message_headers h ON h.message_id = m.id WHERE m.mailbox_id = ?2 AND m.uid = ?3");

@@ -28,10 +28,13 @@ Result<std::vector<uint32_t>> listUids(Store& store, int64_t mailboxId);
 // Metadata of the given UIDs (ascending); UIDs that no longer exist are skipped.
 Result<std::vector<MessageMeta>> messageMeta(Store& store, int64_t mailboxId, std::span<const uint32_t> uids);
 // Appends the stored bytes of one message to `out` (unchanged on error).
-// NotFound when the UID is gone.
+// NotFound when the UID is gone, Unavailable for a header-only message.
 Status messageBytes(Store& store, int64_t mailboxId, uint32_t uid, std::string& out);
 // The same, as a string of its own.
 Result<std::string> messageBytes(Store& store, int64_t mailboxId, uint32_t uid);
+// The given ascending UIDs whose body is not stored yet (header-only
+// messages of a bodies "on_demand" account).
+Result<std::vector<uint32_t>> bodilessUids(Store& store, int64_t mailboxId, std::span<const uint32_t> uids);
 // The serialized mime::MessageAnalysis (mime::deserializeAnalysis), or an
 // empty string for rows stored before analysis existed.
 Result<std::string> messageAnalysis(Store& store, int64_t mailboxId, uint32_t uid);

@@ -149,12 +149,22 @@ constexpr const char* kV5 = R"sql(
 ALTER TABLE messages ADD COLUMN upstream_flags TEXT;
 )sql";
 
+// bodies "on_demand" (README): a message synced with its header only has
+// body_missing = 1 and blob_id '' (no blob), its envelope, header columns and
+// message_headers row, but no bodystructure or analysis; Store::attachBodies
+// fills those in when the body arrives. The partial index finds such rows.
+constexpr const char* kV6 = R"sql(
+ALTER TABLE messages ADD COLUMN body_missing INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX messages_body_missing ON messages (mailbox_id, uid) WHERE body_missing = 1;
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "initial schema", kV1},
     {2, "imap: stored analysis, header search columns, expunge log", kV2},
     {3, "accounts created through the REST API: settings and sealed secrets", kV3},
     {4, "imap: top-level header blocks for SEARCH HEADER", kV4},
     {5, "sync: upstream flags a pending local flag change started from", kV5},
+    {6, "sync: header-only messages (bodies fetched on demand)", kV6},
     // {2, "what changed", "ALTER TABLE ...;"},
     // A step that rebuilds a table must run with foreign_keys OFF, which
     // cannot change inside a transaction: give migrate() a flag for it then.

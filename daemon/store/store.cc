@@ -209,6 +209,7 @@ Result<bool> Store::blobReferenced(std::string_view blobId) {
 // Bodies are deduplicated across mailboxes and accounts, so a blob goes only
 // when no row uses it. Failure just leaves garbage for the next open's GC.
 void Store::removeBlobIfUnreferenced(const std::string& blobId) {
+  if (blobId.empty()) return;  // a header-only message has none
   auto used = blobReferenced(blobId);
   if (!used || *used) return;
   if (auto s = blobs_.remove(blobId); !s) logWarn("store.blob_remove_failed").kv("error", s.error().message);
@@ -446,7 +447,9 @@ Result<std::vector<AppendResult>> Store::appendMessages(int64_t mailboxId, std::
   return commitMessages(mailboxId, messages, prepared, inTransaction);
 }
 
-Result<PreparedMessage> Store::prepareMessage(BlobStore& blobs, std::string_view bytes, bool pin) {
+namespace {
+// prepareMessage/prepareHeader without the blob.
+PreparedMessage normalizedAndAnalysed(std::string_view bytes) {
   PreparedMessage p;
   p.input = bytes;
   // IMAP sends CRLF only, and the analysis offsets must be of the stored
@@ -463,11 +466,23 @@ Result<PreparedMessage> Store::prepareMessage(BlobStore& blobs, std::string_view
   auto analysis = mime::analyzeMessage(p.bytes());
   if (!analysis) logWarn("store.analysis_failed").kv("error", analysis.error().message);
   else p.analysis = std::move(*analysis);
+  return p;
+}
+}  // namespace
+
+Result<PreparedMessage> Store::prepareMessage(BlobStore& blobs, std::string_view bytes, bool pin) {
+  PreparedMessage p = normalizedAndAnalysed(bytes);
   auto blobId = blobs.put(p.bytes(), pin);
   if (!blobId) return propagate(blobId);
   p.blobId = std::move(*blobId);
   p.pinned = pin;
   return p;
+}
+
+PreparedMessage Store::prepareHeader(std::string_view header) {
+  // The header block parses as a message without a body: ENVELOPE and the
+  // SEARCH columns are right, BODYSTRUCTURE is not (the commit drops it).
+  return normalizedAndAnalysed(header);
 }
 
 Result<std::vector<AppendResult>> Store::commitMessages(int64_t mailboxId, std::span<const NewMessage> messages,
@@ -503,8 +518,9 @@ Result<std::vector<AppendResult>> Store::commitMessages(int64_t mailboxId, std::
 
     auto ins = db_.prepare(
         "INSERT INTO messages (mailbox_id, uid, flags, keywords, internal_date, size, modseq, upstream_id, blob_id, "
-        "message_id, envelope, bodystructure, analysis, subject, from_text, to_text, cc_text, bcc_text, sent_at) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)");
+        "message_id, envelope, bodystructure, analysis, subject, from_text, to_text, cc_text, bcc_text, sent_at, "
+        "body_missing) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)");
     if (!ins) return propagate(ins);
     auto hdr = db_.prepare("INSERT INTO message_headers (message_id, header) VALUES (?1, ?2)");
     if (!hdr) return propagate(hdr);
@@ -519,6 +535,9 @@ Result<std::vector<AppendResult>> Store::commitMessages(int64_t mailboxId, std::
       // UIDs are 32-bit on the wire (RFC 3501 2.3.1.1); running out needs a new
       // UIDVALIDITY, which is the caller's decision, not ours.
       if (uid > UINT32_MAX) return fail(ErrorKind::User, "mailbox UID space exhausted", "LIMIT");
+      if (message.fullSize.has_value() != p.blobId.empty())
+        return fail(ErrorKind::Internal, "commitMessages: a header-only message needs prepareHeader, and only it");
+      bool headerOnly = message.fullSize.has_value();
       ++modseq;
       ins->reset();
       ins->bind(1, mailboxId)
@@ -526,19 +545,26 @@ Result<std::vector<AppendResult>> Store::commitMessages(int64_t mailboxId, std::
           .bind(3, message.flags)
           .bind(4, nullIfEmpty(joinKeywords(message.keywords)))
           .bind(5, message.internalDate)
-          .bind(6, p.bytes().size())
+          .bind(6, headerOnly ? *message.fullSize : p.bytes().size())
           .bind(7, modseq)
           .bind(8, message.upstreamId)
-          .bind(9, p.blobId);
+          .bind(9, p.blobId)
+          .bind(20, headerOnly ? 1 : 0);
       std::string serialized;
       if (p.analysis) {
         const mime::QuickFields& q = p.analysis->quick;
-        serialized = mime::serializeAnalysis(*p.analysis);
+        if (!headerOnly) serialized = mime::serializeAnalysis(*p.analysis);
         ins->bind(10, nullIfEmpty(q.messageId))
-            .bind(11, p.analysis->envelope)
-            .bind(12, p.analysis->bodyStructure)
-            .bindBlob(13, std::as_bytes(std::span(serialized.data(), serialized.size())))
-            .bind(14, q.subject)
+            .bind(11, p.analysis->envelope);
+        // Of a header alone only the ENVELOPE is the message's: BODYSTRUCTURE
+        // and the part offsets wait for the body (attachBodies).
+        if (headerOnly) {
+          ins->bind(12, std::optional<std::string>()).bind(13, std::optional<std::string>());
+        } else {
+          ins->bind(12, p.analysis->bodyStructure)
+              .bindBlob(13, std::as_bytes(std::span(serialized.data(), serialized.size())));
+        }
+        ins->bind(14, q.subject)
             .bind(15, q.from)
             .bind(16, q.to)
             .bind(17, q.cc)
@@ -599,6 +625,94 @@ void Store::discardPrepared(std::span<const PreparedMessage> prepared) {
     if (p.pinned) blobs_.unpin(p.blobId);
     removeBlobIfUnreferenced(p.blobId);
   }
+}
+
+Result<size_t> Store::attachBodies(int64_t mailboxId, std::span<const uint32_t> uids,
+                                  std::span<const PreparedMessage> prepared) {
+  if (uids.size() != prepared.size()) {
+    discardPrepared(prepared);
+    return fail(ErrorKind::Internal, "attachBodies: uids and prepared differ in size");
+  }
+  auto commitRows = [&]() -> Result<std::pair<size_t, StoreChange>> {
+    auto tx = Transaction::begin(db_);
+    if (!tx) return propagate(tx);
+    auto mb = db_.prepare("SELECT account_id, highest_modseq FROM mailboxes WHERE id = ?1");
+    if (!mb) return propagate(mb);
+    auto row = mb->bind(1, mailboxId).step();
+    if (!row) return propagate(row);
+    if (!*row) return fail(ErrorKind::NotFound, "no mailbox with id " + std::to_string(mailboxId));
+    int64_t accountId = mb->columnInt64(0);
+    int64_t modseq = mb->columnInt64(1);
+    mb->reset();
+    auto sel = db_.prepare(
+        "SELECT size, flags, keywords, modseq, message_id FROM messages WHERE mailbox_id = ?1 AND uid = ?2 "
+        "AND body_missing = 1");
+    auto upd = db_.prepare(
+        "UPDATE messages SET blob_id = ?3, body_missing = 0, size = ?4, modseq = ?5, envelope = ?6, bodystructure = ?7, "
+        "analysis = ?8 WHERE mailbox_id = ?1 AND uid = ?2");
+    if (!sel) return propagate(sel);
+    if (!upd) return propagate(upd);
+    StoreChange change;
+    change.kind = StoreChange::Kind::FlagsChanged;
+    change.accountId = accountId;
+    change.mailboxId = mailboxId;
+    size_t attached = 0;
+    for (size_t i = 0; i < uids.size(); ++i) {
+      const PreparedMessage& p = prepared[i];
+      sel->reset();
+      auto found = sel->bind(1, mailboxId).bind(2, uids[i]).step();
+      if (!found) return propagate(found);
+      if (!*found) continue;
+      // The header came from the same upstream UID; a different Message-ID
+      // means the UID names another message now (a UIDVALIDITY change the
+      // sync has not seen yet): that body is not this row's.
+      std::string rowMessageId = sel->columnText(4);
+      if (p.analysis && p.analysis->quick.messageId != rowMessageId) {
+        logWarn("store.body_mismatch").kv("mailbox_id", mailboxId).kv("uid", uids[i]);
+        continue;
+      }
+      uint64_t oldSize = static_cast<uint64_t>(sel->columnInt64(0));
+      uint32_t flags = static_cast<uint32_t>(sel->columnInt64(1));
+      std::vector<std::string> keywords = splitKeywords(sel->columnText(2));
+      uint64_t size = p.bytes().size();
+      // The row's modseq stays unless the size was wrong: then clients and
+      // the MessageIndex must learn the new RFC822.SIZE.
+      int64_t newModseq = sel->columnInt64(3);
+      if (size != oldSize) {
+        newModseq = ++modseq;
+        change.messages.push_back({uids[i], flags, keywords, static_cast<uint64_t>(newModseq)});
+        logWarn("store.size_corrected").kv("mailbox_id", mailboxId).kv("uid", uids[i]).kv("was", oldSize).kv("size", size);
+      }
+      std::string serialized = p.analysis ? mime::serializeAnalysis(*p.analysis) : std::string();
+      upd->reset();
+      upd->bind(1, mailboxId).bind(2, uids[i]).bind(3, p.blobId).bind(4, size).bind(5, newModseq);
+      if (p.analysis) {
+        upd->bind(6, p.analysis->envelope)
+            .bind(7, p.analysis->bodyStructure)
+            .bindBlob(8, std::as_bytes(std::span(serialized.data(), serialized.size())));
+      } else {
+        upd->bind(6, std::optional<std::string>()).bind(7, std::optional<std::string>()).bind(8, std::optional<std::string>());
+      }
+      if (auto s = upd->run(); !s) return propagate(s);
+      ++attached;
+    }
+    if (!change.messages.empty()) {
+      auto box = db_.prepare("UPDATE mailboxes SET highest_modseq = ?1 WHERE id = ?2");
+      if (!box) return propagate(box);
+      if (auto s = box->bind(1, modseq).bind(2, mailboxId).run(); !s) return propagate(s);
+    }
+    if (auto s = tx->commit(); !s) return propagate(s);
+    change.modseq = static_cast<uint64_t>(modseq);
+    return std::pair{attached, std::move(change)};
+  };
+  auto result = commitRows();
+  // Pins end; a body no row took (already there, message gone, failure) goes.
+  for (const auto& p : prepared)
+    if (p.pinned && !p.blobId.empty()) blobs_.unpin(p.blobId);
+  for (const auto& p : prepared) removeBlobIfUnreferenced(p.blobId);
+  if (!result) return std::unexpected(result.error());
+  if (!result->second.messages.empty()) changes_.publish(result->second);
+  return result->first;
 }
 
 Result<std::vector<MessageSummary>> Store::listMessages(int64_t mailboxId) {

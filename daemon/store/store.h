@@ -69,6 +69,10 @@ struct NewMessage {
   std::vector<std::string> keywords;
   int64_t internalDate = 0;  // unix seconds
   std::optional<std::string> upstreamId;
+  // Set for a header-only message (bodies "on_demand"): `bytes` is only the
+  // top-level header block and this is the whole message's size (the
+  // upstream's RFC822.SIZE); the body comes later through attachBodies.
+  std::optional<uint64_t> fullSize;
   std::optional<JournalEntry> journal;
   const void* origin = nullptr;  // passed through to the StoreChange
 };
@@ -80,7 +84,7 @@ struct PreparedMessage {
   std::string_view input;                 // the caller's bytes; must stay live until the commit
   std::optional<std::string> normalized;  // a CRLF copy when input had a bare LF
   std::optional<mime::MessageAnalysis> analysis;
-  std::string blobId;
+  std::string blobId;     // empty for a header-only message (prepareHeader)
   bool pinned = false;  // put with pin: the commit (or its failure) unpins
   std::string_view bytes() const { return normalized ? std::string_view(*normalized) : input; }
 };
@@ -171,6 +175,9 @@ class Store {
   // body written durably (BlobStore::put, pinned when pin so that no remove()
   // on the owner thread deletes a same-content blob before its row exists).
   static Result<PreparedMessage> prepareMessage(BlobStore& blobs, std::string_view bytes, bool pin);
+  // The same for a header-only message (NewMessage::fullSize set): line
+  // ends and the analysis of the header block, no blob. Any thread.
+  static PreparedMessage prepareHeader(std::string_view header);
   // commitMessages, owner thread: the rest of appendMessages for messages[i]
   // prepared as prepared[i] (same sizes): one transaction, then the
   // MessagesAdded broadcast. Afterwards every pinned blob is unpinned and, if
@@ -182,12 +189,24 @@ class Store {
   // For prepared messages that will not be committed: unpins them and
   // removes each body unless something else uses it. Owner thread.
   void discardPrepared(std::span<const PreparedMessage> prepared);
+  // The bodies of header-only messages (bodies "on_demand"), each prepared by
+  // prepareMessage (durable, pinned or not): one transaction gives the rows
+  // of uids[i] their blob, analysis and BODYSTRUCTURE and clears
+  // body_missing; a row that has a body already (or is gone), or whose
+  // Message-ID differs from the body's, is left alone.
+  // A size that differs from the one the header-only row had is corrected
+  // with a new modseq (announced as a flag change, so caches reload).
+  // Afterwards pins end and unused blobs go, as in commitMessages. Returns how
+  // many rows got their body.
+  Result<size_t> attachBodies(int64_t mailboxId, std::span<const uint32_t> uids,
+                              std::span<const PreparedMessage> prepared);
   // All messages of a mailbox, by ascending UID.
   Result<std::vector<MessageSummary>> listMessages(int64_t mailboxId);
 
   // Committed changes for local sessions (see change_hub.h).
   ChangeHub& changes() { return changes_; }
   // Deletes a blob once no message or outbox row uses it (after expunge).
+  // A header-only message's empty blob id is ignored.
   void releaseBlob(const std::string& blobId) { removeBlobIfUnreferenced(blobId); }
 
   // For other parts of daemon/store that extend the Store; must not be kept

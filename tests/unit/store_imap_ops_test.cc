@@ -201,6 +201,77 @@ TEST_F(StoreImapOpsTest, RenameMovesChildrenAndInboxRenameEmptiesInbox) {
   EXPECT_EQ(setSubscribed(*store_, account_, "Nope", true, nullptr).error().kind, ErrorKind::NotFound);
 }
 
+// bodies "on_demand": a header-only row (no blob) answers metadata, ENVELOPE
+// and the header; COPY keeps it header-only; attachBodies gives it the body,
+// BODYSTRUCTURE and analysis in place (once), refuses another message's body,
+// and corrects a wrong size with a new modseq.
+TEST_F(StoreImapOpsTest, HeaderOnlyRowsGetTheirBodyLater) {
+  std::string full =
+      "From: Ann <ann@example.org>\r\nSubject: later\r\nMessage-ID: <h1@example.org>\r\n"
+      "Content-Type: text/plain\r\n\r\nthe body\r\n";
+  std::string header = full.substr(0, full.find("\r\n\r\n") + 4);
+  auto headerOnly = [&](std::string_view h, uint64_t size, const char* upstreamId) {
+    NewMessage m;
+    m.bytes = h;
+    m.internalDate = 1700000000;
+    m.fullSize = size;
+    m.upstreamId = upstreamId;
+    PreparedMessage p = Store::prepareHeader(h);
+    auto r = store_->commitMessages(inbox_, std::span<const NewMessage>(&m, 1), std::span<const PreparedMessage>(&p, 1));
+    EXPECT_TRUE(r) << r.error().message;
+    return r ? r->front().uid : 0;
+  };
+  uint32_t uid = headerOnly(header, full.size(), "7");
+  uint32_t wrongSize = headerOnly(header, full.size() + 5, "8");
+  std::vector<uint32_t> both{uid, wrongSize};
+  EXPECT_EQ(bodilessUids(*store_, inbox_, both).value(), both);
+  std::string bytes;
+  auto b = messageBytes(*store_, inbox_, uid, bytes);
+  ASSERT_FALSE(b);
+  EXPECT_EQ(b.error().kind, ErrorKind::Unavailable);
+  auto meta = messageMeta(*store_, inbox_, both).value();
+  EXPECT_EQ(meta[0].size, full.size());
+  EXPECT_EQ(storedHeaders(*store_, inbox_, both).value().at(0).header, header);
+  EXPECT_TRUE(storedStructures(*store_, inbox_, both).value().empty());  // no BODYSTRUCTURE without the body
+  EXPECT_EQ(headerColumns(*store_, inbox_, uid).value().subject, "later");
+  int64_t blobs = 0;
+  for (auto& e : std::filesystem::recursive_directory_iterator(dir_ / "blobs"))
+    if (e.is_regular_file()) ++blobs;
+  EXPECT_EQ(blobs, 0);
+
+  int64_t archive = store_->findMailbox(account_, "Archive").value()->id;
+  auto copied = copyMessages(*store_, inbox_, std::span<const uint32_t>(&uid, 1), archive, false, nullptr);
+  ASSERT_TRUE(copied) << copied.error().message;
+  EXPECT_EQ(bodilessUids(*store_, archive, copied->destUids).value(), copied->destUids);
+
+  // Another message's body (another Message-ID) is refused.
+  std::string other = "Message-ID: <other@example.org>\r\n\r\nx\r\n";
+  auto po = Store::prepareMessage(store_->blobs(), other, true).value();
+  EXPECT_EQ(store_->attachBodies(inbox_, std::span<const uint32_t>(&uid, 1), std::span<const PreparedMessage>(&po, 1)).value(), 0u);
+  // The right bodies: both rows get them; the wrongly sized one a new modseq.
+  uint64_t before = messageMeta(*store_, inbox_, both).value()[1].modseq;
+  std::vector<PreparedMessage> prepared{Store::prepareMessage(store_->blobs(), full, true).value(),
+                                        Store::prepareMessage(store_->blobs(), full, true).value()};
+  changes_.clear();
+  EXPECT_EQ(store_->attachBodies(inbox_, both, prepared).value(), 2u);
+  EXPECT_TRUE(bodilessUids(*store_, inbox_, both).value().empty());
+  EXPECT_EQ(messageBytes(*store_, inbox_, uid).value(), full);
+  EXPECT_FALSE(storedStructures(*store_, inbox_, both).value().empty());
+  EXPECT_FALSE(messageAnalysis(*store_, inbox_, uid).value().empty());
+  meta = messageMeta(*store_, inbox_, both).value();
+  EXPECT_EQ(meta[1].size, full.size());
+  EXPECT_GT(meta[1].modseq, before);
+  ASSERT_EQ(changes_.size(), 1u);
+  EXPECT_EQ(changes_[0].kind, StoreChange::Kind::FlagsChanged);
+  // Once: a second attach changes nothing, and leaves no extra blob.
+  auto again = Store::prepareMessage(store_->blobs(), full, true).value();
+  EXPECT_EQ(store_->attachBodies(inbox_, std::span<const uint32_t>(&uid, 1), std::span<const PreparedMessage>(&again, 1)).value(), 0u);
+  blobs = 0;
+  for (auto& e : std::filesystem::recursive_directory_iterator(dir_ / "blobs"))
+    if (e.is_regular_file()) ++blobs;
+  EXPECT_EQ(blobs, 1);
+}
+
 TEST(ChangeHubTest, UnsubscribeDuringPublish) {
   ChangeHub hub;
   int a = 0, b = 0;
