@@ -181,6 +181,10 @@ Result<HeaderFields> StoreBackend::headerFields(int64_t mailboxId, uint32_t uid)
   return HeaderFields{h->messageId, h->subject, h->from, h->to, h->cc, h->bcc, h->sentAt};
 }
 
+Result<std::vector<uint32_t>> StoreBackend::bodilessUids(int64_t mailboxId, std::span<const uint32_t> uids) {
+  return store::bodilessUids(store_, mailboxId, uids);
+}
+
 Result<std::vector<StoredStructure>> StoreBackend::structures(int64_t mailboxId, std::span<const uint32_t> uids) {
   auto rows = store::storedStructures(store_, mailboxId, uids);
   if (!rows) return std::unexpected(rows.error());

@@ -33,6 +33,7 @@ class StoreBackend final : public Backend {
   Status messageBytes(int64_t mailboxId, uint32_t uid, std::string& out) override;
   Result<std::string> messageAnalysis(int64_t mailboxId, uint32_t uid) override;
   Result<HeaderFields> headerFields(int64_t mailboxId, uint32_t uid) override;
+  Result<std::vector<uint32_t>> bodilessUids(int64_t mailboxId, std::span<const uint32_t> uids) override;
   Result<std::vector<StoredStructure>> structures(int64_t mailboxId, std::span<const uint32_t> uids) override;
   Result<std::vector<StoredHeader>> topHeaders(int64_t mailboxId, std::span<const uint32_t> uids) override;
   Result<std::vector<FieldValues>> headerFieldValues(int64_t mailboxId, std::string_view field,

@@ -142,6 +142,12 @@ class Backend {
   // mime::serializeAnalysis() form; "" when none was stored.
   virtual Result<std::string> messageAnalysis(int64_t mailboxId, uint32_t uid) = 0;
   virtual Result<HeaderFields> headerFields(int64_t mailboxId, uint32_t uid) = 0;
+  // The given UIDs (ascending) whose body is not stored yet (an account whose
+  // bodies are fetched on demand): only their metadata, stored ENVELOPE and
+  // top-level header block (topHeaders) can be read. The session asks its
+  // host for the bodies (Session::pendingBodies) before it answers anything
+  // else about them.
+  virtual Result<std::vector<uint32_t>> bodilessUids(int64_t mailboxId, std::span<const uint32_t> uids) = 0;
   // Batch forms for FETCH and SEARCH over many messages: the given UIDs
   // (ascending) that have the stored item; the session reads the analysis or
   // the bytes of any UID left out.

@@ -182,13 +182,26 @@ Result<std::vector<MessageInfo>> MemoryBackend::messages(int64_t mailboxId, std:
 Status MemoryBackend::messageBytes(int64_t mailboxId, uint32_t uid, std::string& out) {
   auto* b = byId(mailboxId);
   if (!b || !b->messages.count(uid)) return fail(ErrorKind::NotFound, "no message");
+  if (b->messages[uid].bodyMissing) return fail(ErrorKind::Unavailable, "body not stored");
   out += b->messages[uid].bytes;
   return {};
+}
+
+Result<std::vector<uint32_t>> MemoryBackend::bodilessUids(int64_t mailboxId, std::span<const uint32_t> uids) {
+  auto* b = byId(mailboxId);
+  if (!b) return fail(ErrorKind::NotFound, "no mailbox");
+  std::vector<uint32_t> out;
+  for (uint32_t u : uids) {
+    auto it = b->messages.find(u);
+    if (it != b->messages.end() && it->second.bodyMissing) out.push_back(u);
+  }
+  return out;
 }
 
 Result<std::string> MemoryBackend::messageAnalysis(int64_t mailboxId, uint32_t uid) {
   auto* b = byId(mailboxId);
   if (!b || !b->messages.count(uid)) return fail(ErrorKind::NotFound, "no message");
+  if (b->messages[uid].bodyMissing) return std::string();
   return b->messages[uid].analysis;
 }
 
@@ -217,7 +230,7 @@ Result<std::vector<StoredStructure>> MemoryBackend::structures(int64_t mailboxId
     auto it = b->messages.find(u);
     if (it == b->messages.end()) continue;
     auto a = mime::deserializeAnalysis(it->second.analysis);
-    if (a) out.push_back({u, a->envelope, a->bodyStructure});
+    if (a && !it->second.bodyMissing) out.push_back({u, a->envelope, a->bodyStructure});
   }
   return out;
 }

@@ -19,6 +19,10 @@ class MemoryMailStore {
     MessageInfo info;
     std::string bytes;
     std::string analysis;  // serialized
+    // Simulates a message synced without its body (bodies "on_demand"):
+    // bytes and analysis stay (they stand for the upstream's copy), but only
+    // its metadata and header block can be read until a test clears it.
+    bool bodyMissing = false;
   };
   struct Box {
     MailboxInfo info;
@@ -68,6 +72,7 @@ class MemoryBackend final : public Backend {
   Status messageBytes(int64_t mailboxId, uint32_t uid, std::string& out) override;
   Result<std::string> messageAnalysis(int64_t mailboxId, uint32_t uid) override;
   Result<HeaderFields> headerFields(int64_t mailboxId, uint32_t uid) override;
+  Result<std::vector<uint32_t>> bodilessUids(int64_t mailboxId, std::span<const uint32_t> uids) override;
   Result<std::vector<StoredStructure>> structures(int64_t mailboxId, std::span<const uint32_t> uids) override;
   Result<std::vector<StoredHeader>> topHeaders(int64_t mailboxId, std::span<const uint32_t> uids) override;
   Result<std::vector<FieldValues>> headerFieldValues(int64_t mailboxId, std::string_view field,

@@ -78,11 +78,24 @@ class Session {
 
   // A FETCH paused at outputHighWater: take the output, wait for the socket
   // to drain, then resume().
-  bool wantsResume() const { return fetch_.has_value(); }
+  bool wantsResume() const { return fetch_.has_value() && !bodies_; }
   void resume();
 
-  // True while the host should not read more input (login, TLS, paused FETCH).
-  bool busy() const { return login_.has_value() || startTls_ || fetch_.has_value(); }
+  // A FETCH or SEARCH needs bodies the backend does not have yet
+  // (Backend::bodilessUids): the host fetches them into the store, then
+  // calls bodiesDone() with the outcome; the command goes on from where it
+  // stopped, or is answered NO [UNAVAILABLE] with the error's text. Input
+  // stays buffered meanwhile; updates from other sessions queue as usual.
+  struct BodyRequest {
+    int64_t mailboxId = 0;
+    std::vector<uint32_t> uids;  // ascending
+  };
+  const std::optional<BodyRequest>& pendingBodies() const { return bodies_; }
+  void bodiesDone(Status result);
+
+  // True while the host should not read more input (login, TLS, paused
+  // FETCH, bodies being fetched).
+  bool busy() const { return login_.has_value() || startTls_ || fetch_.has_value() || bodies_.has_value() || search_.has_value(); }
   bool idling() const { return idleTag_.has_value(); }
 
   // A committed store change; `own` when this session's backend made it.
@@ -127,15 +140,23 @@ class Session {
   // selected
   void cmdClose(const std::string& tag, bool expunge);
   void cmdExpunge(const std::string& tag, const ExpungeCmd& cmd);
-  void cmdSearch(const std::string& tag, const SearchCmd& cmd);
+  // bodiesAsked: run again after bodiesDone(), so bodies still missing now
+  // cannot be had.
+  void cmdSearch(const std::string& tag, const SearchCmd& cmd, bool bodiesAsked = false);
   void cmdFetch(const std::string& tag, const FetchCmd& cmd);
   void cmdStore(const std::string& tag, const StoreCmd& cmd);
   void cmdCopy(const std::string& tag, bool uid, const SequenceSet& set, const std::string& mailbox, bool move);
 
   void runFetch();
   enum class FetchResult { Ok, Unreadable, UnknownCte };
-  // `stored`: the batch's stored ENVELOPE/BODYSTRUCTURE for this message, if any.
-  FetchResult fetchOne(uint32_t seq, MessageInfo& info, const StoredStructure* stored);
+  // `stored`: the batch's stored ENVELOPE/BODYSTRUCTURE for this message, if
+  // any; `header`: for a message without its body, the stored header block
+  // that the FETCH (header items only) is answered from.
+  FetchResult fetchOne(uint32_t seq, MessageInfo& info, const StoredStructure* stored, const std::string* header);
+  // Asks the host for these bodies (see pendingBodies); false when they were
+  // asked for already and are still missing (the command is then answered
+  // NO [UNAVAILABLE] by the caller).
+  bool askBodies(std::vector<uint32_t> uids, bool askedBefore);
   bool matches(const SearchKey& key, SearchContext& ctx);
 
   // Sequence set -> ascending (seq, uid) pairs of the snapshot; false (and a
@@ -191,8 +212,18 @@ class Session {
     bool setSeen = false;
     bool any = false;
     bool structuresOnly = false;  // the only analysis items are ENVELOPE / BODYSTRUCTURE
+    bool bodyItems = false;       // some item needs the body (not only the header)
+    bool headerItems = false;     // some item reads the header block (ENVELOPE, RFC822.HEADER, BODY[HEADER...])
+    size_t bodiesAskedAt = SIZE_MAX;  // `next` when bodies were last asked for
   };
   std::optional<FetchState> fetch_;
+  std::optional<BodyRequest> bodies_;
+  // A SEARCH waiting for bodies (BODY/TEXT keys), run again when they came.
+  struct PendingSearch {
+    std::string tag;
+    SearchCmd cmd;
+  };
+  std::optional<PendingSearch> search_;
 };
 
 }  // namespace mb::imap

@@ -54,6 +54,25 @@ bool needsAnalysis(const FetchAtt& a) {
   }
 }
 
+// Items a message without its body (bodies fetched on demand) can answer
+// from its stored header block: those are fetched without asking for the body.
+bool headerOnlyItem(const FetchAtt& a) {
+  if (a.kind == FetchAtt::Kind::Envelope || a.kind == FetchAtt::Kind::Rfc822Header) return true;
+  if (a.kind != FetchAtt::Kind::BodySection || !a.section.part.empty()) return false;
+  return a.section.text == Section::Text::Header || a.section.text == Section::Text::HeaderFields ||
+         a.section.text == Section::Text::HeaderFieldsNot;
+}
+
+bool needsBody(const FetchAtt& a) { return (needsBytes(a) || needsAnalysis(a)) && !headerOnlyItem(a); }
+
+// SEARCH keys that read the body (TEXT: the header too, from the bytes).
+bool searchesBody(const SearchKey& k) {
+  if (k.kind == SearchKey::Kind::Body || k.kind == SearchKey::Kind::Text) return true;
+  for (const auto& ch : k.children)
+    if (searchesBody(ch)) return true;
+  return false;
+}
+
 bool setsSeen(const FetchAtt& a) {
   return (a.kind == FetchAtt::Kind::Rfc822 || a.kind == FetchAtt::Kind::Rfc822Text ||
           ((a.kind == FetchAtt::Kind::BodySection || a.kind == FetchAtt::Kind::Binary) && !a.peek));
@@ -203,6 +222,8 @@ void Session::cmdFetch(const std::string& tag, const FetchCmd& cmd) {
   for (const auto& a : cmd.items) {
     if (a.kind == FetchAtt::Kind::ModSeq) condstore_ = true;
     if (setsSeen(a) && !readOnly_) st.setSeen = true;
+    st.bodyItems = st.bodyItems || needsBody(a);
+    st.headerItems = st.headerItems || headerOnlyItem(a);
     if (a.kind == FetchAtt::Kind::Envelope || a.kind == FetchAtt::Kind::BodyStructure)
       st.structuresOnly = true;
     else if (needsAnalysis(a))
@@ -230,7 +251,47 @@ void Session::cmdFetch(const std::string& tag, const FetchCmd& cmd) {
 }
 
 void Session::resume() {
-  if (fetch_) runFetch();
+  if (fetch_ && !bodies_) runFetch();
+  process();
+}
+
+bool Session::askBodies(std::vector<uint32_t> uids, bool askedBefore) {
+  if (askedBefore) return false;  // the host said done, yet they are still missing
+  bodies_ = BodyRequest{selectedId_, std::move(uids)};
+  return true;
+}
+
+void Session::bodiesDone(Status result) {
+  if (!bodies_) return;
+  bodies_.reset();
+  if (state_ == State::Logout) {  // BYE went out meanwhile (shutdown, autologout)
+    fetch_.reset();
+    search_.reset();
+    return;
+  }
+  auto unavailable = [&](const std::string& tag) {
+    tagged(tag, "NO", "UNAVAILABLE", "message bodies could not be fetched from the provider: " + result.error().message);
+  };
+  if (fetch_) {
+    if (!result) {
+      std::string tag = fetch_->tag;
+      fetch_.reset();
+      unavailable(tag);
+    } else {
+      runFetch();
+    }
+  } else if (search_) {
+    PendingSearch ps = std::move(*search_);
+    search_.reset();
+    if (!result) {
+      if (ps.cmd.returnOptions)
+        for (SearchReturn r : *ps.cmd.returnOptions)
+          if (r == SearchReturn::Save) savedUids_.clear();  // RFC 5182 2.1: a failed SAVE leaves "$" empty
+      unavailable(ps.tag);
+    } else {
+      cmdSearch(ps.tag, ps.cmd, true);
+    }
+  }
   process();
 }
 
@@ -246,6 +307,36 @@ void Session::runFetch() {
     size_t n = std::min(kBatch, st.seqs.size() - st.next);
     std::vector<uint32_t> batchUids;
     for (size_t i = 0; i < n; ++i) batchUids.push_back(uids_[st.seqs[st.next + i] - 1]);
+    // Messages whose body is not here yet: the batch waits for them when an
+    // item needs the body, else their header items come from the stored
+    // header block.
+    std::vector<StoredHeader> headerOnly;
+    if (st.bodyItems || st.headerItems) {
+      auto bodiless = backend_.bodilessUids(selectedId_, batchUids);
+      if (!bodiless) {
+        std::string tag = st.tag;
+        fetch_.reset();
+        return failed(tag, bodiless.error(), "FETCH");
+      }
+      if (!bodiless->empty() && st.bodyItems) {
+        if (askBodies(std::move(*bodiless), st.bodiesAskedAt == st.next)) {
+          st.bodiesAskedAt = st.next;
+          return;  // the host fetches them, then bodiesDone()
+        }
+        std::string tag = st.tag;
+        fetch_.reset();
+        return tagged(tag, "NO", "UNAVAILABLE", "message bodies could not be fetched from the provider");
+      }
+      if (!bodiless->empty()) {
+        auto h = backend_.topHeaders(selectedId_, *bodiless);
+        if (!h) {
+          std::string tag = st.tag;
+          fetch_.reset();
+          return failed(tag, h.error(), "FETCH");
+        }
+        headerOnly = std::move(*h);
+      }
+    }
     auto metas = backend_.messages(selectedId_, batchUids);
     if (!metas) {
       std::string tag = st.tag;
@@ -279,7 +370,7 @@ void Session::runFetch() {
         }
       }
     }
-    size_t mi = 0;
+    size_t mi = 0, hi = 0;
     for (size_t i = 0; i < n; ++i) {
       uint32_t seq = st.seqs[st.next + i];
       uint32_t uid = uids_[seq - 1];
@@ -288,7 +379,9 @@ void Session::runFetch() {
       if (st.cmd.changedSince && (*metas)[mi].modseq <= *st.cmd.changedSince) continue;
       while (si < structures.size() && structures[si].uid < uid) ++si;
       const StoredStructure* stored = si < structures.size() && structures[si].uid == uid ? &structures[si] : nullptr;
-      FetchResult fr = fetchOne(seq, (*metas)[mi], stored);
+      while (hi < headerOnly.size() && headerOnly[hi].uid < uid) ++hi;
+      const std::string* header = hi < headerOnly.size() && headerOnly[hi].uid == uid ? &headerOnly[hi].header : nullptr;
+      FetchResult fr = fetchOne(seq, (*metas)[mi], stored, header);
       if (fr != FetchResult::Ok) {
         std::string tag = st.tag;
         fetch_.reset();
@@ -310,7 +403,8 @@ void Session::runFetch() {
   tagged(tag, "OK", "", uid ? "UID FETCH completed" : "FETCH completed");
 }
 
-Session::FetchResult Session::fetchOne(uint32_t seq, MessageInfo& m, const StoredStructure* stored) {
+Session::FetchResult Session::fetchOne(uint32_t seq, MessageInfo& m, const StoredStructure* stored,
+                                       const std::string* header) {
   const FetchCmd& cmd = fetch_->cmd;
   bool flagsChanged = (m.flags & 0x80000000u) != 0;
   m.flags &= ~0x80000000u;
@@ -322,7 +416,7 @@ Session::FetchResult Session::fetchOne(uint32_t seq, MessageInfo& m, const Store
     wantUid = wantUid || a.kind == FetchAtt::Kind::Uid;
     wantModseq = wantModseq || a.kind == FetchAtt::Kind::ModSeq;
   }
-  if (stored && fetch_->structuresOnly) wantAnalysis = false;
+  if (stored && fetch_->structuresOnly && !header) wantAnalysis = false;
   // BODY[] alone (no partial, no analysis): the bytes go from storage
   // straight into the output, in the literal.
   bool streamBody = wantBytes && !wantAnalysis && m.size > 0;
@@ -331,6 +425,16 @@ Session::FetchResult Session::fetchOne(uint32_t seq, MessageInfo& m, const Store
   if (streamBody) wantBytes = false;
   std::string bytes;
   std::optional<mime::MessageAnalysis> analysis;
+  if (header && (wantBytes || wantAnalysis)) {
+    // No body yet, and only header items asked for: the header block is
+    // the message as far as they can tell (a message without a body).
+    bytes = *header;
+    auto d = mime::analyzeMessage(bytes);
+    if (!d) return FetchResult::Unreadable;
+    analysis = std::move(*d);
+    wantBytes = wantAnalysis = false;
+    streamBody = false;
+  }
   if (wantBytes) {
     if (!backend_.messageBytes(selectedId_, m.uid, bytes)) return FetchResult::Unreadable;
   }
@@ -613,7 +717,7 @@ bool Session::matches(const SearchKey& k, SearchContext& c) {
   return false;
 }
 
-void Session::cmdSearch(const std::string& tag, const SearchCmd& cmd) {
+void Session::cmdSearch(const std::string& tag, const SearchCmd& cmd, bool bodiesAsked) {
   // RFC 9051 6.4.4 / 7.3.4: IMAP4rev2 has no SEARCH response; a SEARCH
   // without RETURN answers ESEARCH as if RETURN (ALL) had been given.
   std::optional<std::vector<SearchReturn>> returnOptions = cmd.returnOptions;
@@ -656,6 +760,22 @@ void Session::cmdSearch(const std::string& tag, const SearchCmd& cmd) {
     for (const auto& ch : k->children) stack.push_back(&ch);
   }
   if (usesModseq) condstore_ = true;
+  if (searchesBody(cmd.key)) {
+    // BODY/TEXT read every message's body: those not here yet first.
+    auto bodiless = backend_.bodilessUids(selectedId_, uids_);
+    if (!bodiless) {
+      if (save) savedUids_.clear();
+      return failed(tag, bodiless.error(), "SEARCH");
+    }
+    if (!bodiless->empty()) {
+      if (!askBodies(std::move(*bodiless), bodiesAsked)) {
+        if (save) savedUids_.clear();
+        return tagged(tag, "NO", "UNAVAILABLE", "message bodies could not be fetched from the provider");
+      }
+      search_ = PendingSearch{tag, cmd};
+      return;  // bodiesDone() runs it again
+    }
+  }
   std::vector<uint32_t> hits;
   uint64_t maxModseq = 0;
   for (size_t i = 0; i < uids_.size(); i += kBatch) {

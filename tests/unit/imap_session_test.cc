@@ -650,5 +650,77 @@ TEST_F(SessionTest, FetchStreamsInSlices) {
   EXPECT_TRUE(has(all, "f OK FETCH completed"));
 }
 
+
+// Bodies fetched on demand (README "bodies"; DESIGN "Errors": Unavailable ->
+// NO [UNAVAILABLE]): header items of messages without their body answer at
+// once from the stored header block; a FETCH or SEARCH that needs a body stops
+// the session (no further input is read) until the host reports the bodies
+// stored or failed; other sessions go on meanwhile.
+TEST_F(SessionTest, BodiesOnDemandSuspendAndResume) {
+  Client c(store), other(store);
+  c.login();
+  other.login();
+  std::string second = "From: zed@example.net\r\nSubject: two\r\nMessage-ID: <m2@example.org>\r\n\r\nsecond body text\r\n";
+  c.send(appendCmd("a", "INBOX", kMessage));
+  c.send(appendCmd("a", "INBOX", second));
+  c.send(appendCmd("a", "INBOX", kMessage));
+  c.send("b SELECT INBOX\r\n");
+  other.send("b SELECT INBOX\r\n");
+  std::string full = c.send("c FETCH 1:3 (FLAGS RFC822.SIZE ENVELOPE RFC822.HEADER BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\n");
+  auto& msgs = store.accounts[1]["INBOX"].messages;
+  auto missing = [&](uint32_t uid, bool m) { msgs[uid].bodyMissing = m; };
+  missing(1, true);
+  missing(2, true);
+  // Header items: the same answer, no body asked for.
+  EXPECT_EQ(c.send("c FETCH 1:3 (FLAGS RFC822.SIZE ENVELOPE RFC822.HEADER BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\n"), full);
+  EXPECT_FALSE(c.session.pendingBodies());
+  EXPECT_EQ(c.send("d SEARCH SUBJECT two\r\n"), "* SEARCH 2\r\nd OK SEARCH completed\r\n");
+
+  // BODY[] waits for the two bodies; the NOOP behind it is not read yet.
+  EXPECT_EQ(c.send("e FETCH 1:3 (BODY.PEEK[])\r\nf NOOP\r\n"), "");
+  ASSERT_TRUE(c.session.pendingBodies());
+  EXPECT_EQ(c.session.pendingBodies()->uids, (std::vector<uint32_t>{1, 2}));
+  EXPECT_TRUE(c.session.busy());
+  // Another session is not held up.
+  EXPECT_EQ(other.send("g STORE 3 +FLAGS (\\Flagged)\r\n"), "* 3 FETCH (FLAGS (\\Flagged))\r\ng OK STORE completed\r\n");
+  missing(1, false);
+  missing(2, false);
+  c.session.bodiesDone({});
+  std::string out = c.session.takeOutput();
+  EXPECT_TRUE(has(out, "* 1 FETCH (BODY[] {" + std::to_string(std::string(kMessage).size()) + "}\r\n" + kMessage + ")")) << out;
+  EXPECT_TRUE(has(out, "* 2 FETCH (BODY[] {" + std::to_string(second.size()) + "}\r\n" + second + ")")) << out;
+  // The other session's flag change is reported at the end of the FETCH,
+  // then the queued NOOP is answered.
+  EXPECT_TRUE(has(out, "* 3 FETCH (FLAGS (\\Flagged))\r\ne OK FETCH completed\r\nf OK NOOP completed\r\n")) << out;
+  EXPECT_FALSE(c.session.busy());
+
+  // The upstream is unreachable: NO [UNAVAILABLE], no \Seen set, and the
+  // session reads input again.
+  missing(2, true);
+  EXPECT_EQ(c.send("h FETCH 2 (BODY[TEXT])\r\n"), "");
+  ASSERT_TRUE(c.session.pendingBodies());
+  c.session.bodiesDone(fail(ErrorKind::Unavailable, "the provider is unreachable"));
+  EXPECT_EQ(c.session.takeOutput(),
+            "h NO [UNAVAILABLE] message bodies could not be fetched from the provider: the provider is unreachable\r\n");
+  EXPECT_EQ(c.send("i FETCH 2 FLAGS\r\n"), "* 2 FETCH (FLAGS ())\r\ni OK FETCH completed\r\n");
+  // BODYSTRUCTURE needs the body; a host that reports success without
+  // storing it gets NO, not a loop.
+  EXPECT_EQ(c.send("j FETCH 2 BODYSTRUCTURE\r\n"), "");
+  ASSERT_TRUE(c.session.pendingBodies());
+  c.session.bodiesDone({});
+  EXPECT_EQ(c.session.takeOutput(), "j NO [UNAVAILABLE] message bodies could not be fetched from the provider\r\n");
+
+  // SEARCH BODY asks for every missing body of the mailbox, then runs.
+  missing(1, true);
+  EXPECT_EQ(c.send("k UID SEARCH BODY \"second body\"\r\n"), "");
+  ASSERT_TRUE(c.session.pendingBodies());
+  EXPECT_EQ(c.session.pendingBodies()->uids, (std::vector<uint32_t>{1, 2}));
+  missing(1, false);
+  missing(2, false);
+  c.session.bodiesDone({});
+  EXPECT_EQ(c.session.takeOutput(), "* SEARCH 2\r\nk OK UID SEARCH completed\r\n");
+  EXPECT_EQ(c.send("l SEARCH TEXT nothing\r\n"), "* SEARCH\r\nl OK SEARCH completed\r\n");
+}
+
 }  // namespace
 }  // namespace mb::imap
