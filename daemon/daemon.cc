@@ -366,6 +366,13 @@ void Daemon::reconcileSync(const Config& config, bool stopOnly) {
   publishStatus();
 }
 
+void Daemon::fetchBodies(int64_t accountId, int64_t mailboxId, std::vector<uint32_t> uids,
+                         std::function<void(Status)> done) {
+  for (auto& [name, engine] : engines_)
+    if (engine->accountId() == accountId) return engine->fetchBodies(mailboxId, std::move(uids), std::move(done));
+  done(fail(ErrorKind::Unavailable, "the account is not synced with a provider"));
+}
+
 void Daemon::publishStatus() {
   auto snap = std::make_shared<StatusSnapshot>();
   snap->version = MAILBRIDGE_VERSION;

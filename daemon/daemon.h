@@ -63,6 +63,10 @@ class Daemon {
 
   // Records a bound listener for the status and <state dir>/listeners.json.
   Status addListener(ListenerStatus listener);
+  // The bodies of header-only messages a local IMAP session waits for,
+  // through the account's SyncEngine (see BodyFetcher::fetch); Unavailable
+  // at once for an account without an upstream.
+  void fetchBodies(int64_t accountId, int64_t mailboxId, std::vector<uint32_t> uids, std::function<void(Status)> done);
 
   auth::Authenticator& authenticator() { return *authenticator_; }
   store::Store& store() { return *store_; }

@@ -335,9 +335,8 @@ Result<ImapUpstreamConfig> readImapUpstream(const json& obj, const std::string& 
   auto bodies = r.getString("bodies", false, "full");
   if (!bodies) return std::unexpected(bodies.error());
   if (*bodies == "full") c.bodies = BodyPolicy::Full;
-  else if (*bodies == "on_demand")
-    return r.errorAt(r.childPath("bodies"), "\"on_demand\" is not available yet (bodies are downloaded in full); use \"full\"");
-  else return r.errorAt(r.childPath("bodies"), "expected \"full\", got \"" + *bodies + "\"");
+  else if (*bodies == "on_demand") c.bodies = BodyPolicy::OnDemand;
+  else return r.errorAt(r.childPath("bodies"), "expected \"full\" or \"on_demand\", got \"" + *bodies + "\"");
   if (auto s = r.finish(); !s) return std::unexpected(s.error());
   return c;
 }

@@ -97,10 +97,11 @@ struct RelayConfig : UpstreamConnection {
 
 // How an account syncs with its provider's IMAP server ("imap" in an account).
 enum class ImapAuth { Plain, Login, Xoauth2, OAuthBearer };
-// Full: every body is downloaded with the initial sync. Headers-first with
-// bodies fetched when a local client asks ("on_demand") is not built yet, and
-// the config refuses it rather than silently downloading everything.
-enum class BodyPolicy { Full };
+// Full: every body is downloaded with the initial sync (and bodies missing
+// from an earlier on_demand time are filled in). OnDemand: messages are
+// synced with their header only; a body is fetched when a local client first
+// asks for it, then kept (README, "bodies").
+enum class BodyPolicy { Full, OnDemand };
 
 struct ImapUpstreamConfig : UpstreamConnection {
   ImapUpstreamConfig() {

@@ -407,10 +407,10 @@ void UpstreamImap::fetchFlags(const std::string& folder, std::vector<uint32_t> u
   });
 }
 
-void UpstreamImap::fetchMessages(const std::string& folder, std::vector<uint32_t> uids,
+void UpstreamImap::fetchMessages(const std::string& folder, std::vector<uint32_t> uids, bool headersOnly,
                                  std::function<void(sync::RemoteMessage&&)> onMessage, std::function<void(Status)> done) {
   auto alive = alive_;
-  select(folder, [this, alive, uids = std::move(uids), onMessage = std::move(onMessage), done = std::move(done)](Status s) mutable {
+  select(folder, [this, alive, headersOnly, uids = std::move(uids), onMessage = std::move(onMessage), done = std::move(done)](Status s) mutable {
     if (!s) return done(std::unexpected(s.error()));
     std::sort(uids.begin(), uids.end());
     struct Ctx {
@@ -426,9 +426,11 @@ void UpstreamImap::fetchMessages(const std::string& folder, std::vector<uint32_t
       ctx->batches.push_back(compress({uids.begin() + i, uids.begin() + std::min(uids.size(), i + kFetchBatch)}));
     ctx->onMessage = std::move(onMessage);
     ctx->done = std::move(done);
-    std::vector<std::string> items = {"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "BODY.PEEK[]"};
+    std::vector<std::string> items = {"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE",
+                                      headersOnly ? "BODY.PEEK[HEADER]" : "BODY.PEEK[]"};
     if (main_->condstore()) items.push_back("MODSEQ");
-    auto onUntagged = [ctx](client::Response& r) {
+    std::string section = headersOnly ? "HEADER" : "";
+    auto onUntagged = [ctx, section, headersOnly](client::Response& r) {
       auto* f = std::get_if<client::FetchData>(&r);
       if (!f || !f->uid || ctx->error) return;
       sync::RemoteMessage m;
@@ -436,8 +438,9 @@ void UpstreamImap::fetchMessages(const std::string& folder, std::vector<uint32_t
       if (f->internalDate) m.internalDate = toUnixSeconds(*f->internalDate);
       m.size = f->rfc822Size.value_or(0);
       for (auto& b : f->bodies)
-        if (b.item == "BODY" && b.section.empty() && b.data) m.bytes = std::move(*b.data);
+        if (b.item == "BODY" && b.section == section && b.data) m.bytes = std::move(*b.data);
       if (!m.bytes) return;  // a FETCH of flags alone (another client changed them)
+      m.headersOnly = headersOnly;
       ctx->onMessage(std::move(m));
     };
     auto pump = std::make_shared<std::function<void()>>();

@@ -38,7 +38,7 @@ class UpstreamImap : public sync::Connector {
                  std::function<void(Result<std::vector<sync::RemoteMessage>>)> done) override;
   void fetchFlags(const std::string& folder, std::vector<uint32_t> uids,
                   std::function<void(Result<std::vector<sync::RemoteFlags>>)> done) override;
-  void fetchMessages(const std::string& folder, std::vector<uint32_t> uids,
+  void fetchMessages(const std::string& folder, std::vector<uint32_t> uids, bool headersOnly,
                      std::function<void(sync::RemoteMessage&&)> onMessage, std::function<void(Status)> done) override;
   void apply(const sync::Op& op, std::function<void(Result<sync::OpResult>)> done) override;
   void watch(std::vector<std::string> folders, std::function<void(const std::string&)> onChange) override;

@@ -41,6 +41,7 @@ ImapConnection::ImapConnection(ImapServer& server, std::unique_ptr<TcpStream> st
 }
 
 ImapConnection::~ImapConnection() {
+  *alive_ = false;
   if (subscription_) server_.deps_.store->changes().unsubscribe(subscription_);
   if (timer_) {
     timer_->data = nullptr;
@@ -152,6 +153,23 @@ void ImapConnection::pump() {
         pump();
       });
       break;
+    }
+    if (auto& want = session_.pendingBodies(); want && !bodiesAsked_) {
+      bodiesAsked_ = true;
+      auto alive = alive_;
+      auto done = [this, alive](Status result) {
+        if (!*alive) return;
+        bodiesAsked_ = false;
+        if (!result) logInfo("imap.bodies_unavailable").kv("conn", conn_).kv("error", result.error().message);
+        session_.bodiesDone(std::move(result));
+        pump();
+      };
+      if (server_.deps_.fetchBodies)
+        server_.deps_.fetchBodies(session_.accountId(), want->mailboxId, want->uids, std::move(done));
+      else
+        done(fail(ErrorKind::Unavailable, "no upstream to fetch message bodies from"));
+      if (bodiesAsked_) break;  // done resumes the session later
+      continue;                 // done ran inside the call
     }
     if (session_.startTlsRequested() && !handshaking_) {
       auto engine = server_.tls_ ? tls::TlsEngine::server(*server_.tls_) : fail(ErrorKind::Internal, "no TLS");

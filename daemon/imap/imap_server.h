@@ -60,6 +60,8 @@ class ImapConnection {
   bool paused_ = false;
   bool closing_ = false;
   bool pumping_ = false;
+  bool bodiesAsked_ = false;  // the session's pendingBodies() went to deps_.fetchBodies
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // for callbacks that may outlive us
   std::string peerHost_;
   uint64_t conn_ = 0;  // "conn=" in every log line of this connection
 };
@@ -72,6 +74,10 @@ struct ImapServerDeps {
   std::string certPath;  // the generated identity; config.tls overrides
   std::string keyPath;
   std::function<Status(ListenerStatus)> addListener;  // Daemon::addListener
+  // Daemon::fetchBodies: a session waits for bodies (Session::pendingBodies);
+  // done may run inside the call.
+  std::function<void(int64_t accountId, int64_t mailboxId, std::vector<uint32_t> uids, std::function<void(Status)> done)>
+      fetchBodies;
 };
 
 class ImapServer {

@@ -47,7 +47,8 @@ struct RemoteMessage {
   int64_t internalDate = 0;  // unix seconds
   uint64_t size = 0;
   std::string messageId;     // when asked for
-  std::optional<std::string> bytes;
+  std::optional<std::string> bytes;  // the whole message, or only its header block (headersOnly)
+  bool headersOnly = false;
 };
 
 // What changed in one folder since a FolderState.
@@ -132,8 +133,10 @@ class Connector {
   virtual void fetchFlags(const std::string& folder, std::vector<uint32_t> uids,
                           std::function<void(Result<std::vector<RemoteFlags>>)> done) = 0;
   // Whole messages, pipelined in large batches; onMessage gets each as it
-  // arrives (in UID order); done after the last.
-  virtual void fetchMessages(const std::string& folder, std::vector<uint32_t> uids,
+  // arrives (in UID order); done after the last. With headersOnly, only the
+  // top-level header block of each (bodies "on_demand"), with the size of
+  // the whole message.
+  virtual void fetchMessages(const std::string& folder, std::vector<uint32_t> uids, bool headersOnly,
                              std::function<void(RemoteMessage&&)> onMessage, std::function<void(Status)> done) = 0;
   virtual void apply(const Op& op, std::function<void(Result<OpResult>)> done) = 0;
   // Push: onChange(folder) whenever the upstream says a watched folder

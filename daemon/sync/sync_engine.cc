@@ -153,6 +153,7 @@ SyncEngine::SyncEngine(uv_loop_t* loop, store::Store& store, int64_t accountId, 
       makeConnector_(std::move(makeConnector)),
       onStatus_(std::move(onStatus)),
       rng_(std::random_device{}()) {
+  bodies_ = std::make_unique<BodyFetcher>(loop_, store_, accountName_, makeConnector_);
   timer_ = new uv_timer_t;
   uv_timer_init(loop_, timer_);
   timer_->data = this;
@@ -210,8 +211,46 @@ void SyncEngine::connect() {
       });
 }
 
+void SyncEngine::fetchBodies(int64_t mailboxId, std::vector<uint32_t> uids, std::function<void(Status)> done) {
+  bodies_->fetch(mailboxId, std::move(uids), std::move(done));
+}
+
+void SyncEngine::fillBodies() {
+  if (cfg_.bodies != BodyPolicy::Full || filling_) return;
+  auto st = store_.db().prepare(
+      "SELECT m.mailbox_id, m.uid FROM messages m JOIN mailboxes b ON m.mailbox_id = b.id WHERE b.account_id = ?1 "
+      "AND m.body_missing = 1 AND m.upstream_id IS NOT NULL ORDER BY m.mailbox_id, m.uid LIMIT 200");
+  if (!st) return;
+  st->bind(1, accountId_);
+  int64_t mailboxId = 0;
+  std::vector<uint32_t> uids;
+  for (;;) {
+    auto row = st->step();
+    if (!row || !*row) break;
+    if (mailboxId != 0 && st->columnInt64(0) != mailboxId) break;
+    mailboxId = st->columnInt64(0);
+    uids.push_back(static_cast<uint32_t>(st->columnInt64(1)));
+  }
+  st->reset();
+  if (uids.empty()) return;
+  filling_ = true;
+  auto alive = alive_;
+  size_t n = uids.size();
+  bodies_->fetch(mailboxId, std::move(uids), [this, alive, mailboxId, n](Status s) {
+    if (!*alive) return;
+    filling_ = false;
+    if (!s) {
+      logWarn("sync.bodies_fill_failed").kv("account", accountName_).kv("mailbox_id", mailboxId).kv("error", s.error().message);
+      return;
+    }
+    logInfo("sync.bodies_filled").kv("account", accountName_).kv("mailbox_id", mailboxId).kv("messages", n);
+    fillBodies();
+  });
+}
+
 void SyncEngine::onReady() {
   connected_ = true;
+  bodies_->refuse("");
   failures_ = 0;
   status_.lastError.clear();
   wantFull_ = wantReplay_ = true;
@@ -235,6 +274,7 @@ void SyncEngine::onLost(const ConnectorFailure& f) {
   if (f.kind == ConnectorFailure::Kind::Auth) {
     // Needs the user (a new password or token): no retry storm.
     logWarn("sync.auth_failed").kv("account", accountName_).kv("error", f.message);
+    bodies_->refuse("the provider refused the login");
     status_.nextRetry = 0;
     setState("auth_failed", f.message);
     return;
@@ -603,7 +643,7 @@ void SyncEngine::download(Folder& f, std::vector<uint32_t> uids, FolderState fin
   };
   downloading_ = true;
   conn_->fetchMessages(
-      f.remote.id, std::move(uids),
+      f.remote.id, std::move(uids), cfg_.bodies == BodyPolicy::OnDemand,
       [d](RemoteMessage&& m) {
         if (!*d->alive || d->error) return;
         d->engine->received(d, std::move(m));
@@ -650,7 +690,8 @@ void SyncEngine::submit(const std::shared_ptr<Download>& d) {
           auto* j = static_cast<Download::Job*>(w->data);
           j->prepared.reserve(j->messages.size());
           for (const auto& m : j->messages) {
-            auto p = store::Store::prepareMessage(*j->owner->blobs, *m.bytes, true);
+            auto p = m.headersOnly ? Result<store::PreparedMessage>(store::Store::prepareHeader(*m.bytes))
+                                   : store::Store::prepareMessage(*j->owner->blobs, *m.bytes, true);
             if (!p) {
               j->error = p.error();
               break;
@@ -669,7 +710,8 @@ void SyncEngine::submit(const std::shared_ptr<Download>& d) {
           }
           // The engine is gone (account removed, shutdown): the bodies are
           // orphans for the next open's GC; only the pins must go.
-          for (const auto& p : j->prepared) d->blobs->unpin(p.blobId);
+          for (const auto& p : j->prepared)
+            if (!p.blobId.empty()) d->blobs->unpin(p.blobId);
           j->prepared.clear();
         });
     if (rc != 0) {
@@ -704,6 +746,7 @@ void SyncEngine::drain(const std::shared_ptr<Download>& d) {
       n.keywords = m.meta.keywords;
       n.internalDate = m.internalDate;
       n.upstreamId = std::to_string(m.meta.uid);
+      if (m.headersOnly) n.fullSize = m.size;
       n.origin = this;
       rows.push_back(std::move(n));
       prepared.push_back(std::move(job->prepared[i]));
@@ -750,6 +793,7 @@ void SyncEngine::cycleDone() {
       .kv("us", (uv_hrtime() - cycleStartNs_) / 1000);
   if (auto n = pendingJournal(store_, accountId_)) status_.pendingChanges = static_cast<uint64_t>(*n);
   setState("idle");
+  fillBodies();
   if (!watching_) {
     watching_ = true;
     std::vector<std::string> ids;

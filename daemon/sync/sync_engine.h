@@ -20,6 +20,7 @@
 #include "daemon/config/config.h"
 #include "daemon/status_board.h"
 #include "daemon/store/store.h"
+#include "daemon/sync/body_fetcher.h"
 #include "daemon/sync/connector.h"
 #include "daemon/sync/sync_logic.h"
 
@@ -42,6 +43,10 @@ class SyncEngine {
   void poke();
   const SyncProgress& status() const { return status_; }
   const ImapUpstreamConfig& config() const { return cfg_; }
+  int64_t accountId() const { return accountId_; }
+  // A local client waits for the bodies of these header-only messages
+  // (bodies "on_demand"): see BodyFetcher::fetch.
+  void fetchBodies(int64_t mailboxId, std::vector<uint32_t> uids, std::function<void(Status)> done);
 
  private:
   struct Folder {
@@ -82,6 +87,9 @@ class SyncEngine {
   void drain(const std::shared_ptr<Download>& d);
   Status saveFolderState(store::Db& db, int64_t mailboxId, const FolderState& state, bool complete);
   void cycleDone();
+  // bodies "full" after "on_demand": the bodies still missing, 200 at a
+  // time, until none is left or one fetch fails (the next cycle goes on).
+  void fillBodies();
   void cycleFailed(const Error& e);
   void onStoreChange(const store::StoreChange& c);
   void kick(uint64_t delayMs);
@@ -95,6 +103,8 @@ class SyncEngine {
   ConnectorFactory makeConnector_;
   std::function<void()> onStatus_;
   std::unique_ptr<Connector> conn_;
+  std::unique_ptr<BodyFetcher> bodies_;
+  bool filling_ = false;              // fillBodies() has a fetch running
   std::vector<Folder> folders_;
   std::vector<size_t> todo_;          // folder indexes left in this cycle
   std::set<std::string> dirty_;       // folder ids the watchers reported

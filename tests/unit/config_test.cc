@@ -292,7 +292,7 @@ TEST(Config, AccountImapFull) {
              "password_command": "cat /x", "auth": "oauthbearer", "ca_file": "/ca.pem", "pin_sha256": ")") +
                            pin + R"(",
              "mailboxes": ["inbox", "Archive/2024", "Sent"], "idle_mailboxes": ["INBOX", "Sent"],
-             "poll_seconds": 60, "bodies": "full"},
+             "poll_seconds": 60, "bodies": "on_demand"},
     "smtp": {"host": "smtp.example.com", "password": "pw2"}}]})",
                        "test.json");
   ASSERT_TRUE(c) << c.error().message;
@@ -308,7 +308,7 @@ TEST(Config, AccountImapFull) {
   EXPECT_EQ(i.mailboxes, (std::vector<std::string>{"INBOX", "Archive/2024", "Sent"}));  // INBOX normalized
   EXPECT_EQ(i.idleMailboxes, (std::vector<std::string>{"INBOX", "Sent"}));
   EXPECT_EQ(i.pollSeconds, 60u);
-  EXPECT_EQ(i.bodies, BodyPolicy::Full);
+  EXPECT_EQ(i.bodies, BodyPolicy::OnDemand);
   EXPECT_EQ(c->accounts[0].relay->password.reveal(), "pw2");
 }
 
@@ -405,10 +405,7 @@ TEST(Config, AccountImapErrors) {
       {R"({"host": "h", "password": "p", "poll_seconds": -3})",
        "test.json: accounts[0].imap.poll_seconds: must be at least 5"},
       {R"({"host": "h", "password": "p", "bodies": "headers"})",
-       "test.json: accounts[0].imap.bodies: expected \"full\", got \"headers\""},
-      // Refused, not accepted and silently treated as "full".
-      {R"({"host": "h", "password": "p", "bodies": "on_demand"})",
-       "test.json: accounts[0].imap.bodies: \"on_demand\" is not available yet (bodies are downloaded in full); use \"full\""},
+       "test.json: accounts[0].imap.bodies: expected \"full\" or \"on_demand\", got \"headers\""},
       {R"({"host": "h", "password": "p", "ehlo": "x"})", "test.json: accounts[0].imap.ehlo: unknown key"},
       {R"({"host": "h", "password": "p", "max_connections": 2})",
        "test.json: accounts[0].imap.max_connections: unknown key"},

@@ -1,0 +1,221 @@
+// On-demand message bodies (see body_fetcher.h).
+#include "daemon/sync/body_fetcher.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <map>
+
+#include "daemon/log/log.h"
+
+namespace mb::sync {
+
+// One request's bodies: received on the loop, prepared (line ends, analysis,
+// durable pinned blob) on the libuv pool, attached to their rows on the loop.
+struct BodyFetcher::Job {
+  uv_work_t work{};
+  std::shared_ptr<Job> self;  // set while on the pool
+  std::shared_ptr<bool> alive;
+  BodyFetcher* fetcher = nullptr;
+  store::BlobStore* blobs = nullptr;
+  int64_t mailboxId = 0;
+  std::map<uint32_t, uint32_t> localOf;  // upstream UID -> local UID
+  std::vector<uint32_t> localUids;       // of `messages`, in order
+  std::vector<RemoteMessage> messages;
+  std::vector<store::PreparedMessage> prepared;
+  std::optional<Error> error;
+};
+
+namespace {
+
+Error unavailable(std::string message) { return Error{ErrorKind::Unavailable, std::move(message)}; }
+
+}  // namespace
+
+BodyFetcher::BodyFetcher(uv_loop_t* loop, store::Store& store, std::string accountName, ConnectorFactory makeConnector)
+    : loop_(loop), store_(store), accountName_(std::move(accountName)), makeConnector_(std::move(makeConnector)) {
+  timer_ = new uv_timer_t;
+  uv_timer_init(loop_, timer_);
+  timer_->data = this;
+}
+
+BodyFetcher::~BodyFetcher() {
+  *alive_ = false;
+  conn_.reset();
+  uv_close(reinterpret_cast<uv_handle_t*>(timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  std::vector<std::function<void(Status)>> dones;
+  if (current_) dones.push_back(std::move(current_->done));
+  for (auto& r : queue_) dones.push_back(std::move(r.done));
+  for (auto& d : dones) d(std::unexpected(unavailable("the account's sync stopped")));
+}
+
+void BodyFetcher::fetch(int64_t mailboxId, std::vector<uint32_t> uids, std::function<void(Status)> done) {
+  queue_.push_back(Request{mailboxId, std::move(uids), std::move(done)});
+  schedule();
+}
+
+void BodyFetcher::refuse(std::string why) {
+  refusal_ = std::move(why);
+  if (!refusal_.empty()) schedule();
+}
+
+void BodyFetcher::schedule() {
+  uv_timer_start(timer_, [](uv_timer_t* t) { static_cast<BodyFetcher*>(t->data)->pump(); }, 0, 0);
+}
+
+void BodyFetcher::failQueued(const std::string& why) {
+  std::deque<Request> failing;
+  failing.swap(queue_);
+  for (auto& r : failing) r.done(std::unexpected(unavailable(why)));
+}
+
+void BodyFetcher::pump() {
+  if (lost_) {
+    // Outside the connector's callbacks now: it can go.
+    conn_.reset();
+    lost_ = false;
+    ready_ = false;
+  }
+  if (current_ || queue_.empty()) return;
+  if (!refusal_.empty()) return failQueued(refusal_);
+  if (!conn_) {
+    conn_ = makeConnector_();
+    auto alive = alive_;
+    conn_->connect(
+        [this, alive] {
+          if (!*alive) return;
+          ready_ = true;
+          schedule();
+        },
+        [this, alive](const ConnectorFailure& f) {
+          if (!*alive) return;
+          lost_ = true;
+          ready_ = false;
+          lostWhy_ = f.kind == ConnectorFailure::Kind::Auth ? "the provider refused the login" : "the provider is unreachable";
+          logInfo("sync.bodies_connection_lost").kv("account", accountName_).kv("error", f.message);
+          // What was asked before the connection failed fails with it; a
+          // request made later tries a new connection.
+          if (!current_) failQueued(lostWhy_);
+          schedule();
+        });
+    return;
+  }
+  if (!ready_) return;
+  current_ = std::move(queue_.front());
+  queue_.pop_front();
+  start();
+}
+
+void BodyFetcher::start() {
+  Request& r = *current_;
+  auto job = std::make_shared<Job>();
+  job->alive = alive_;
+  job->fetcher = this;
+  job->blobs = &store_.blobs();
+  job->mailboxId = r.mailboxId;
+  std::string folder;
+  {
+    auto st = store_.db().prepare("SELECT upstream_name FROM mailboxes WHERE id = ?1");
+    if (!st) return finish(std::unexpected(st.error()));
+    auto row = st->bind(1, r.mailboxId).step();
+    if (!row) return finish(std::unexpected(row.error()));
+    if (*row) folder = st->columnText(0);
+  }
+  if (folder.empty()) return finish(std::unexpected(unavailable("the mailbox is not synced with the provider")));
+  std::vector<uint32_t> upstream;
+  {
+    auto st = store_.db().prepare("SELECT upstream_id FROM messages WHERE mailbox_id = ?1 AND uid = ?2 AND body_missing = 1");
+    if (!st) return finish(std::unexpected(st.error()));
+    for (uint32_t uid : r.uids) {
+      st->reset();
+      auto row = st->bind(1, r.mailboxId).bind(2, uid).step();
+      if (!row) return finish(std::unexpected(row.error()));
+      if (!*row) continue;  // has its body by now, or gone
+      std::string id = st->columnText(0);
+      if (id.empty())
+        return finish(std::unexpected(unavailable("a message copied here has not reached the provider yet; try again after the next sync")));
+      uint32_t up = static_cast<uint32_t>(std::strtoul(id.c_str(), nullptr, 10));
+      job->localOf[up] = uid;
+      upstream.push_back(up);
+    }
+  }
+  if (upstream.empty()) return finish({});
+  logDebug("sync.bodies_fetch").kv("account", accountName_).kv("mailbox_id", r.mailboxId).kv("messages", upstream.size());
+  auto alive = alive_;
+  conn_->fetchMessages(
+      folder, std::move(upstream), false,
+      [job](RemoteMessage&& m) {
+        auto it = job->localOf.find(m.meta.uid);
+        if (it == job->localOf.end() || !m.bytes) return;
+        job->localUids.push_back(it->second);
+        job->messages.push_back(std::move(m));
+      },
+      [this, alive, job](Status s) {
+        if (*alive) received(job, std::move(s));
+      });
+}
+
+void BodyFetcher::received(std::shared_ptr<Job> job, Status fetched) {
+  if (!fetched) {
+    logInfo("sync.bodies_failed").kv("account", accountName_).kv("error", fetched.error().message);
+    return finish(std::unexpected(unavailable(lost_ ? lostWhy_ : "the provider did not send the message: " + fetched.error().message)));
+  }
+  if (job->messages.empty()) return stored(*job);
+  job->self = job;
+  job->work.data = job.get();
+  int rc = uv_queue_work(
+      loop_, &job->work,
+      [](uv_work_t* w) {
+        auto* j = static_cast<Job*>(w->data);
+        j->prepared.reserve(j->messages.size());
+        for (const auto& m : j->messages) {
+          auto p = store::Store::prepareMessage(*j->blobs, *m.bytes, true);
+          if (!p) {
+            j->error = p.error();
+            break;
+          }
+          j->prepared.push_back(std::move(*p));
+        }
+      },
+      [](uv_work_t* w, int) {
+        auto* j = static_cast<Job*>(w->data);
+        std::shared_ptr<Job> keep = std::move(j->self);
+        if (*j->alive) return j->fetcher->stored(*j);
+        // The fetcher is gone (account removed, shutdown): the bodies are
+        // orphans for the next open's GC; only the pins must go.
+        for (const auto& p : j->prepared) j->blobs->unpin(p.blobId);
+      });
+  if (rc != 0) {
+    job->self.reset();
+    finish(std::unexpected(Error{ErrorKind::Internal, std::string("uv_queue_work: ") + uv_strerror(rc)}));
+  }
+}
+
+void BodyFetcher::stored(Job& job) {
+  size_t wanted = job.localOf.size();
+  size_t attached = 0;
+  if (!job.prepared.empty()) {
+    std::vector<uint32_t> uids(job.localUids.begin(), job.localUids.begin() + static_cast<long>(job.prepared.size()));
+    auto r = store_.attachBodies(job.mailboxId, uids, job.prepared);
+    if (!r) return finish(std::unexpected(r.error()));
+    attached = *r;
+  }
+  if (job.error) return finish(std::unexpected(*job.error));
+  logInfo("sync.bodies_fetched").kv("account", accountName_).kv("mailbox_id", job.mailboxId).kv("messages", attached);
+  if (attached < wanted) {
+    // Not sent (expunged upstream meanwhile) or not the same message any
+    // more (Store::attachBodies compares the Message-ID): the next sync
+    // tells what became of it.
+    return finish(std::unexpected(unavailable(std::to_string(wanted - attached) +
+                                              " of the messages are no longer on the provider as they were")));
+  }
+  finish({});
+}
+
+void BodyFetcher::finish(Status result) {
+  auto done = std::move(current_->done);
+  current_.reset();
+  schedule();  // the next request
+  done(std::move(result));
+}
+
+}  // namespace mb::sync

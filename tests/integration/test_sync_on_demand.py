@@ -1,0 +1,242 @@
+"""Upstream IMAP sync with bodies "on_demand" against a private Dovecot: the
+initial sync stores headers only (no body blobs on disk) and local clients
+(python imaplib) see every message with the upstream's flags, INTERNALDATE,
+RFC822.SIZE, ENVELOPE and header; FETCH BODY[] brings the upstream's bytes
+(once); with Dovecot stopped a body not fetched yet answers NO [UNAVAILABLE]
+while stored ones and headers keep working; kill -9 while bodies are being
+fetched duplicates nothing; switching the account to "full" fills in the
+missing bodies in the background."""
+import os
+import re
+import signal
+import sqlite3
+import socket
+import time
+import unittest
+
+from servers import imap_mailbox
+from test_smtp import host_port, password_for
+from test_sync import _SyncBase, gen_message, message_ids, wait_for, wait_idle
+
+FOLDERS = {"INBOX": 230, "Archive": 30}
+
+
+def blob_files(state_dir):
+    root = os.path.join(state_dir, "blobs")
+    n = 0
+    for dirpath, _dirs, files in os.walk(root):
+        if os.path.relpath(dirpath, root) != "tmp":  # blobs being written
+            n += len(files)
+    return n
+
+
+def bodiless(state_dir, account):
+    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(state_dir, "mailbridge.db"), uri=True, timeout=10)
+    try:
+        return db.execute(
+            "SELECT count(*) FROM messages m JOIN mailboxes b ON m.mailbox_id = b.id JOIN accounts a "
+            "ON b.account_id = a.id WHERE a.name = ? AND m.body_missing = 1", (account,)).fetchone()[0]
+    finally:
+        db.close()
+
+
+def local_rows(state_dir, account, mailbox):
+    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(state_dir, "mailbridge.db"), uri=True, timeout=10)
+    try:
+        return db.execute(
+            "SELECT m.message_id FROM messages m JOIN mailboxes b ON m.mailbox_id = b.id JOIN accounts a "
+            "ON b.account_id = a.id WHERE a.name = ? AND b.name = ?", (account, mailbox)).fetchall()
+    finally:
+        db.close()
+
+
+def paren_item(text, name):
+    """The parenthesized value of a FETCH item (ENVELOPE, FLAGS), quotes respected."""
+    at = text.index(name + b" (") + len(name) + 1
+    depth, i, quoted = 0, at, False
+    while True:
+        ch = text[i:i + 1]
+        if quoted:
+            if ch == b"\\":
+                i += 1
+            elif ch == b'"':
+                quoted = False
+        elif ch == b'"':
+            quoted = True
+        elif ch == b"(":
+            depth += 1
+        elif ch == b")":
+            depth -= 1
+            if depth == 0:
+                return text[at:i + 1]
+        i += 1
+
+
+def meta_by_message_id(conn, mailbox):
+    """Message-ID -> (flags, INTERNALDATE, RFC822.SIZE, ENVELOPE, header bytes)."""
+    typ, _ = conn.select(imap_mailbox(mailbox), readonly=True)
+    assert typ == "OK", typ
+    typ, data = conn.fetch("1:*", "(FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODY.PEEK[HEADER])")
+    assert typ == "OK", (typ, data)
+    out = {}
+    for item in data:
+        if not isinstance(item, tuple):
+            continue
+        line, header = item
+        flags = sorted(paren_item(line, b"FLAGS")[1:-1].split())
+        date = re.search(rb'INTERNALDATE "([^"]+)"', line).group(1)
+        size = int(re.search(rb"RFC822\.SIZE (\d+)", line).group(1))
+        envelope = paren_item(line, b"ENVELOPE")
+        mid = re.search(rb"(?im)^Message-ID:\s*(\S+)", header).group(1)
+        out[mid] = (flags, date, size, envelope, header)
+    return out
+
+
+def body_of(conn, seq):
+    """(status, (BODY[] bytes, RFC822.SIZE)) from the local server, or (status, data)."""
+    typ, data = conn.fetch(str(seq), "(RFC822.SIZE BODY.PEEK[])")
+    if typ != "OK":
+        return typ, data
+    item = next(x for x in data if isinstance(x, tuple))
+    return typ, (item[1], int(re.search(rb"RFC822\.SIZE (\d+)", item[0]).group(1)))
+
+
+class OnDemandTest(_SyncBase, unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        for folder, n in FOLDERS.items():
+            msgs = []
+            for i in range(n):
+                flags = ("\\Seen",) if i % 2 else ()
+                if i % 10 == 0:
+                    flags += ("\\Flagged",)
+                msgs.append((gen_message(i, folder), flags, 1700000000 + i * 60))
+            cls.dc.bulk_load("alice", msgs, folder)
+
+    def upstream_by_id(self, mailbox):
+        return {re.search(rb"(?im)^Message-ID:\s*(\S+)", m).group(1): m for m in self.dc.fetch_all("alice", mailbox)}
+
+    def test_headers_first_bodies_on_demand(self):
+        d = self.daemon("alice", bodies="on_demand")
+        d.start()
+        wait_idle(d, "alice", 120)
+        total = sum(FOLDERS.values())
+        # Every message is there, none has a body, and no body is on disk.
+        self.assertEqual(bodiless(d.state_dir, "alice"), total)
+        self.assertEqual(blob_files(d.state_dir), 0)
+
+        # Flags, INTERNALDATE, RFC822.SIZE, ENVELOPE and the header as the
+        # upstream gives them.
+        up = self.dc.imap("alice")
+        li = self.local_imap(d, "alice")
+        for folder in FOLDERS:
+            want = meta_by_message_id(up, folder)
+            got = meta_by_message_id(li, folder)
+            self.assertEqual(len(got), FOLDERS[folder])
+            self.assertEqual(set(got), set(want))
+            for mid in want:
+                self.assertEqual(got[mid], want[mid], mid)
+        up.logout()
+        # SEARCH on header fields, non-ASCII (RFC 2047) subjects included.
+        li.select(imap_mailbox("INBOX"))
+        typ, data = li.search(None, "SUBJECT", '"Nachricht 200"')
+        self.assertEqual(len(data[0].split()), 1)
+        li.literal = "Z\u00fcrich".encode()
+        typ, data = li.uid("SEARCH", "CHARSET", "UTF-8", "SUBJECT")
+        self.assertEqual(len(data[0].split()), len([i for i in range(FOLDERS["INBOX"]) if i % 3 == 0]))
+        typ, data = li.search(None, "HEADER", "Message-ID", "<INBOX.7@gen.example.test>")
+        self.assertEqual(len(data[0].split()), 1)
+        self.assertEqual(blob_files(d.state_dir), 0, "header answers read bodies")
+
+        # BODY[] of a few (8: with an attachment) brings the upstream's bytes,
+        # and RFC822.SIZE was already right.
+        upstream = self.upstream_by_id("INBOX")
+        for seq in (1, 8, 9):
+            typ, (body, size) = body_of(li, seq)
+            self.assertEqual(typ, "OK")
+            mid = re.search(rb"(?im)^Message-ID:\s*(\S+)", body).group(1)
+            self.assertEqual(body, upstream[mid])
+            self.assertEqual(size, len(body))
+        self.assertEqual(blob_files(d.state_dir), 3)
+        self.assertEqual(bodiless(d.state_dir, "alice"), total - 3)
+        # BODYSTRUCTURE and SEARCH BODY work on a fetched one.
+        typ, data = li.fetch("8", "(BODYSTRUCTURE)")
+        self.assertEqual(typ, "OK")
+        self.assertIn(b'"application" "octet-stream"', data[0])
+        li.logout()
+
+        # The upstream is down: a body not fetched yet is UNAVAILABLE, a
+        # stored one, headers and flags keep working.
+        self.dc.stop()
+        li = self.local_imap(d, "alice")
+        li.select(imap_mailbox("INBOX"))
+        typ, data = li.fetch("20", "(BODY.PEEK[])")
+        self.assertEqual(typ, "NO")
+        self.assertIn(b"[UNAVAILABLE]", data[0])
+        typ, (body, _size) = body_of(li, 8)
+        self.assertEqual(typ, "OK")
+        self.assertEqual(body, upstream[b"<INBOX.7@gen.example.test>"])
+        typ, data = li.fetch("20", "(FLAGS ENVELOPE)")
+        self.assertEqual(typ, "OK")
+        self.assertIn(b"ENVELOPE", data[0])
+        self.assertEqual(li.store("20", "+FLAGS", "(\\Flagged)")[0], "OK")
+        li.logout()
+
+        # Back up: the same FETCH works.
+        self.dc.start(keep_ports=True)
+        li = self.local_imap(d, "alice")
+        li.select(imap_mailbox("INBOX"))
+        typ, (body, size) = body_of(li, 20)
+        self.assertEqual(typ, "OK")
+        self.assertEqual(body, upstream[b"<INBOX.19@gen.example.test>"])
+        li.logout()
+        fetched = blob_files(d.state_dir)
+        self.assertEqual(fetched, 4)
+
+        # kill -9 while a FETCH of every body is being served: after the
+        # restart nothing is duplicated and the bodies are served.
+        host, port = host_port(d.listeners["imap"])
+        login, password = password_for(d, "alice")
+        s = socket.create_connection((host, port), timeout=20)
+        s.recv(4096)
+        s.sendall(b'a LOGIN "%s" "%s"\r\nb SELECT INBOX\r\nc FETCH 1:* (BODY.PEEK[])\r\n'
+                  % (login.encode(), password.encode()))
+        wait_for(lambda: "sync.bodies_fetch" in d.log(), 30, 0.005, "a body fetch in flight")
+        d.proc.send_signal(signal.SIGKILL)
+        d.proc.wait()
+        s.close()
+        d.start()
+        wait_idle(d, "alice", 60)
+        for folder in FOLDERS:
+            self.assertEqual(sorted(r[0].encode() for r in local_rows(d.state_dir, "alice", folder)),
+                             sorted(message_ids(self.dc.fetch_all("alice", folder)).elements()), folder)
+        li = self.local_imap(d, "alice")
+        li.select(imap_mailbox("INBOX"))
+        for seq in (100, 230):
+            typ, (body, size) = body_of(li, seq)
+            self.assertEqual(typ, "OK")
+            mid = re.search(rb"(?im)^Message-ID:\s*(\S+)", body).group(1)
+            self.assertEqual(body, upstream[mid])
+            self.assertEqual(size, len(body))
+        # A body fetched once is not fetched again.
+        log_before = d.log().count("sync.bodies_fetched")
+        body_of(li, 100)
+        self.assertEqual(d.log().count("sync.bodies_fetched"), log_before)
+        li.logout()
+
+        # Switched to "full": the missing bodies arrive in the background and
+        # equal the upstream's.
+        d.stop()
+        cfg = dict(d.config)
+        cfg["accounts"] = [self.account("alice", bodies="full")]
+        d.write_config(cfg)
+        d.start()
+        wait_for(lambda: bodiless(d.state_dir, "alice") == 0, 120, 0.1, "the missing bodies")
+        wait_idle(d, "alice", 60)
+        for folder in FOLDERS:
+            self.assert_same(d, "alice", folder)
+
+
+if __name__ == "__main__":
+    unittest.main()
