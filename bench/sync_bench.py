@@ -207,10 +207,10 @@ def leg_ceiling(dc, per, log, items=b"BODY.PEEK[]"):
             "note": "python client, skips literals"}
 
 
-def mb_account(dc, poll):
+def mb_account(dc, poll, bodies="full"):
     return {"name": ACCOUNT, "address": "bench@example.test",
             "imap": {"host": "127.0.0.1", "port": dc.imap_port, "security": "none",
-                     "username": USER, "password": PASSWORD, "poll_seconds": poll}}
+                     "username": USER, "password": PASSWORD, "poll_seconds": poll, "bodies": bodies}}
 
 
 def sync_state(d):
@@ -232,7 +232,7 @@ def cycle_lines(d):
     return out
 
 
-def leg_mailbridged(dc, total, root, poll, limit, log):
+def leg_mailbridged(dc, total, root, poll, limit, log, bodies="full"):
     """Starts mailbridged with no upstream account, then adds the account with
     POST /v1/accounts and times from that request until GET /v1/accounts shows
     its sync idle with a last_sync (polled every 50 ms). CPU is the daemon's
@@ -247,7 +247,7 @@ def leg_mailbridged(dc, total, root, poll, limit, log):
     dovecot_imap = lambda: [p for p in dc.pids() if comm(p) == "imap"]
     sched0 = (schedstat([pid]), schedstat(dovecot_imap()))
     t0 = time.perf_counter()
-    status, body = d.api("POST", "/v1/accounts", body=mb_account(dc, poll))
+    status, body = d.api("POST", "/v1/accounts", body=mb_account(dc, poll, bodies))
     if status != 201:
         raise RuntimeError("POST /v1/accounts: %s %s" % (status, body))
     res["local"] = body["local"]
@@ -416,6 +416,9 @@ def main():
     ap.add_argument("--noop-runs", type=int, default=5, help="no-op resyncs timed per program (median)")
     ap.add_argument("--poll", type=int, default=5, help="mailbridged poll_seconds (the no-op trigger; min 5)")
     ap.add_argument("--no-verify", action="store_true", help="skip the digest comparison")
+    ap.add_argument("--bodies", choices=["full", "on_demand"], default="full",
+                    help="mailbridged's bodies option; on_demand times the header-only sync, and the "
+                         "verification then fetches every body through the local IMAP (on demand)")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     harness.MAILBRIDGED = os.path.abspath(args.mailbridged or os.environ.get("MAILBRIDGED")
@@ -457,8 +460,8 @@ def main():
                 OUR_ITEMS.decode(), *(lambda r: (r["wall"], r["sched"]))(leg_ceiling(dc, per, log, OUR_ITEMS))))
 
         if "mailbridged" not in args.skip:
-            log("mailbridged: initial sync, load %s" % loadavg())
-            r = leg_mailbridged(dc, total_n, os.path.join(work, "mb"), args.poll, args.limit, log)
+            log("mailbridged: initial sync (bodies %s), load %s" % (args.bodies, loadavg()))
+            r = leg_mailbridged(dc, total_n, os.path.join(work, "mb"), args.poll, args.limit, log, args.bodies)
             daemon = r.pop("daemon")
             results["mailbridged"] = r
             log("mailbridged: %s" % {k: v for k, v in r.items() if k not in ("status", "local")})

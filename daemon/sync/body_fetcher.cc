@@ -27,6 +27,8 @@ struct BodyFetcher::Job {
 
 namespace {
 
+constexpr size_t kChunk = 256;  // as the session's FETCH batches: one UID FETCH each
+
 Error unavailable(std::string message) { return Error{ErrorKind::Unavailable, std::move(message)}; }
 
 }  // namespace
@@ -125,7 +127,8 @@ void BodyFetcher::start() {
   {
     auto st = store_.db().prepare("SELECT upstream_id FROM messages WHERE mailbox_id = ?1 AND uid = ?2 AND body_missing = 1");
     if (!st) return finish(std::unexpected(st.error()));
-    for (uint32_t uid : r.uids) {
+    for (; r.next < r.uids.size() && upstream.size() < kChunk; ++r.next) {
+      uint32_t uid = r.uids[r.next];
       st->reset();
       auto row = st->bind(1, r.mailboxId).bind(2, uid).step();
       if (!row) return finish(std::unexpected(row.error()));
@@ -138,7 +141,7 @@ void BodyFetcher::start() {
       upstream.push_back(up);
     }
   }
-  if (upstream.empty()) return finish({});
+  if (upstream.empty()) return finish({});  // every one has its body by now
   logDebug("sync.bodies_fetch").kv("account", accountName_).kv("mailbox_id", r.mailboxId).kv("messages", upstream.size());
   auto alive = alive_;
   conn_->fetchMessages(
@@ -208,6 +211,7 @@ void BodyFetcher::stored(Job& job) {
     return finish(std::unexpected(unavailable(std::to_string(wanted - attached) +
                                               " of the messages are no longer on the provider as they were")));
   }
+  if (current_->next < current_->uids.size()) return start();  // the next chunk
   finish({});
 }
 

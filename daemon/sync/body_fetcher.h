@@ -50,11 +50,14 @@ class BodyFetcher {
     int64_t mailboxId = 0;
     std::vector<uint32_t> uids;
     std::function<void(Status)> done;
+    size_t next = 0;  // uids[next..] are not fetched yet (a large request goes in chunks)
   };
   struct Job;
 
   void schedule();
   void pump();
+  // Fetches the current request's next chunk (at most kChunk bodies: a
+  // SEARCH BODY over a large mailbox must not hold every body in memory).
   void start();
   void received(std::shared_ptr<Job> job, Status fetched);
   void stored(Job& job);

@@ -1,6 +1,7 @@
 // libFuzzer target: random bytes through the IMAP server session in each
 // state (not authenticated, authenticated, selected with messages, idling,
-// UTF8=ACCEPT or IMAP4rev2 enabled),
+// UTF8=ACCEPT or IMAP4rev2 enabled), with every message stored or one
+// without its body (bodies on demand: the host then stores it or fails),
 // over the in-memory backend, with a second session on the same mailbox so
 // cross-session updates are exercised too. Checks that the session never
 // crashes, that its output stays bounded, and that a split of the input does
@@ -49,11 +50,22 @@ struct Peer {
     o.outputHighWater = 8192;
     return o;
   }
-  // Runs the host side: logins, STARTTLS, paused FETCHes.
-  std::string drive(MemoryMailStore& store) {
+  // Runs the host side: logins, STARTTLS, paused FETCHes, bodies asked for
+  // (stored when bodiesArrive, else failed).
+  std::string drive(MemoryMailStore& store, bool bodiesArrive = true) {
     std::string out;
     for (int guard = 0; guard < 100000; ++guard) {
-      if (auto& l = session.pendingLogin()) {
+      if (auto& want = session.pendingBodies()) {
+        if (!bodiesArrive) {
+          session.bodiesDone(mb::fail(mb::ErrorKind::Unavailable, "upstream down"));
+          continue;
+        }
+        for (auto& [name, box] : store.accounts[1])
+          if (box.info.id == want->mailboxId)
+            for (uint32_t u : want->uids)
+              if (auto it = box.messages.find(u); it != box.messages.end()) it->second.bodyMissing = false;
+        session.bodiesDone({});
+      } else if (auto& l = session.pendingLogin()) {
         session.loginDone(store.checkLogin(l->user, l->password));
       } else if (session.startTlsRequested()) {
         out += session.takeOutput();
@@ -73,7 +85,9 @@ struct Peer {
   size_t id = 0;
 };
 
-std::string run(std::string_view prefix, std::string_view input, size_t split) {
+// bodies: 0 all stored, 1 one message without its body that arrives when
+// asked for, 2 one whose fetch fails.
+std::string run(std::string_view prefix, std::string_view input, size_t split, int bodies) {
   MemoryMailStore store;
   store.addUser("alice", "secret", 1);
   Peer other(store);
@@ -83,21 +97,22 @@ std::string run(std::string_view prefix, std::string_view input, size_t split) {
   for (int i = 0; i < 3; ++i) other.session.feed(append);
   other.session.feed("o3 SELECT INBOX\r\n");
   other.drive(store);
+  if (bodies) store.accounts[1]["INBOX"].messages[2].bodyMissing = true;
 
   Peer p(store);
   std::string out = p.session.takeOutput();
   p.session.feed(prefix);
-  out += p.drive(store);
+  out += p.drive(store, bodies != 2);
   for (size_t pos = 0; pos < input.size(); pos += split) {
     p.session.feed(input.substr(pos, split));
-    out += p.drive(store);
+    out += p.drive(store, bodies != 2);
     if (out.size() > (64u << 20)) abort();  // output must stay proportional to input
   }
   // Another session changes the mailbox; ours must cope whatever its state.
   other.session.feed("o4 STORE 1 +FLAGS (\\Deleted)\r\no5 EXPUNGE\r\n" + append);
   other.drive(store);
   p.session.feed("z NOOP\r\n");
-  out += p.drive(store);
+  out += p.drive(store, bodies != 2);
   store.unlisten(other.id);
   store.unlisten(p.id);
   return out;
@@ -109,9 +124,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 2) return 0;
   std::string_view prefix = kPrefixes[data[0] % std::size(kPrefixes)];
   size_t split = 1 + data[1] % 16;
+  int bodies = data[1] / 16 % 3;
   std::string_view input(reinterpret_cast<const char*>(data) + 2, size - 2);
-  std::string whole = run(prefix, input, input.size() + 1);
-  std::string pieces = run(prefix, input, split);
+  std::string whole = run(prefix, input, input.size() + 1, bodies);
+  std::string pieces = run(prefix, input, split, bodies);
   if (whole != pieces) abort();
   return 0;
 }

@@ -164,6 +164,16 @@ class OnDemandTest(_SyncBase, unittest.TestCase):
         typ, data = li.fetch("8", "(BODYSTRUCTURE)")
         self.assertEqual(typ, "OK")
         self.assertIn(b'"application" "octet-stream"', data[0])
+        # COPY of a message without its body needs none: the provider copies
+        # it, and the copy's body is fetched from there.
+        self.assertEqual(li.copy("30", imap_mailbox("Archive"))[0], "OK")
+        self.assertEqual(blob_files(d.state_dir), 3)
+        wait_idle(d, "alice", 30)
+        self.assertEqual(message_ids(self.dc.fetch_all("alice", "Archive"))[b"<INBOX.29@gen.example.test>"], 1)
+        li.select(imap_mailbox("Archive"))
+        typ, (body, size) = body_of(li, FOLDERS["Archive"] + 1)
+        self.assertEqual(typ, "OK")
+        self.assertEqual(body, upstream[b"<INBOX.29@gen.example.test>"])
         li.logout()
 
         # The upstream is down: a body not fetched yet is UNAVAILABLE, a
@@ -191,8 +201,7 @@ class OnDemandTest(_SyncBase, unittest.TestCase):
         self.assertEqual(typ, "OK")
         self.assertEqual(body, upstream[b"<INBOX.19@gen.example.test>"])
         li.logout()
-        fetched = blob_files(d.state_dir)
-        self.assertEqual(fetched, 4)
+        self.assertEqual(blob_files(d.state_dir), 5)
 
         # kill -9 while a FETCH of every body is being served: after the
         # restart nothing is duplicated and the bodies are served.
@@ -208,7 +217,7 @@ class OnDemandTest(_SyncBase, unittest.TestCase):
         s.close()
         d.start()
         wait_idle(d, "alice", 60)
-        for folder in FOLDERS:
+        for folder in FOLDERS:  # (Archive holds the copy too, upstream and here)
             self.assertEqual(sorted(r[0].encode() for r in local_rows(d.state_dir, "alice", folder)),
                              sorted(message_ids(self.dc.fetch_all("alice", folder)).elements()), folder)
         li = self.local_imap(d, "alice")
