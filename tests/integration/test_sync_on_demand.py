@@ -4,7 +4,7 @@ initial sync stores headers only (no body blobs on disk) and local clients
 RFC822.SIZE, ENVELOPE and header; FETCH BODY[] brings the upstream's bytes
 (once); with Dovecot stopped a body not fetched yet answers NO [UNAVAILABLE]
 while stored ones and headers keep working; kill -9 while bodies are being
-fetched duplicates nothing; switching the account to "full" fills in the
+fetched duplicates nothing; a refused login answers NO [UNAVAILABLE] too; switching the account to "full" fills in the
 missing bodies in the background."""
 import os
 import re
@@ -16,7 +16,7 @@ import unittest
 
 from servers import imap_mailbox
 from test_smtp import host_port, password_for
-from test_sync import _SyncBase, gen_message, message_ids, wait_for, wait_idle
+from test_sync import _SyncBase, gen_message, message_ids, sync_status, wait_for, wait_idle
 
 FOLDERS = {"INBOX": 230, "Archive": 30}
 
@@ -232,6 +232,24 @@ class OnDemandTest(_SyncBase, unittest.TestCase):
         log_before = d.log().count("sync.bodies_fetched")
         body_of(li, 100)
         self.assertEqual(d.log().count("sync.bodies_fetched"), log_before)
+        li.logout()
+
+        # The provider refuses the login (a wrong password): a missing body
+        # is UNAVAILABLE at once, stored ones are served.
+        d.stop()
+        cfg = dict(d.config)
+        cfg["accounts"] = [self.account("alice", password="wrong", bodies="on_demand")]
+        d.write_config(cfg)
+        d.start()
+        wait_for(lambda: (sync_status(d, "alice") or {}).get("state") == "auth_failed", 30, 0.1, "auth_failed")
+        li = self.local_imap(d, "alice")
+        li.select(imap_mailbox("INBOX"))
+        typ, data = li.fetch("50", "(BODY.PEEK[])")
+        self.assertEqual(typ, "NO")
+        self.assertIn(b"[UNAVAILABLE]", data[0])
+        self.assertIn(b"refused the login", data[0])
+        typ, (body, _size) = body_of(li, 100)
+        self.assertEqual(typ, "OK")
         li.logout()
 
         # Switched to "full": the missing bodies arrive in the background and
