@@ -345,7 +345,11 @@ void Daemon::reconcileSync(const Config& config, bool stopOnly) {
       continue;
     }
     logInfo("sync.stopped").kv("account", it->first);
+    // Out of the map before it goes: its BodyFetcher fails the bodies local
+    // sessions wait for, and a session may ask again (fetchBodies) at once.
+    auto dying = std::move(it->second);
     it = engines_.erase(it);
+    dying.reset();
   }
   if (stopOnly) return;
   for (const auto& [name, account] : wanted) {
@@ -364,6 +368,13 @@ void Daemon::reconcileSync(const Config& config, bool stopOnly) {
     engines_[name] = std::move(engine);
   }
   publishStatus();
+}
+
+void Daemon::stopEngines() {
+  // Moved out first, for the reason in reconcileSync.
+  auto dying = std::move(engines_);
+  engines_.clear();
+  dying.clear();
 }
 
 void Daemon::fetchBodies(int64_t accountId, int64_t mailboxId, std::vector<uint32_t> uids,
@@ -471,7 +482,7 @@ void Daemon::beginShutdown(const char* why) {
   shuttingDown_ = true;
   logInfo("daemon.stopping").kv("reason", why);
   closeSignals();
-  engines_.clear();
+  stopEngines();
   commands_->close();
   if (onShutdown_) onShutdown_();
 

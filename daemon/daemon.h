@@ -108,6 +108,8 @@ class Daemon {
   // those whose upstream config changed, stops those whose account or
   // upstream is gone (stopOnly: only the stopping, before accounts are removed).
   void reconcileSync(const Config& config, bool stopOnly);
+  // Destroys every SyncEngine, out of engines_ first (shutdown).
+  void stopEngines();
   void greetNewAccounts();
   void beginShutdown(const char* why);
   void installSignals();
