@@ -228,6 +228,12 @@ class OnDemandTest(_SyncBase, unittest.TestCase):
             mid = re.search(rb"(?im)^Message-ID:\s*(\S+)", body).group(1)
             self.assertEqual(body, upstream[mid])
             self.assertEqual(size, len(body))
+        # SEARCH BODY fetches the bodies it lacks first (Archive: all of them).
+        li.select(imap_mailbox("Archive"))
+        typ, data = li.search(None, "BODY", '"Body of message 7 in Archive"')
+        self.assertEqual(typ, "OK")
+        self.assertEqual(data[0].split(), [b"8"])
+        li.select(imap_mailbox("INBOX"))
         # A body fetched once is not fetched again.
         log_before = d.log().count("sync.bodies_fetched")
         body_of(li, 100)
