@@ -98,7 +98,7 @@ Status MessageIndex::load(int64_t mailboxId, Slot& slot, uint32_t uidNext, uint6
   st->bind(1, mailboxId);
   IndexedMailbox& box = slot.box;
   auto rows = st->forEachRow([&](Stmt& r) {
-    box.messages.push_back(readRow(*st, box, slot.keywordIds));
+    box.messages.push_back(readRow(r, box, slot.keywordIds));
   });
   if (!rows) return propagate(rows);
   box.uidNext = uidNext;
