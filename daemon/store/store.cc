@@ -15,6 +15,7 @@
 #include "daemon/log/log.h"
 #include "daemon/store/migrations.h"
 #include "protocols/mime/analysis.h"
+#include "protocols/mime/header.h"
 #include "protocols/mime/search.h"
 
 namespace mb::store {
@@ -454,13 +455,8 @@ PreparedMessage normalizedAndAnalysed(std::string_view bytes) {
   p.input = bytes;
   // IMAP sends CRLF only, and the analysis offsets must be of the stored
   // bytes: normalize first (a copy only when there is a bare LF).
-  // find() is memchr: a byte-at-a-time loop here was ~9% of the sync's CPU.
-  for (size_t j = bytes.find('\n'); j != std::string_view::npos; j = bytes.find('\n', j + 1)) {
-    if (j == 0 || bytes[j - 1] != '\r') {
-      p.normalized = mime::normalizeLineEndings(bytes);
-      break;
-    }
-  }
+  // A byte loop here was ~9% of the sync's CPU, a memchr per line ~4%.
+  if (mime::hasBareLf(bytes)) p.normalized = mime::normalizeLineEndings(bytes);
   // Never fails on content; a failure here would be a bug in the analyser,
   // and the message is still stored (FETCH then answers from the bytes).
   auto analysis = mime::analyzeMessage(p.bytes());

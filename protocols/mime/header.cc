@@ -1,7 +1,12 @@
 // Header block scanning, unfolding and HEADER.FIELDS filtering over raw bytes.
 #include "protocols/mime/header.h"
 
+#include <algorithm>
 #include <cstring>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace mb::mime {
 
@@ -74,16 +79,65 @@ std::string unfold(std::string_view value) {
 }
 
 std::size_t countLf(std::string_view s) {
-  std::size_t n = 0;
   const char* p = s.data();
-  const char* end = p + s.size();
-  while (p < end) {
-    const void* lf = std::memchr(p, '\n', static_cast<std::size_t>(end - p));
-    if (!lf) break;
-    ++n;
-    p = static_cast<const char*>(lf) + 1;
+  std::size_t left = s.size();
+  std::size_t n = 0;
+#if defined(__SSE2__)
+  const __m128i lf = _mm_set1_epi8('\n');
+  while (left >= 16) {
+    // Each byte lane counts up to 255 matches before the lanes are summed.
+    std::size_t blocks = std::min<std::size_t>(left / 16, 255);
+    __m128i acc = _mm_setzero_si128();
+    for (std::size_t i = 0; i < blocks; ++i, p += 16) {
+      __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+      acc = _mm_sub_epi8(acc, _mm_cmpeq_epi8(v, lf));
+    }
+    left -= blocks * 16;
+    __m128i sums = _mm_sad_epu8(acc, _mm_setzero_si128());
+    n += static_cast<std::size_t>(_mm_cvtsi128_si32(sums)) + static_cast<std::size_t>(_mm_extract_epi16(sums, 4));
   }
+#endif
+  for (; left > 0; --left, ++p) n += *p == '\n';
   return n;
+}
+
+bool hasBareLf(std::string_view s) {
+  if (s.empty()) return false;
+  if (s[0] == '\n') return true;
+  std::size_t i = 1;
+#if defined(__SSE2__)
+  const __m128i lf = _mm_set1_epi8('\n');
+  const __m128i cr = _mm_set1_epi8('\r');
+  for (; i + 16 <= s.size(); i += 16) {
+    __m128i cur = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s.data() + i));
+    __m128i prev = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s.data() + i - 1));
+    __m128i bare = _mm_andnot_si128(_mm_cmpeq_epi8(prev, cr), _mm_cmpeq_epi8(cur, lf));
+    if (_mm_movemask_epi8(bare) != 0) return true;
+  }
+#endif
+  for (; i < s.size(); ++i)
+    if (s[i] == '\n' && s[i - 1] != '\r') return true;
+  return false;
+}
+
+std::size_t nextDashLine(std::string_view s, std::size_t pos) {
+  // Looks for "\n--" at or after pos; the line start is just after the LF.
+  std::size_t i = pos;
+#if defined(__SSE2__)
+  const __m128i lf = _mm_set1_epi8('\n');
+  const __m128i dash = _mm_set1_epi8('-');
+  for (; i + 18 <= s.size(); i += 16) {
+    const char* p = s.data() + i;
+    __m128i a = _mm_cmpeq_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)), lf);
+    __m128i b = _mm_cmpeq_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 1)), dash);
+    __m128i c = _mm_cmpeq_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2)), dash);
+    int m = _mm_movemask_epi8(_mm_and_si128(a, _mm_and_si128(b, c)));
+    if (m != 0) return i + static_cast<std::size_t>(__builtin_ctz(static_cast<unsigned>(m))) + 1;
+  }
+#endif
+  for (; i + 2 < s.size(); ++i)
+    if (s[i] == '\n' && s[i + 1] == '-' && s[i + 2] == '-') return i + 1;
+  return s.size();
 }
 
 bool equalsIgnoreCase(std::string_view a, std::string_view b) {

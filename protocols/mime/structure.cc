@@ -155,7 +155,7 @@ class Parser {
     if (bounds_.empty()) return stop;
     while (pos < raw_.size()) {
       if (boundaryAt(pos, stop)) return stop;
-      pos = lineEnd(pos);
+      pos = nextDashLine(raw_, pos);  // boundaryAt wants "--" at a line start
     }
     return Stop{};
   }

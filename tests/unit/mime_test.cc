@@ -68,6 +68,45 @@ TEST(MimeAnalysis, BareLfOffsetsAreOfTheStoredBytes) {
   EXPECT_EQ(normalizeLineEndings("a\nb\r\nc\n"), "a\r\nb\r\nc\r\n");
 }
 
+// The strided scans against their byte-at-a-time meaning, at every offset and
+// length around the 16-byte stride, over bytes dense in CR, LF and '-'.
+TEST(MimeLineScan, MatchesByteLoops) {
+  std::string bytes;
+  uint32_t x = 12345;
+  for (int i = 0; i < 600; ++i) {
+    x = x * 1103515245 + 12345;
+    bytes += "\r\n-ab"[(x >> 16) % 5];
+  }
+  bytes[300] = '\n';  // a run long enough for the 255-block lane sums
+  bytes.insert(100, 5000, 'x');
+  for (size_t off = 0; off < 40; ++off) {
+    for (size_t len : {size_t{0}, size_t{1}, size_t{2}, size_t{15}, size_t{16}, size_t{17}, size_t{18}, size_t{33},
+                       size_t{200}, bytes.size() - off}) {
+      std::string_view s = std::string_view(bytes).substr(off, len);
+      size_t lf = 0;
+      bool bare = false;
+      for (size_t i = 0; i < s.size(); ++i) {
+        lf += s[i] == '\n';
+        bare = bare || (s[i] == '\n' && (i == 0 || s[i - 1] != '\r'));
+      }
+      EXPECT_EQ(countLf(s), lf) << off << " " << len;
+      EXPECT_EQ(hasBareLf(s), bare) << off << " " << len;
+      for (size_t pos = 0; pos < s.size(); pos += 7) {
+        size_t want = s.size();
+        for (size_t i = pos; i + 2 < s.size(); ++i)
+          if (s[i] == '\n' && s[i + 1] == '-' && s[i + 2] == '-') {
+            want = i + 1;
+            break;
+          }
+        EXPECT_EQ(nextDashLine(s, pos), want) << off << " " << len << " " << pos;
+      }
+    }
+  }
+  EXPECT_EQ(countLf(std::string(100000, '\n')), 100000u);
+  EXPECT_FALSE(hasBareLf(std::string(40, 'a') + "\r\n" + std::string(40, 'b')));
+  EXPECT_TRUE(hasBareLf(std::string(40, 'a') + "\n"));
+}
+
 TEST(MimeAnalysis, NestedOffsets) {
   std::string raw = loadRaw("nested_rfc822.eml");
   auto a = analyze(raw);
