@@ -116,9 +116,25 @@ std::string BlobStore::idOf(std::string_view bytes) {
 Result<BlobStore> BlobStore::open(const std::filesystem::path& root) {
   if (auto st = ensureDir(root); !st) return std::unexpected(st.error());
   if (auto st = ensureDir(root / "tmp"); !st) return std::unexpected(st.error());
-  int fd = ::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  static constexpr char kHex[] = "0123456789abcdef";
+  bool made = false;
+  for (int i = 0; i < 256; ++i) {
+    const char name[3] = {kHex[i >> 4], kHex[i & 15], '\0'};
+    std::filesystem::path fan = root / name;
+    if (::mkdir(fan.c_str(), 0700) == 0) made = true;
+    else if (errno != EEXIST) return std::unexpected(ioError("cannot create dir", fan, errno));
+  }
+  if (made) {
+    if (auto st = fsyncDir(root); !st) return std::unexpected(st.error());
+  }
+  int fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return std::unexpected(ioError("cannot open dir", root, errno));
   return BlobStore(root, fd);
+}
+
+Status BlobStore::syncBatch() {
+  if (::syncfs(rootDir_->fd) != 0) return std::unexpected(ioError("cannot sync the filesystem of", root_, errno));
+  return {};
 }
 
 BlobStore::DirFd::~DirFd() {
@@ -142,7 +158,7 @@ void BlobStore::unpin(std::string_view id) {
   if (it != pins_->count.end() && --it->second <= 0) pins_->count.erase(it);
 }
 
-Result<std::string> BlobStore::put(std::string_view bytes, bool pin) {
+Result<std::string> BlobStore::put(std::string_view bytes, bool pin, Sync sync) {
   std::string id = idOf(bytes);
   if (id.empty()) return fail(ErrorKind::Internal, "SHA-256 failed");
   auto finalPath = pathOf(id);
@@ -151,17 +167,24 @@ Result<std::string> BlobStore::put(std::string_view bytes, bool pin) {
     std::lock_guard lock(pins_->mutex);
     ++pins_->count[id];
   }
-  auto result = putFile(bytes, id, *finalPath);
+  auto result = putFile(bytes, id, *finalPath, sync);
   if (!result && pin) unpin(id);
   return result;
 }
 
 Result<std::string> BlobStore::putFile(std::string_view bytes, const std::string& id,
-                                       const std::filesystem::path& finalPath) {
+                                       const std::filesystem::path& finalPath, Sync sync) {
   std::filesystem::path fanOut = finalPath.parent_path();
+  bool now = sync == Sync::Now;
 
   struct stat st {};
   if (::stat(finalPath.c_str(), &st) == 0 && S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) == bytes.size()) {
+    if (!now) return id;  // the batch's syncfs covers it
+    // A Sync::Batch put may have renamed it before its batch's sync: its
+    // bytes need an fsync too before this put may call them durable.
+    Fd existing(::open(finalPath.c_str(), O_RDONLY | O_CLOEXEC));
+    if (existing.get() < 0) return std::unexpected(ioError("cannot open", finalPath, errno));
+    if (fsyncRetry(existing.get()) != 0) return std::unexpected(ioError("cannot fsync", finalPath, errno));
     if (auto s = fsyncDir(fanOut); !s) return std::unexpected(s.error());
     if (auto s = fsyncDir(root_); !s) return std::unexpected(s.error());
     return id;
@@ -181,20 +204,22 @@ Result<std::string> BlobStore::putFile(std::string_view bytes, const std::string
   };
 
   if (auto s = writeAll(fd.get(), bytes, tmpPath); !s) return cleanup(s.error());
-  if (fsyncRetry(fd.get()) != 0) return cleanup(ioError("cannot fsync", tmpPath, errno));
+  if (now && fsyncRetry(fd.get()) != 0) return cleanup(ioError("cannot fsync", tmpPath, errno));
   if (::close(fd.release()) != 0) return cleanup(ioError("cannot close", tmpPath, errno));
 
-  bool newFanOut = ::mkdir(fanOut.c_str(), 0700) == 0;
-  if (!newFanOut && errno != EEXIST) return cleanup(ioError("cannot create dir", fanOut, errno));
-  if (newFanOut) {
-    if (auto s = fsyncDir(root_); !s) return cleanup(s.error());
-  }
   if (::rename(tmpPath.c_str(), finalPath.c_str()) != 0) {
-    return cleanup(ioError("cannot rename into", finalPath, errno));
+    // open() made the fan-out directory; someone removed it since.
+    if (errno != ENOENT || ::mkdir(fanOut.c_str(), 0700) != 0) return cleanup(ioError("cannot rename into", finalPath, errno));
+    if (now) {
+      if (auto s = fsyncDir(root_); !s) return cleanup(s.error());
+    }
+    if (::rename(tmpPath.c_str(), finalPath.c_str()) != 0) return cleanup(ioError("cannot rename into", finalPath, errno));
   }
   // From here the tmp name is gone; a failed dir fsync leaves a complete blob
   // that gc() reclaims if no row ever references it.
-  if (auto s = fsyncDir(fanOut); !s) return std::unexpected(s.error());
+  if (now) {
+    if (auto s = fsyncDir(fanOut); !s) return std::unexpected(s.error());
+  }
   return id;
 }
 

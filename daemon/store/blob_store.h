@@ -23,7 +23,8 @@ struct BlobGcStats {
 };
 
 // Layout: <root>/ab/cdef... (id = 64 lowercase hex chars, split after two for
-// fan-out) and <root>/tmp/ for puts in progress.
+// fan-out) and <root>/tmp/ for puts in progress. The 256 fan-out directories
+// are made (and the root fsynced) by open(), so a put needs no mkdir.
 //
 // Concurrency: put() and get() may run on any thread. A put() on another
 // thread may reuse the existing file of the same content, which a remove()
@@ -37,12 +38,21 @@ class BlobStore {
   // Creates root and root/tmp (0700) if missing.
   static Result<BlobStore> open(const std::filesystem::path& root);
 
-  // Stores bytes durably and returns their id. Identical content already
-  // present is reused (its directory entries are fsynced again, in case the
-  // writer crashed between rename and directory fsync).
+  // Stores bytes and returns their id. Identical content already present is
+  // reused (its directory entries are synced again, in case the writer
+  // crashed between rename and directory fsync).
   // With pin, the id stays pinned (remove() leaves it alone) until unpin(id);
   // a put that fails releases its own pin.
-  Result<std::string> put(std::string_view bytes, bool pin = false);
+  // Sync::Now: durable on return (fsync of the file and of its directory).
+  // Sync::Batch: written and renamed into place, durable only once a later
+  // syncBatch() returned: a batch of bodies costs one filesystem sync instead
+  // of two fsyncs each. Until then no row may reference the id (after a
+  // crash it may name a torn file; gc() at open deletes it as unreferenced).
+  enum class Sync { Now, Batch };
+  Result<std::string> put(std::string_view bytes, bool pin = false, Sync sync = Sync::Now);
+  // Makes every put(..., Sync::Batch) that returned before it durable: one
+  // syncfs(2) of the filesystem holding the root. Any thread.
+  Status syncBatch();
   // Ends one pin of put(bytes, true); any thread.
   void unpin(std::string_view id);
 
@@ -74,7 +84,8 @@ class BlobStore {
   static std::string idOf(std::string_view bytes);  // SHA-256, lowercase hex
 
  private:
-  Result<std::string> putFile(std::string_view bytes, const std::string& id, const std::filesystem::path& finalPath);
+  Result<std::string> putFile(std::string_view bytes, const std::string& id, const std::filesystem::path& finalPath,
+                              Sync sync);
 
   BlobStore(std::filesystem::path root, int rootFd)
       : root_(std::move(root)), pins_(std::make_shared<Pins>()), rootDir_(std::make_shared<DirFd>(rootFd)) {}
@@ -87,7 +98,8 @@ class BlobStore {
   };
 
   // The root, open: reads open "ab/cdef..." relative to it, so the kernel
-  // walks two path components a blob instead of every one of the state dir.
+  // walks two path components a blob instead of every one of the state dir;
+  // syncBatch() syncs its filesystem.
   struct DirFd {
     explicit DirFd(int f) : fd(f) {}
     DirFd(const DirFd&) = delete;

@@ -466,9 +466,9 @@ PreparedMessage normalizedAndAnalysed(std::string_view bytes) {
 }
 }  // namespace
 
-Result<PreparedMessage> Store::prepareMessage(BlobStore& blobs, std::string_view bytes, bool pin) {
+Result<PreparedMessage> Store::prepareMessage(BlobStore& blobs, std::string_view bytes, bool pin, BlobStore::Sync sync) {
   PreparedMessage p = normalizedAndAnalysed(bytes);
-  auto blobId = blobs.put(p.bytes(), pin);
+  auto blobId = blobs.put(p.bytes(), pin, sync);
   if (!blobId) return propagate(blobId);
   p.blobId = std::move(*blobId);
   p.pinned = pin;

@@ -172,9 +172,11 @@ class Store {
   // appendMessages in two steps, so that the expensive half can run on the
   // thread pool while the owner thread goes on (the sync engine's download):
   // prepareMessage, any thread: bare LFs -> CRLF, the MIME analysis, and the
-  // body written durably (BlobStore::put, pinned when pin so that no remove()
-  // on the owner thread deletes a same-content blob before its row exists).
-  static Result<PreparedMessage> prepareMessage(BlobStore& blobs, std::string_view bytes, bool pin);
+  // body written (BlobStore::put, pinned when pin so that no remove() on the
+  // owner thread deletes a same-content blob before its row exists). With
+  // BlobStore::Sync::Batch the body is durable only after blobs.syncBatch().
+  static Result<PreparedMessage> prepareMessage(BlobStore& blobs, std::string_view bytes, bool pin,
+                                                BlobStore::Sync sync = BlobStore::Sync::Now);
   // The same for a header-only message (NewMessage::fullSize set): line
   // ends and the analysis of the header block, no blob. Any thread.
   static PreparedMessage prepareHeader(std::string_view header);

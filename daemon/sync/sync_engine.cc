@@ -583,7 +583,8 @@ Status SyncEngine::saveFolderState(store::Db& db, int64_t mailboxId, const Folde
 // The download pipeline: the loop thread only reads the upstream stream and
 // cuts it into batches; each batch is prepared on the libuv thread pool
 // (Store::prepareMessage: line ends, MIME analysis, SHA-256, blob written and
-// fsynced, pinned), and the batches' rows commit on the loop in upstream order
+// pinned; then one BlobStore::syncBatch for the whole batch instead of a file
+// and a directory fsync per message), and the batches' rows commit on the loop in upstream order
 // once their bodies are durable (Store::commitMessages), as the SMTP outbox's
 // OutboxWriter does. A kill at any moment leaves committed rows with durable
 // bodies and, at worst, unreferenced blobs that the next open deletes.
@@ -593,6 +594,7 @@ struct SyncEngine::Download {
     std::shared_ptr<Download> owner;  // set while the job is on the pool
     std::vector<RemoteMessage> messages;
     std::vector<store::PreparedMessage> prepared;  // messages[0..prepared.size()) on success
+    std::vector<store::PreparedMessage> unsynced;  // written, but the batch's sync failed: discarded
     std::optional<Error> error;                    // why preparing messages[prepared.size()] failed
     uint64_t bytes = 0;
     bool started = false;  // queued on the pool
@@ -691,12 +693,22 @@ void SyncEngine::submit(const std::shared_ptr<Download>& d) {
           j->prepared.reserve(j->messages.size());
           for (const auto& m : j->messages) {
             auto p = m.headersOnly ? Result<store::PreparedMessage>(store::Store::prepareHeader(*m.bytes))
-                                   : store::Store::prepareMessage(*j->owner->blobs, *m.bytes, true);
+                                   : store::Store::prepareMessage(*j->owner->blobs, *m.bytes, true,
+                                                                  store::BlobStore::Sync::Batch);
             if (!p) {
               j->error = p.error();
               break;
             }
             j->prepared.push_back(std::move(*p));
+          }
+          // Header-only rows have no blob to sync.
+          if (std::none_of(j->prepared.begin(), j->prepared.end(), [](const auto& p) { return !p.blobId.empty(); }))
+            return;
+          // No row before its body is durable: a failed sync commits none.
+          if (auto s = j->owner->blobs->syncBatch(); !s) {
+            j->error = s.error();
+            j->unsynced = std::move(j->prepared);
+            j->prepared.clear();
           }
         },
         [](uv_work_t* w, int) {
@@ -712,7 +724,10 @@ void SyncEngine::submit(const std::shared_ptr<Download>& d) {
           // orphans for the next open's GC; only the pins must go.
           for (const auto& p : j->prepared)
             if (!p.blobId.empty()) d->blobs->unpin(p.blobId);
+          for (const auto& p : j->unsynced)
+            if (!p.blobId.empty()) d->blobs->unpin(p.blobId);
           j->prepared.clear();
+          j->unsynced.clear();
         });
     if (rc != 0) {
       --d->onPool;
@@ -734,6 +749,7 @@ void SyncEngine::drain(const std::shared_ptr<Download>& d) {
   std::vector<store::PreparedMessage> prepared;
   for (auto& job : ready) {
     d->queuedBytes -= job->bytes;
+    store_.discardPrepared(job->unsynced);
     if (d->error) {
       store_.discardPrepared(job->prepared);
       continue;

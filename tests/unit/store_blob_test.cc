@@ -169,12 +169,41 @@ TEST_F(StoreBlob, GcDropsTmpLeftoversAndUnreferencedBlobs) {
 // A put that fails after writing its temp file must not leave it behind: a
 // regular file where the fan-out dir "ba" belongs makes the rename fail.
 TEST_F(StoreBlob, FailedPutLeavesNoTempFile) {
+  fs::remove(dir_ / "blobs" / "ba");  // made by open()
   writeFile(dir_ / "blobs" / "ba", "in the way");
   auto id = blobs_->put("abc");
   ASSERT_FALSE(id);
   EXPECT_EQ(id.error().kind, ErrorKind::Io);
   EXPECT_NE(id.error().message.find((dir_ / "blobs" / "ba").string()), std::string::npos) << id.error().message;
   EXPECT_EQ(entries(dir_ / "blobs" / "tmp"), 0u);
+}
+
+// open() makes the 256 fan-out directories; a put whose directory went
+// missing since makes it again.
+TEST_F(StoreBlob, FanOutDirsExistAndAMissingOneIsRemade) {
+  EXPECT_EQ(entries(dir_ / "blobs"), 257u);  // 00..ff and tmp
+  std::string id = BlobStore::idOf("abc");
+  fs::remove(dir_ / "blobs" / id.substr(0, 2));
+  auto put = blobs_->put("abc");
+  ASSERT_TRUE(put) << put.error().message;
+  EXPECT_EQ(blobs_->get(id).value(), "abc");
+}
+
+// Sync::Batch: written and readable at once, durable after syncBatch(); an
+// identical Sync::Now put reuses the file.
+TEST_F(StoreBlob, BatchPutsThenOneSync) {
+  auto a = blobs_->put("first", true, BlobStore::Sync::Batch);
+  auto b = blobs_->put("second", false, BlobStore::Sync::Batch);
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(blobs_->syncBatch());
+  EXPECT_EQ(blobs_->get(*a).value(), "first");
+  EXPECT_EQ(blobs_->get(*b).value(), "second");
+  EXPECT_EQ(blobs_->put("first").value(), *a);
+  EXPECT_EQ(entries(dir_ / "blobs" / "tmp"), 0u);
+  // Pinned by the batch put: a remove leaves it for its row.
+  ASSERT_TRUE(blobs_->remove(*a));
+  EXPECT_TRUE(blobs_->exists(*a));
+  blobs_->unpin(*a);
 }
 
 TEST(StoreBlobOpen, UncreatableRootNamesPath) {
