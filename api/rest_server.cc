@@ -56,6 +56,10 @@ json toJson(const SyncProgress& p) {
               {"bytes", p.bytes},
               {"pending_changes", p.pendingChanges},
               {"dropped_changes", p.droppedChanges},
+              {"bodies", p.bodies},
+              {"bodies_missing", p.bodiesMissing},
+              {"bodies_fetched_on_demand", p.bodiesFetchedOnDemand},
+              {"bodies_failed", p.bodiesFailed},
               {"last_error", p.lastError.empty() ? json(nullptr) : json(p.lastError)},
               {"next_retry", p.nextRetry ? json(p.nextRetry) : json(nullptr)},
               {"last_sync", p.lastSync ? json(p.lastSync) : json(nullptr)}};

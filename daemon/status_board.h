@@ -27,6 +27,10 @@ struct SyncProgress {
   uint64_t bytes = 0;                            // received from upstream since start
   uint64_t pendingChanges = 0;                   // local changes not yet upstream
   uint64_t droppedChanges = 0;                   // local changes the upstream refused for good (since start)
+  std::string bodies = "full";                   // the account's policy: full | on_demand
+  uint64_t bodiesMissing = 0;                    // messages stored with their header only
+  uint64_t bodiesFetchedOnDemand = 0;            // bodies fetched for a mail program (since start)
+  uint64_t bodiesFailed = 0;                     // bodies a fetch could not get, either kind (since start)
   std::string lastError;                         // safe to show: never a secret
   int64_t nextRetry = 0;                         // unix seconds, while offline
   int64_t lastSync = 0;                          // unix seconds of the last complete sync

@@ -50,8 +50,9 @@ BodyFetcher::~BodyFetcher() {
   for (auto& d : dones) d(std::unexpected(unavailable("the account's sync stopped")));
 }
 
-void BodyFetcher::fetch(int64_t mailboxId, std::vector<uint32_t> uids, std::function<void(Status)> done) {
-  queue_.push_back(Request{mailboxId, std::move(uids), std::move(done)});
+void BodyFetcher::fetch(int64_t mailboxId, std::vector<uint32_t> uids, Purpose purpose,
+                        std::function<void(Status)> done) {
+  queue_.push_back(Request{mailboxId, std::move(uids), purpose, std::move(done)});
   schedule();
 }
 
@@ -67,7 +68,10 @@ void BodyFetcher::schedule() {
 void BodyFetcher::failQueued(const std::string& why) {
   std::deque<Request> failing;
   failing.swap(queue_);
-  for (auto& r : failing) r.done(std::unexpected(unavailable(why)));
+  for (auto& r : failing) {
+    failed_ += r.uids.size();
+    r.done(std::unexpected(unavailable(why)));
+  }
 }
 
 void BodyFetcher::pump() {
@@ -132,7 +136,10 @@ void BodyFetcher::start() {
       st->reset();
       auto row = st->bind(1, r.mailboxId).bind(2, uid).step();
       if (!row) return finish(std::unexpected(row.error()));
-      if (!*row) continue;  // has its body by now, or gone
+      if (!*row) {  // has its body by now, or gone
+        ++r.settled;
+        continue;
+      }
       std::string id = st->columnText(0);
       if (id.empty())
         return finish(std::unexpected(unavailable("a message copied here has not reached the provider yet; try again after the next sync")));
@@ -201,6 +208,8 @@ void BodyFetcher::stored(Job& job) {
     auto r = store_.attachBodies(job.mailboxId, uids, job.prepared);
     if (!r) return finish(std::unexpected(r.error()));
     attached = *r;
+    current_->settled += attached;
+    if (current_->purpose == Purpose::Client) fetchedForClients_ += attached;
   }
   if (job.error) return finish(std::unexpected(*job.error));
   logInfo("sync.bodies_fetched").kv("account", accountName_).kv("mailbox_id", job.mailboxId).kv("messages", attached);
@@ -216,6 +225,7 @@ void BodyFetcher::stored(Job& job) {
 }
 
 void BodyFetcher::finish(Status result) {
+  if (!result) failed_ += current_->uids.size() - current_->settled;
   auto done = std::move(current_->done);
   current_.reset();
   schedule();  // the next request

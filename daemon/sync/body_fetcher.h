@@ -39,18 +39,27 @@ class BodyFetcher {
   // loop turn, never inside this call: success, or an Unavailable error whose
   // message a mail program may show (upstream unreachable, login refused,
   // message gone upstream or not there yet).
-  void fetch(int64_t mailboxId, std::vector<uint32_t> uids, std::function<void(Status)> done);
+  // `purpose` only decides which counter a fetched body goes to.
+  enum class Purpose { Client, FillIn };
+  void fetch(int64_t mailboxId, std::vector<uint32_t> uids, Purpose purpose, std::function<void(Status)> done);
   // While `why` is not empty, requests fail at once with it (the provider
   // refused the login: asking again only repeats that).
   void refuse(std::string why);
   bool idle() const { return !current_ && queue_.empty(); }
+  // Since this fetcher started: bodies stored for Purpose::Client requests,
+  // and the messages of failed requests (either purpose) that got no body
+  // (a retried fill-in counts again).
+  uint64_t fetchedForClients() const { return fetchedForClients_; }
+  uint64_t failed() const { return failed_; }
 
  private:
   struct Request {
     int64_t mailboxId = 0;
     std::vector<uint32_t> uids;
+    Purpose purpose = Purpose::Client;
     std::function<void(Status)> done;
-    size_t next = 0;  // uids[next..] are not fetched yet (a large request goes in chunks)
+    size_t next = 0;     // uids[next..] are not fetched yet (a large request goes in chunks)
+    size_t settled = 0;  // of uids: stored, or found with a body (or gone) by then
   };
   struct Job;
 
@@ -75,6 +84,8 @@ class BodyFetcher {
   std::string refusal_;
   std::deque<Request> queue_;
   std::optional<Request> current_;
+  uint64_t fetchedForClients_ = 0;
+  uint64_t failed_ = 0;
   uv_timer_t* timer_ = nullptr;  // pump() on a fresh loop turn; freed by its close callback
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

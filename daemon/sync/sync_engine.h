@@ -121,6 +121,8 @@ class SyncEngine {
   std::mt19937_64 rng_;
   SyncProgress status_;
   uint64_t lastPublishMs_ = 0;
+  bool missingStale_ = true;          // status_.bodiesMissing may be out of date
+  uint64_t lastMissingCountMs_ = 0;
   uint64_t cycleStartNs_ = 0;       // uv_hrtime(), for the sync.cycle_done line
   bool cycleFull_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

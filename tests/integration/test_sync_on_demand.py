@@ -125,6 +125,9 @@ class OnDemandTest(_SyncBase, unittest.TestCase):
         # Every message is there, none has a body, and no body is on disk.
         self.assertEqual(bodiless(d.state_dir, "alice"), total)
         self.assertEqual(blob_files(d.state_dir), 0)
+        st = sync_status(d, "alice")
+        self.assertEqual((st["bodies"], st["bodies_missing"], st["bodies_fetched_on_demand"], st["bodies_failed"]),
+                         ("on_demand", total, 0, 0))
 
         # Flags, INTERNALDATE, RFC822.SIZE, ENVELOPE and the header as the
         # upstream gives them.
@@ -160,6 +163,9 @@ class OnDemandTest(_SyncBase, unittest.TestCase):
             self.assertEqual(size, len(body))
         self.assertEqual(blob_files(d.state_dir), 3)
         self.assertEqual(bodiless(d.state_dir, "alice"), total - 3)
+        # The status counts them before the FETCH is answered.
+        st = sync_status(d, "alice")
+        self.assertEqual((st["bodies_missing"], st["bodies_fetched_on_demand"], st["bodies_failed"]), (total - 3, 3, 0))
         # BODYSTRUCTURE and SEARCH BODY work on a fetched one.
         typ, data = li.fetch("8", "(BODYSTRUCTURE)")
         self.assertEqual(typ, "OK")
@@ -202,6 +208,12 @@ class OnDemandTest(_SyncBase, unittest.TestCase):
         self.assertEqual(body, upstream[b"<INBOX.19@gen.example.test>"])
         li.logout()
         self.assertEqual(blob_files(d.state_dir), 5)
+        # The copy came without its body; 5 fetched, the one refused while
+        # the provider was down failed.
+        st = sync_status(d, "alice")
+        self.assertEqual((st["bodies_missing"], st["bodies_fetched_on_demand"], st["bodies_failed"]),
+                         (total + 1 - 5, 5, 1))
+        self.assertEqual(st["bodies_missing"], bodiless(d.state_dir, "alice"))
 
         # kill -9 while a FETCH of every body is being served: after the
         # restart nothing is duplicated and the bodies are served.
@@ -265,8 +277,12 @@ class OnDemandTest(_SyncBase, unittest.TestCase):
         cfg["accounts"] = [self.account("alice", bodies="full")]
         d.write_config(cfg)
         d.start()
-        wait_for(lambda: bodiless(d.state_dir, "alice") == 0, 120, 0.1, "the missing bodies")
+        self.assertEqual(sync_status(d, "alice")["bodies"], "full")
+        wait_for(lambda: sync_status(d, "alice")["bodies_missing"] == 0, 120, 0.1, "bodies_missing 0")
+        self.assertEqual(bodiless(d.state_dir, "alice"), 0)
         wait_idle(d, "alice", 60)
+        st = sync_status(d, "alice")
+        self.assertEqual((st["bodies_missing"], st["bodies_fetched_on_demand"], st["bodies_failed"]), (0, 0, 0))
         for folder in FOLDERS:
             self.assert_same(d, "alice", folder)
 

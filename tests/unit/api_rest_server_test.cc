@@ -80,6 +80,29 @@ TEST_F(RestServerTest, HealthNeedsNoTokenEverythingElseDoes) {
   EXPECT_EQ(wrong->status, 401);
 }
 
+// The body figures of an on-demand account, under "sync" in both account views.
+TEST_F(RestServerTest, SyncStatusShowsTheBodyFigures) {
+  auto s = std::make_shared<StatusSnapshot>(*snapshot(0, 1));
+  auto& p = *s->accounts[0].sync;
+  p.bodies = "on_demand";
+  p.bodiesMissing = 257;
+  p.bodiesFetchedOnDemand = 3;
+  p.bodiesFailed = 1;
+  board_.publish(s);
+  httplib::Client c("127.0.0.1", port_);
+  for (std::string path : {"/v1/accounts", "/v1/accounts/1"}) {
+    auto res = c.Get(path, auth());
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->status, 200);
+    auto body = json::parse(res->body);
+    const json& sync = path == "/v1/accounts" ? body["accounts"][0]["sync"] : body["sync"];
+    EXPECT_EQ(sync["bodies"], "on_demand") << path;
+    EXPECT_EQ(sync["bodies_missing"], 257) << path;
+    EXPECT_EQ(sync["bodies_fetched_on_demand"], 3) << path;
+    EXPECT_EQ(sync["bodies_failed"], 1) << path;
+  }
+}
+
 // Regression: GET /v1/accounts iterated `board_.current()->accounts`, whose
 // temporary shared_ptr dies before the loop body runs; a publish in between
 // freed the vector being read (heap-use-after-free, a dropped connection in
