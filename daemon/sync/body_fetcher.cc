@@ -28,6 +28,13 @@ struct BodyFetcher::Job {
 namespace {
 
 constexpr size_t kChunk = 256;  // as the session's FETCH batches: one UID FETCH each
+// A chunk also ends once its messages' sizes (the provider's RFC822.SIZE)
+// reach this, so a SEARCH TEXT over large attachments holds at most this
+// much plus one message in memory (twice while its line ends are fixed).
+constexpr uint64_t kChunkBytes = 32ull << 20;
+// After the provider refused this connection's login, requests fail at once
+// for this long before a login is tried again.
+constexpr uint64_t kLoginRetryMs = 5 * 60 * 1000;
 
 Error unavailable(std::string message) { return Error{ErrorKind::Unavailable, std::move(message)}; }
 
@@ -58,6 +65,7 @@ void BodyFetcher::fetch(int64_t mailboxId, std::vector<uint32_t> uids, Purpose p
 
 void BodyFetcher::refuse(std::string why) {
   refusal_ = std::move(why);
+  refusedUntilMs_ = 0;
   if (!refusal_.empty()) schedule();
 }
 
@@ -82,6 +90,10 @@ void BodyFetcher::pump() {
     ready_ = false;
   }
   if (current_ || queue_.empty()) return;
+  if (!refusal_.empty() && refusedUntilMs_ && uv_now(loop_) >= refusedUntilMs_) {
+    refusal_.clear();  // our own login was refused a while ago: try again
+    refusedUntilMs_ = 0;
+  }
   if (!refusal_.empty()) return failQueued(refusal_);
   if (!conn_) {
     conn_ = makeConnector_();
@@ -98,6 +110,13 @@ void BodyFetcher::pump() {
           ready_ = false;
           lostWhy_ = f.kind == ConnectorFailure::Kind::Auth ? "the provider refused the login" : "the provider is unreachable";
           logInfo("sync.bodies_connection_lost").kv("account", accountName_).kv("error", f.message);
+          // A refused login is not tried again for every request (providers
+          // lock accounts that keep failing): requests fail at once for a
+          // while, or until the engine's own connection logs in again.
+          if (f.kind == ConnectorFailure::Kind::Auth) {
+            refusal_ = lostWhy_;
+            refusedUntilMs_ = uv_now(loop_) + kLoginRetryMs;
+          }
           // What was asked before the connection failed fails with it; a
           // request made later tries a new connection.
           if (!current_) failQueued(lostWhy_);
@@ -129,9 +148,11 @@ void BodyFetcher::start() {
   if (folder.empty()) return finish(std::unexpected(unavailable("the mailbox is not synced with the provider")));
   std::vector<uint32_t> upstream;
   {
-    auto st = store_.db().prepare("SELECT upstream_id FROM messages WHERE mailbox_id = ?1 AND uid = ?2 AND body_missing = 1");
+    auto st = store_.db().prepare(
+        "SELECT upstream_id, size FROM messages WHERE mailbox_id = ?1 AND uid = ?2 AND body_missing = 1");
     if (!st) return finish(std::unexpected(st.error()));
-    for (; r.next < r.uids.size() && upstream.size() < kChunk; ++r.next) {
+    uint64_t bytes = 0;
+    for (; r.next < r.uids.size() && upstream.size() < kChunk && bytes < kChunkBytes; ++r.next) {
       uint32_t uid = r.uids[r.next];
       st->reset();
       auto row = st->bind(1, r.mailboxId).bind(2, uid).step();
@@ -144,6 +165,7 @@ void BodyFetcher::start() {
       if (id.empty())
         return finish(std::unexpected(unavailable("a message copied here has not reached the provider yet; try again after the next sync")));
       uint32_t up = static_cast<uint32_t>(std::strtoul(id.c_str(), nullptr, 10));
+      bytes += static_cast<uint64_t>(st->columnInt64(1));
       job->localOf[up] = uid;
       upstream.push_back(up);
     }

@@ -43,7 +43,8 @@ class BodyFetcher {
   enum class Purpose { Client, FillIn };
   void fetch(int64_t mailboxId, std::vector<uint32_t> uids, Purpose purpose, std::function<void(Status)> done);
   // While `why` is not empty, requests fail at once with it (the provider
-  // refused the login: asking again only repeats that).
+  // refused the login: asking again only repeats that). A login refused on
+  // the fetcher's own connection does the same for a few minutes.
   void refuse(std::string why);
   bool idle() const { return !current_ && queue_.empty(); }
   // Since this fetcher started: bodies stored for Purpose::Client requests,
@@ -65,8 +66,9 @@ class BodyFetcher {
 
   void schedule();
   void pump();
-  // Fetches the current request's next chunk (at most kChunk bodies: a
-  // SEARCH BODY over a large mailbox must not hold every body in memory).
+  // Fetches the current request's next chunk (at most kChunk bodies and
+  // about kChunkBytes: a SEARCH BODY over a large mailbox must not hold
+  // every body in memory).
   void start();
   void received(std::shared_ptr<Job> job, Status fetched);
   void stored(Job& job);
@@ -82,6 +84,7 @@ class BodyFetcher {
   bool lost_ = false;  // conn_ failed: destroyed on the next pump, outside its callbacks
   std::string lostWhy_;
   std::string refusal_;
+  uint64_t refusedUntilMs_ = 0;  // 0: refuse()d by the engine, until refuse(""); else our own login failed: until then
   std::deque<Request> queue_;
   std::optional<Request> current_;
   uint64_t fetchedForClients_ = 0;

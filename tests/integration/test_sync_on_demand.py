@@ -5,7 +5,8 @@ RFC822.SIZE, ENVELOPE and header; FETCH BODY[] brings the upstream's bytes
 (once); with Dovecot stopped a body not fetched yet answers NO [UNAVAILABLE]
 while stored ones and headers keep working; kill -9 while bodies are being
 fetched duplicates nothing; a refused login answers NO [UNAVAILABLE] too; switching the account to "full" fills in the
-missing bodies in the background."""
+missing bodies in the background. Large bodies are fetched in chunks bounded by size; a login refused
+to the body fetcher is not retried for every request."""
 import os
 import re
 import signal
@@ -289,3 +290,61 @@ class OnDemandTest(_SyncBase, unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def big_message(i, lines=45000):
+    """A ~3.9 MB plain-text message; the last line of message 9 says 'needle'."""
+    head = ("From: big@example.test\r\nTo: bob@example.test\r\nSubject: big %d\r\n"
+            "Message-ID: <big.%d@gen.example.test>\r\nDate: Tue, 14 Nov 2023 22:13:20 +0000\r\n\r\n" % (i, i))
+    body = ("lorem%d ipsum dolor sit amet " % i) * 3 + "\r\n"
+    tail = "needle\r\n" if i == 9 else "haystack\r\n"
+    return (head + body * lines + tail).encode()
+
+
+class OnDemandLimitsTest(_SyncBase, unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.dc.bulk_load("bob", [(big_message(i), (), 1700000000 + i) for i in range(10)], "INBOX")
+
+    def fetches_logged(self, d):
+        return [int(n) for n in re.findall(r"sync\.bodies_fetch\b.*?\bmessages=(\d+)", d.log())]
+
+    def test_large_bodies_go_in_bounded_chunks(self):
+        # SEARCH BODY needs all ten bodies (~39 MB): the fetcher takes them in
+        # UID FETCHes of at most 32 MiB by RFC822.SIZE (plus one message), so
+        # a search over large attachments never holds every body in memory.
+        d = self.daemon("bob", bodies="on_demand")
+        d.start()
+        wait_idle(d, "bob", 120)
+        self.assertEqual(bodiless(d.state_dir, "bob"), 10)
+        li = self.local_imap(d, "bob")
+        li.select("INBOX")
+        typ, data = li.search(None, "BODY", "needle")
+        self.assertEqual((typ, data[0].split()), ("OK", [b"10"]))
+        chunks = self.fetches_logged(d)
+        self.assertEqual(sum(chunks), 10, chunks)
+        self.assertGreaterEqual(len(chunks), 2, chunks)
+        self.assertLessEqual(max(chunks), 9, chunks)  # 9 x 3.9 MB passes 32 MiB
+        self.assertEqual(bodiless(d.state_dir, "bob"), 0)
+
+    def test_a_login_refused_to_the_body_fetcher_is_not_retried_per_request(self):
+        # The sync logged in; then the password changes at the provider. The
+        # first body request logs in and is refused; later ones fail at once
+        # without another login (providers lock accounts that keep failing).
+        d = self.daemon("bob", bodies="on_demand")
+        d.start()
+        wait_idle(d, "bob", 120)
+        self.addCleanup(self.dc.add_users, {"bob": self.dc.users["bob"]})
+        self.dc.add_users({"bob": "changed-at-the-provider"})
+        li = self.local_imap(d, "bob")
+        li.select("INBOX", readonly=True)
+        for seq in ("1", "2", "3"):
+            typ, data = li.fetch(seq, "(BODY.PEEK[])")
+            self.assertEqual(typ, "NO", seq)
+            self.assertIn(b"[UNAVAILABLE]", data[0])
+            self.assertIn(b"refused the login", data[0])
+        self.assertEqual(d.log().count("upstream.login_failed"), 1)
+        # Stored headers keep working meanwhile.
+        typ, data = li.fetch("1:10", "(RFC822.SIZE)")
+        self.assertEqual((typ, len(data)), ("OK", 10))
