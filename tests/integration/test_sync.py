@@ -50,6 +50,19 @@ def gen_message(i, folder):
     return (head + body).encode()
 
 
+def load_generated(dc, user, folders):
+    """Loads gen_message(0..n-1) into each folder of {folder: n}: every other
+    one \\Seen, every 10th \\Flagged, internal dates a minute apart."""
+    for folder, n in folders.items():
+        msgs = []
+        for i in range(n):
+            flags = ("\\Seen",) if i % 2 else ()
+            if i % 10 == 0:
+                flags += ("\\Flagged",)
+            msgs.append((gen_message(i, folder), flags, 1700000000 + i * 60))
+        dc.bulk_load(user, msgs, folder)
+
+
 def message_ids(msgs):
     out = []
     for m in msgs:
@@ -197,14 +210,7 @@ class SyncTest(_SyncBase, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        for folder, n in FOLDERS.items():
-            msgs = []
-            for i in range(n):
-                flags = ("\\Seen",) if i % 2 else ()
-                if i % 10 == 0:
-                    flags += ("\\Flagged",)
-                msgs.append((gen_message(i, folder), flags, 1700000000 + i * 60))
-            cls.dc.bulk_load("alice", msgs, folder)
+        load_generated(cls.dc, "alice", FOLDERS)
 
     def test_two_way(self):
         d = self.daemon("alice")

@@ -17,7 +17,7 @@ import unittest
 
 from servers import imap_mailbox
 from test_smtp import host_port, password_for
-from test_sync import _SyncBase, gen_message, message_ids, sync_status, wait_for, wait_idle
+from test_sync import _SyncBase, load_generated, message_ids, sync_status, wait_for, wait_idle
 
 FOLDERS = {"INBOX": 230, "Archive": 30}
 
@@ -106,14 +106,7 @@ class OnDemandTest(_SyncBase, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        for folder, n in FOLDERS.items():
-            msgs = []
-            for i in range(n):
-                flags = ("\\Seen",) if i % 2 else ()
-                if i % 10 == 0:
-                    flags += ("\\Flagged",)
-                msgs.append((gen_message(i, folder), flags, 1700000000 + i * 60))
-            cls.dc.bulk_load("alice", msgs, folder)
+        load_generated(cls.dc, "alice", FOLDERS)
 
     def upstream_by_id(self, mailbox):
         return {re.search(rb"(?im)^Message-ID:\s*(\S+)", m).group(1): m for m in self.dc.fetch_all("alice", mailbox)}
