@@ -6,7 +6,7 @@
 set -euo pipefail
 
 packages=(build-essential cmake ninja-build pkg-config libuv1-dev libssl-dev libcpp-httplib-dev
-  nlohmann-json3-dev libsqlite3-dev libgmime-3.0-dev libgtest-dev libgmock-dev ca-certificates)
+  nlohmann-json3-dev libsqlite3-dev libxxhash-dev libgmime-3.0-dev libgtest-dev libgmock-dev ca-certificates)
 if [[ "${1:-}" == "--test" ]]; then
   # clang-19: the first Debian clang whose C++23 mode has std::expected with
   # libstdc++ 12 (clang 14 lacks the concepts level <expected> requires).

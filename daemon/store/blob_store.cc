@@ -6,7 +6,9 @@
 #include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <system_error>
@@ -17,7 +19,31 @@
 namespace mb::store {
 namespace {
 
-constexpr size_t kIdLength = 64;
+// Content ids: 32 hex chars are XXH3-128 of the bytes (every put since
+// schema v7's release), 64 are SHA-256 (stores written before, and the name a
+// put falls back to when another content already holds its XXH3 name).
+constexpr size_t kFastIdLength = 32;
+constexpr size_t kStrongIdLength = 64;
+
+std::string hex(const unsigned char* bytes, size_t n) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(n * 2);
+  for (size_t i = 0; i < n; ++i) {
+    out.push_back(kHex[bytes[i] >> 4]);
+    out.push_back(kHex[bytes[i] & 0xf]);
+  }
+  return out;
+}
+
+std::string strongIdOf(std::string_view bytes) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  // EVP_Digest only fails on allocation failure inside OpenSSL; an empty id
+  // then makes put() fail loudly rather than store under a wrong name.
+  if (EVP_Digest(bytes.data(), bytes.size(), digest, &len, EVP_sha256(), nullptr) != 1) return {};
+  return hex(digest, len);
+}
 
 std::string osError(int err) { return std::system_category().message(err); }
 
@@ -95,25 +121,21 @@ bool isHex(std::string_view s) {
 
 }  // namespace
 
-bool BlobStore::isValidId(std::string_view id) { return id.size() == kIdLength && isHex(id); }
-
-std::string BlobStore::idOf(std::string_view bytes) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  // EVP_Digest only fails on allocation failure inside OpenSSL; an empty id
-  // then makes put() fail loudly rather than store under a wrong name.
-  if (EVP_Digest(bytes.data(), bytes.size(), digest, &len, EVP_sha256(), nullptr) != 1) return {};
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(len * 2);
-  for (unsigned i = 0; i < len; ++i) {
-    out.push_back(kHex[digest[i] >> 4]);
-    out.push_back(kHex[digest[i] & 0xf]);
-  }
-  return out;
+bool BlobStore::isValidId(std::string_view id) {
+  return (id.size() == kFastIdLength || id.size() == kStrongIdLength) && isHex(id);
 }
 
-Result<BlobStore> BlobStore::open(const std::filesystem::path& root) {
+std::string BlobStore::idOf(std::string_view bytes) {
+  XXH128_canonical_t canonical;
+  XXH128_canonicalFromHash(&canonical, XXH3_128bits(bytes.data(), bytes.size()));
+  return hex(canonical.digest, sizeof canonical.digest);
+}
+
+bool BlobStore::matchesId(std::string_view id, std::string_view bytes) const {
+  return id == (id.size() == kStrongIdLength ? strongIdOf(bytes) : fastId_(bytes));
+}
+
+Result<BlobStore> BlobStore::open(const std::filesystem::path& root, IdFn fastId) {
   if (auto st = ensureDir(root); !st) return std::unexpected(st.error());
   if (auto st = ensureDir(root / "tmp"); !st) return std::unexpected(st.error());
   static constexpr char kHex[] = "0123456789abcdef";
@@ -129,7 +151,7 @@ Result<BlobStore> BlobStore::open(const std::filesystem::path& root) {
   }
   int fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return std::unexpected(ioError("cannot open dir", root, errno));
-  return BlobStore(root, fd);
+  return BlobStore(root, fd, fastId);
 }
 
 Status BlobStore::syncBatch() {
@@ -159,17 +181,60 @@ void BlobStore::unpin(std::string_view id) {
 }
 
 Result<std::string> BlobStore::put(std::string_view bytes, bool pin, Sync sync) {
-  std::string id = idOf(bytes);
-  if (id.empty()) return fail(ErrorKind::Internal, "SHA-256 failed");
-  auto finalPath = pathOf(id);
-  if (!finalPath) return std::unexpected(finalPath.error());
-  if (pin) {
-    std::lock_guard lock(pins_->mutex);
-    ++pins_->count[id];
+  std::string id = fastId_(bytes);
+  for (;;) {
+    auto finalPath = pathOf(id);
+    if (!finalPath) return std::unexpected(finalPath.error());
+    if (pin) {
+      std::lock_guard lock(pins_->mutex);
+      ++pins_->count[id];
+    }
+    auto result = putFile(bytes, id, *finalPath, sync);
+    if (!result && pin) unpin(id);
+    if (result || result.error().kind != ErrorKind::Conflict || id.size() == kStrongIdLength) return result;
+    // Other content holds this XXH3 name (a collision, which anyone can make
+    // on purpose): this content goes under its SHA-256 name instead.
+    logWarn("store.blob_id_collision").kv("id", id).kv("bytes", bytes.size());
+    id = strongIdOf(bytes);
+    if (id.empty()) return fail(ErrorKind::Internal, "SHA-256 failed");
   }
-  auto result = putFile(bytes, id, *finalPath, sync);
-  if (!result && pin) unpin(id);
-  return result;
+}
+
+Result<BlobStore::Existing> BlobStore::compareExisting(const std::filesystem::path& path, std::string_view id,
+                                                         std::string_view bytes) const {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) {
+    if (errno == ENOENT) return Existing::None;
+    return std::unexpected(ioError("cannot open", path, errno));
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return std::unexpected(ioError("cannot stat", path, errno));
+  if (!S_ISREG(st.st_mode)) return Existing::Damaged;
+  // Read back in pieces and compare: the same id and size is not proof of
+  // the same bytes with a 128-bit hash anyone can collide.
+  std::string existing;
+  if (static_cast<uint64_t>(st.st_size) == bytes.size()) {
+    constexpr size_t kPiece = 256 * 1024;
+    existing.resize(std::min(bytes.size(), kPiece));
+    size_t done = 0;
+    bool same = true;
+    while (same && done < bytes.size()) {
+      ssize_t n = ::read(fd.get(), existing.data(), std::min(existing.size(), bytes.size() - done));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return std::unexpected(ioError("cannot read", path, errno));
+      }
+      if (n == 0) break;
+      same = std::memcmp(existing.data(), bytes.data() + done, static_cast<size_t>(n)) == 0;
+      done += static_cast<size_t>(n);
+    }
+    if (same && done == bytes.size()) return Existing::Same;
+  }
+  // Different bytes: a torn or damaged copy of this content (replace it), or
+  // other content with the same name (a collision: the caller renames).
+  auto whole = get(id);
+  if (whole && matchesId(id, *whole)) return Existing::Other;
+  return Existing::Damaged;
 }
 
 Result<std::string> BlobStore::putFile(std::string_view bytes, const std::string& id,
@@ -177,8 +242,10 @@ Result<std::string> BlobStore::putFile(std::string_view bytes, const std::string
   std::filesystem::path fanOut = finalPath.parent_path();
   bool now = sync == Sync::Now;
 
-  struct stat st {};
-  if (::stat(finalPath.c_str(), &st) == 0 && S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) == bytes.size()) {
+  auto existing = compareExisting(finalPath, id, bytes);
+  if (!existing) return std::unexpected(existing.error());
+  if (*existing == Existing::Other) return fail(ErrorKind::Conflict, "blob " + id + " holds other content");
+  if (*existing == Existing::Same) {
     if (!now) return id;  // the batch's syncfs covers it
     // A Sync::Batch put may have renamed it before its batch's sync: its
     // bytes need an fsync too before this put may call them durable.
@@ -189,8 +256,8 @@ Result<std::string> BlobStore::putFile(std::string_view bytes, const std::string
     if (auto s = fsyncDir(root_); !s) return std::unexpected(s.error());
     return id;
   }
-  // A same-named file of the wrong size is a torn or damaged copy: the
-  // rename below replaces it atomically with a good one.
+  // A damaged same-named file (torn by a crash before its batch's sync, or
+  // changed on disk) is replaced atomically by the rename below.
 
   std::string tmpl = (root_ / "tmp" / "put-XXXXXX").string();
   std::vector<char> tmpName(tmpl.begin(), tmpl.end());
@@ -275,7 +342,7 @@ Status BlobStore::appendTo(std::string_view id, std::optional<uint64_t> expected
 Status BlobStore::verify(std::string_view id) const {
   auto bytes = get(id);
   if (!bytes) return std::unexpected(bytes.error());
-  if (idOf(*bytes) != id) return fail(ErrorKind::Corrupt, "blob " + std::string(id) + " does not match its hash");
+  if (!matchesId(id, *bytes)) return fail(ErrorKind::Corrupt, "blob " + std::string(id) + " does not match its hash");
   return {};
 }
 

@@ -1,5 +1,6 @@
-// BlobStore: message bodies as files, content-addressed by SHA-256, written so
-// that a blob id handed out is on disk for good (fsync file, rename, fsync dirs).
+// BlobStore: message bodies as files, content-addressed (XXH3-128, SHA-256 on
+// a collision), written so that a blob id handed out is on disk for good
+// (fsync file, rename, fsync dirs, or one syncfs for a batch).
 #pragma once
 
 #include <cstdint>
@@ -22,8 +23,8 @@ struct BlobGcStats {
   uint64_t bytesFreed = 0;
 };
 
-// Layout: <root>/ab/cdef... (id = 64 lowercase hex chars, split after two for
-// fan-out) and <root>/tmp/ for puts in progress. The 256 fan-out directories
+// Layout: <root>/ab/cdef... (id = 32 or 64 lowercase hex chars, split after
+// two for fan-out) and <root>/tmp/ for puts in progress. The 256 fan-out directories
 // are made (and the root fsynced) by open(), so a put needs no mkdir.
 //
 // Concurrency: put() and get() may run on any thread. A put() on another
@@ -35,12 +36,18 @@ struct BlobGcStats {
 // anything else.
 class BlobStore {
  public:
+  // The name a content gets unless another content holds it (idOf; tests
+  // pass a hash that collides on purpose).
+  using IdFn = std::string (*)(std::string_view bytes);
   // Creates root and root/tmp (0700) if missing.
-  static Result<BlobStore> open(const std::filesystem::path& root);
+  static Result<BlobStore> open(const std::filesystem::path& root, IdFn fastId = &idOf);
 
-  // Stores bytes and returns their id. Identical content already present is
-  // reused (its directory entries are synced again, in case the writer
-  // crashed between rename and directory fsync).
+  // Stores bytes and returns their id: XXH3-128 of the bytes, or their
+  // SHA-256 when other content already holds that name (XXH3 is fast, ~10x
+  // SHA-256 here, but anyone can make two messages collide: a same-named file
+  // is compared byte for byte before it is reused). Identical content already
+  // present is reused (its directory entries are synced again, in case the
+  // writer crashed between rename and directory fsync).
   // With pin, the id stays pinned (remove() leaves it alone) until unpin(id);
   // a put that fails releases its own pin.
   // Sync::Now: durable on return (fsync of the file and of its directory).
@@ -64,7 +71,8 @@ class BlobStore {
   // output buffer); on error `out` is as it was.
   Status appendTo(std::string_view id, std::optional<uint64_t> expectedSize, std::string& out) const;
 
-  // Re-hashes the blob and compares with its id (for an fsck, not hot paths).
+  // Re-hashes the blob with its id's hash and compares (for an fsck, not hot
+  // paths).
   Status verify(std::string_view id) const;
 
   bool exists(std::string_view id) const;
@@ -81,14 +89,24 @@ class BlobStore {
   const std::filesystem::path& root() const { return root_; }
 
   static bool isValidId(std::string_view id);
-  static std::string idOf(std::string_view bytes);  // SHA-256, lowercase hex
+  // The id a put of these bytes gets unless it collides: XXH3-128, 32
+  // lowercase hex chars (canonical, big-endian: as `xxhsum -H2` prints it).
+  static std::string idOf(std::string_view bytes);
+  // Whether bytes hash to id under the hash its length names.
+  bool matchesId(std::string_view id, std::string_view bytes) const;
 
  private:
+  enum class Existing { None, Same, Other, Damaged };
+  Result<Existing> compareExisting(const std::filesystem::path& path, std::string_view id,
+                                   std::string_view bytes) const;
   Result<std::string> putFile(std::string_view bytes, const std::string& id, const std::filesystem::path& finalPath,
                               Sync sync);
 
-  BlobStore(std::filesystem::path root, int rootFd)
-      : root_(std::move(root)), pins_(std::make_shared<Pins>()), rootDir_(std::make_shared<DirFd>(rootFd)) {}
+  BlobStore(std::filesystem::path root, int rootFd, IdFn fastId)
+      : root_(std::move(root)),
+        pins_(std::make_shared<Pins>()),
+        rootDir_(std::make_shared<DirFd>(rootFd)),
+        fastId_(fastId) {}
 
   // Held across remove()'s unlink and put()'s pin, so a put either pins
   // before the unlink (kept) or looks for the file after it (writes anew).
@@ -111,6 +129,7 @@ class BlobStore {
   std::filesystem::path root_;
   std::shared_ptr<Pins> pins_;  // shared so BlobStore stays movable
   std::shared_ptr<DirFd> rootDir_;
+  IdFn fastId_;
 };
 
 }  // namespace mb::store

@@ -18,8 +18,11 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// SHA-256("abc"), FIPS 180-2 appendix B.1.
-constexpr const char* kAbcId = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+// XXH3-128("abc") as `printf abc | xxhsum -H2` prints it (Debian's xxhash).
+constexpr const char* kAbcId = "06b05ab6733a618578af5f94892f3950";
+// SHA-256("abc"), FIPS 180-2 appendix B.1: the name "abc" gets when another
+// content holds kAbcId, and the name stores written before XXH3 ids used.
+constexpr const char* kAbcStrongId = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
 
 class StoreBlob : public ::testing::Test {
  protected:
@@ -47,8 +50,8 @@ TEST_F(StoreBlob, PutGetRoundTripAtContentAddress) {
   auto id = blobs_->put("abc");
   ASSERT_TRUE(id) << id.error().message;
   EXPECT_EQ(*id, kAbcId);
-  EXPECT_EQ(blobs_->pathOf(*id).value(), dir_ / "blobs" / "ba" / (std::string(kAbcId).substr(2)));
-  EXPECT_TRUE(fs::is_regular_file(dir_ / "blobs" / "ba" / std::string(kAbcId).substr(2)));
+  EXPECT_EQ(blobs_->pathOf(*id).value(), dir_ / "blobs" / "06" / (std::string(kAbcId).substr(2)));
+  EXPECT_TRUE(fs::is_regular_file(dir_ / "blobs" / "06" / std::string(kAbcId).substr(2)));
   auto got = blobs_->get(*id, 3);
   ASSERT_TRUE(got) << got.error().message;
   EXPECT_EQ(*got, "abc");
@@ -112,6 +115,57 @@ TEST_F(StoreBlob, TornCopyIsReplacedByPut) {
   EXPECT_EQ(blobs_->get(kAbcId, 3).value_or(""), "abc");
 }
 
+// Same name, same size, other bytes: a torn copy of this content is replaced
+// as above; anything else is another content that owns the XXH3 name (anyone
+// can make such a collision), which stays, and this content is stored under
+// its SHA-256 name. Neither is mistaken for the other.
+TEST_F(StoreBlob, SameSizeOtherBytesAreNotReused) {
+  auto path = blobs_->pathOf(kAbcId).value();
+  writeFile(path, "abd");  // damaged: does not hash to its name
+  ASSERT_EQ(blobs_->put("abc").value_or(""), kAbcId);
+  EXPECT_EQ(blobs_->get(kAbcId, 3).value_or(""), "abc");
+
+  EXPECT_TRUE(blobs_->matchesId(kAbcId, "abc"));
+  EXPECT_FALSE(blobs_->matchesId(kAbcId, "abd"));
+  EXPECT_TRUE(blobs_->matchesId(kAbcStrongId, "abc"));
+}
+
+// Every non-empty content gets the same fast name here: the first owns it,
+// the others (same size or not) go under their SHA-256 names, each readable
+// with its own bytes; an identical put still reuses the owner's file.
+TEST_F(StoreBlob, ACollisionGoesUnderTheStrongName) {
+  auto collide = [](std::string_view b) { return std::string(32, b.empty() ? '0' : 'c'); };
+  auto bs = BlobStore::open(dir_ / "colliding", +collide);
+  ASSERT_TRUE(bs);
+  auto first = bs->put("abd");
+  ASSERT_EQ(first.value_or(""), std::string(32, 'c'));
+  auto second = bs->put("abc", true, BlobStore::Sync::Batch);
+  ASSERT_EQ(second.value_or(""), kAbcStrongId);
+  bs->unpin(*second);
+  auto third = bs->put("longer content");
+  ASSERT_TRUE(third);
+  EXPECT_EQ(third->size(), 64u);
+  EXPECT_EQ(bs->get(*first).value_or(""), "abd");
+  EXPECT_EQ(bs->get(*second).value_or(""), "abc");
+  EXPECT_EQ(bs->get(*third).value_or(""), "longer content");
+  EXPECT_EQ(bs->put("abd").value_or(""), *first);
+  EXPECT_EQ(bs->put("abc").value_or(""), kAbcStrongId);
+  EXPECT_TRUE(bs->verify(*first) && bs->verify(*second) && bs->verify(*third));
+}
+
+// Stores from before XXH3 ids name their blobs by SHA-256: still valid ids,
+// readable, verifiable, kept by gc when referenced.
+TEST_F(StoreBlob, Sha256NamedBlobsStillWork) {
+  auto path = blobs_->pathOf(kAbcStrongId).value();
+  writeFile(path, "abc");
+  EXPECT_EQ(blobs_->get(kAbcStrongId, 3).value_or(""), "abc");
+  EXPECT_TRUE(blobs_->verify(kAbcStrongId));
+  auto gc = blobs_->gc({kAbcStrongId});
+  ASSERT_TRUE(gc);
+  EXPECT_EQ(gc->blobsRemoved, 0u);
+  EXPECT_TRUE(blobs_->exists(kAbcStrongId));
+}
+
 TEST_F(StoreBlob, MissingBlobIsCorruptNamingId) {
   auto got = blobs_->get(kAbcId);
   ASSERT_FALSE(got);
@@ -169,12 +223,12 @@ TEST_F(StoreBlob, GcDropsTmpLeftoversAndUnreferencedBlobs) {
 // A put that fails after writing its temp file must not leave it behind: a
 // regular file where the fan-out dir "ba" belongs makes the rename fail.
 TEST_F(StoreBlob, FailedPutLeavesNoTempFile) {
-  fs::remove(dir_ / "blobs" / "ba");  // made by open()
-  writeFile(dir_ / "blobs" / "ba", "in the way");
+  fs::remove(dir_ / "blobs" / "06");  // made by open()
+  writeFile(dir_ / "blobs" / "06", "in the way");
   auto id = blobs_->put("abc");
   ASSERT_FALSE(id);
   EXPECT_EQ(id.error().kind, ErrorKind::Io);
-  EXPECT_NE(id.error().message.find((dir_ / "blobs" / "ba").string()), std::string::npos) << id.error().message;
+  EXPECT_NE(id.error().message.find((dir_ / "blobs" / "06").string()), std::string::npos) << id.error().message;
   EXPECT_EQ(entries(dir_ / "blobs" / "tmp"), 0u);
 }
 
