@@ -167,6 +167,13 @@ Result<std::unique_ptr<Store>> Store::open(const std::filesystem::path& stateDir
   if (!mode) return propagate(mode);
   if (*mode != "wal") return fail(ErrorKind::Io, db->path() + ": cannot switch to WAL mode (got " + *mode + ")");
   if (auto s = db->exec("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON"); !s) return propagate(s);
+  // A sync commits batches of up to 200 rows (each with its analysis and
+  // header block) and their index entries, the blob-id index at random
+  // places: with SQLite's defaults (2 MB cache, a checkpoint every 1,000
+  // pages) the same index pages were read back and checkpointed again every
+  // few batches (checkpoint ~4% of the sync's CPU). 16 MB of cache and a
+  // checkpoint every 4,000 pages (the WAL stays under ~20 MB).
+  if (auto s = db->exec("PRAGMA cache_size = -16384; PRAGMA wal_autocheckpoint = 4000"); !s) return propagate(s);
   if (auto s = migrate(*db); !s) return propagate(s);
 
   auto blobs = BlobStore::open(stateDir / "blobs");
