@@ -24,8 +24,11 @@ struct BlobGcStats {
 };
 
 // Layout: <root>/ab/cdef... (id = 32 or 64 lowercase hex chars, split after
-// two for fan-out) and <root>/tmp/ for puts in progress. The 256 fan-out directories
-// are made (and the root fsynced) by open(), so a put needs no mkdir.
+// two for fan-out) and <root>/tmp/ for copies that replace a damaged file.
+// New content is written at its final name (O_EXCL), so a crash can leave a
+// torn file there: no row names it, and gc() at the next open deletes it.
+// The 256 fan-out directories are made (and the root fsynced) by open(), so
+// a put needs no mkdir.
 //
 // Concurrency: put() and get() may run on any thread. A put() on another
 // thread may reuse the existing file of the same content, which a remove()
@@ -101,6 +104,11 @@ class BlobStore {
                                    std::string_view bytes) const;
   Result<std::string> putFile(std::string_view bytes, const std::string& id, const std::filesystem::path& finalPath,
                               Sync sync);
+  Result<std::string> writeNew(int created, std::string_view bytes, const std::string& id,
+                               const std::filesystem::path& finalPath, bool now);
+  Result<std::string> replaceDamaged(std::string_view bytes, const std::string& id,
+                                     const std::filesystem::path& finalPath, bool now);
+  Status fsyncExisting(const std::filesystem::path& path) const;
 
   BlobStore(std::filesystem::path root, int rootFd, IdFn fastId)
       : root_(std::move(root)),
@@ -109,7 +117,9 @@ class BlobStore {
         fastId_(fastId) {}
 
   // Held across remove()'s unlink and put()'s pin, so a put either pins
-  // before the unlink (kept) or looks for the file after it (writes anew).
+  // before the unlink (kept) or looks for the file after it (writes anew);
+  // also across the rename that replaces a damaged copy and the unlink of a
+  // half-written new file, so neither undoes the other's complete copy.
   struct Pins {
     std::mutex mutex;
     std::unordered_map<std::string, int> count;

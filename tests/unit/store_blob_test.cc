@@ -1,7 +1,10 @@
 // BlobStore: content addressing, dedup, durability protocol leftovers (tmp is
 // empty after put) and crash cleanup (gc).
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include <cstdlib>
 #include <filesystem>
@@ -230,6 +233,29 @@ TEST_F(StoreBlob, FailedPutLeavesNoTempFile) {
   EXPECT_EQ(id.error().kind, ErrorKind::Io);
   EXPECT_NE(id.error().message.find((dir_ / "blobs" / "06").string()), std::string::npos) << id.error().message;
   EXPECT_EQ(entries(dir_ / "blobs" / "tmp"), 0u);
+}
+
+// New content goes straight to its final name: a write that fails half-way
+// (here the file size limit, EFBIG) must not leave the torn file there, nor
+// anything in tmp/, and the same content stored later is whole.
+TEST_F(StoreBlob, AFailedWriteLeavesNoTornFile) {
+  std::string big(64 * 1024, 'z');
+  struct rlimit before {};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &before), 0);
+  auto oldHandler = ::signal(SIGXFSZ, SIG_IGN);
+  struct rlimit small = before;
+  small.rlim_cur = 4096;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  auto id = blobs_->put(big, false, BlobStore::Sync::Batch);
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &before), 0);
+  ::signal(SIGXFSZ, oldHandler);
+  ASSERT_FALSE(id);
+  EXPECT_EQ(id.error().kind, ErrorKind::Io);
+  EXPECT_FALSE(fs::exists(*blobs_->pathOf(BlobStore::idOf(big))));
+  EXPECT_EQ(entries(dir_ / "blobs" / "tmp"), 0u);
+  auto again = blobs_->put(big);
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(blobs_->get(*again, big.size()).value_or(""), big);
 }
 
 // open() makes the 256 fan-out directories; a put whose directory went
