@@ -132,10 +132,12 @@ std::string BlobStore::idOf(std::string_view bytes) {
 }
 
 bool BlobStore::matchesId(std::string_view id, std::string_view bytes) const {
-  return id == (id.size() == kStrongIdLength ? strongIdOf(bytes) : fastId_(bytes));
+  return id == (id.size() == kStrongIdLength ? strongIdOf(bytes) : options_.fastId(bytes));
 }
 
-Result<BlobStore> BlobStore::open(const std::filesystem::path& root, IdFn fastId) {
+Result<BlobStore> BlobStore::open(const std::filesystem::path& root) { return open(root, Options{}); }
+
+Result<BlobStore> BlobStore::open(const std::filesystem::path& root, Options options) {
   if (auto st = ensureDir(root); !st) return std::unexpected(st.error());
   if (auto st = ensureDir(root / "tmp"); !st) return std::unexpected(st.error());
   static constexpr char kHex[] = "0123456789abcdef";
@@ -151,11 +153,18 @@ Result<BlobStore> BlobStore::open(const std::filesystem::path& root, IdFn fastId
   }
   int fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return std::unexpected(ioError("cannot open dir", root, errno));
-  return BlobStore(root, fd, fastId);
+  return BlobStore(root, fd, options);
 }
 
 Status BlobStore::syncBatch() {
-  if (::syncfs(rootDir_->fd) != 0) return std::unexpected(ioError("cannot sync the filesystem of", root_, errno));
+  std::lock_guard lock(syncState_->mutex);
+  if (syncState_->failed) return std::unexpected(*syncState_->failed);
+  if (options_.syncfs(rootDir_->fd) != 0) {
+    Error e = ioError("cannot sync the filesystem of", root_, errno);
+    e.message += " (bodies written since may be lost: check the disk, then restart mailbridged)";
+    syncState_->failed = e;
+    return std::unexpected(std::move(e));
+  }
   return {};
 }
 
@@ -181,7 +190,7 @@ void BlobStore::unpin(std::string_view id) {
 }
 
 Result<std::string> BlobStore::put(std::string_view bytes, bool pin, Sync sync) {
-  std::string id = fastId_(bytes);
+  std::string id = options_.fastId(bytes);
   for (;;) {
     auto finalPath = pathOf(id);
     if (!finalPath) return std::unexpected(finalPath.error());

@@ -3,6 +3,8 @@
 // (fsync file, rename, fsync dirs, or one syncfs for a batch).
 #pragma once
 
+#include <unistd.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -39,11 +41,16 @@ struct BlobGcStats {
 // anything else.
 class BlobStore {
  public:
-  // The name a content gets unless another content holds it (idOf; tests
-  // pass a hash that collides on purpose).
-  using IdFn = std::string (*)(std::string_view bytes);
+  // Seams for tests: the name a content gets unless another content holds
+  // it (a hash that collides on purpose), and the filesystem sync (one that
+  // fails like a write-back error).
+  struct Options {
+    std::string (*fastId)(std::string_view bytes) = &BlobStore::idOf;
+    int (*syncfs)(int fd) = &::syncfs;
+  };
   // Creates root and root/tmp (0700) if missing.
-  static Result<BlobStore> open(const std::filesystem::path& root, IdFn fastId = &idOf);
+  static Result<BlobStore> open(const std::filesystem::path& root);
+  static Result<BlobStore> open(const std::filesystem::path& root, Options options);
 
   // Stores bytes and returns their id: XXH3-128 of the bytes, or their
   // SHA-256 when other content already holds that name (XXH3 is fast, ~10x
@@ -61,7 +68,12 @@ class BlobStore {
   enum class Sync { Now, Batch };
   Result<std::string> put(std::string_view bytes, bool pin = false, Sync sync = Sync::Now);
   // Makes every put(..., Sync::Batch) that returned before it durable: one
-  // syncfs(2) of the filesystem holding the root. Any thread.
+  // syncfs(2) of the filesystem holding the root. Any thread; calls run one
+  // at a time. A failure is sticky: every later call fails with it too
+  // (until the process restarts). syncfs reports a write-back error once
+  // per open file, and the error is the filesystem's, not one batch's: a
+  // concurrent batch whose own sync came second would otherwise commit rows
+  // for bodies that never reached the disk.
   Status syncBatch();
   // Ends one pin of put(bytes, true); any thread.
   void unpin(std::string_view id);
@@ -110,11 +122,12 @@ class BlobStore {
                                      const std::filesystem::path& finalPath, bool now);
   Status fsyncExisting(const std::filesystem::path& path) const;
 
-  BlobStore(std::filesystem::path root, int rootFd, IdFn fastId)
+  BlobStore(std::filesystem::path root, int rootFd, Options options)
       : root_(std::move(root)),
         pins_(std::make_shared<Pins>()),
         rootDir_(std::make_shared<DirFd>(rootFd)),
-        fastId_(fastId) {}
+        syncState_(std::make_shared<SyncState>()),
+        options_(options) {}
 
   // Held across remove()'s unlink and put()'s pin, so a put either pins
   // before the unlink (kept) or looks for the file after it (writes anew);
@@ -139,7 +152,12 @@ class BlobStore {
   std::filesystem::path root_;
   std::shared_ptr<Pins> pins_;  // shared so BlobStore stays movable
   std::shared_ptr<DirFd> rootDir_;
-  IdFn fastId_;
+  struct SyncState {
+    std::mutex mutex;
+    std::optional<Error> failed;
+  };
+  std::shared_ptr<SyncState> syncState_;
+  Options options_;
 };
 
 }  // namespace mb::store

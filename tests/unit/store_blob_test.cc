@@ -138,7 +138,7 @@ TEST_F(StoreBlob, SameSizeOtherBytesAreNotReused) {
 // with its own bytes; an identical put still reuses the owner's file.
 TEST_F(StoreBlob, ACollisionGoesUnderTheStrongName) {
   auto collide = [](std::string_view b) { return std::string(32, b.empty() ? '0' : 'c'); };
-  auto bs = BlobStore::open(dir_ / "colliding", +collide);
+  auto bs = BlobStore::open(dir_ / "colliding", {.fastId = +collide});
   ASSERT_TRUE(bs);
   auto first = bs->put("abd");
   ASSERT_EQ(first.value_or(""), std::string(32, 'c'));
@@ -233,6 +233,30 @@ TEST_F(StoreBlob, FailedPutLeavesNoTempFile) {
   EXPECT_EQ(id.error().kind, ErrorKind::Io);
   EXPECT_NE(id.error().message.find((dir_ / "blobs" / "06").string()), std::string::npos) << id.error().message;
   EXPECT_EQ(entries(dir_ / "blobs" / "tmp"), 0u);
+}
+
+// A failed filesystem sync fails that batch and every later one, even when a
+// later syncfs would succeed: the kernel reports a write-back error to one
+// syncfs only, and the lost pages may be another batch's.
+TEST_F(StoreBlob, AFailedBatchSyncStaysFailed) {
+  static int calls = 0;
+  calls = 0;
+  auto failOnce = [](int) {
+    if (++calls > 1) return 0;
+    errno = EIO;
+    return -1;
+  };
+  auto bs = BlobStore::open(dir_ / "syncfail", {.syncfs = +failOnce});
+  ASSERT_TRUE(bs);
+  ASSERT_TRUE(bs->put("a", false, BlobStore::Sync::Batch));
+  auto first = bs->syncBatch();
+  ASSERT_FALSE(first);
+  EXPECT_EQ(first.error().kind, ErrorKind::Io);
+  ASSERT_TRUE(bs->put("b", false, BlobStore::Sync::Batch));
+  auto second = bs->syncBatch();
+  ASSERT_FALSE(second);
+  EXPECT_NE(second.error().message.find("restart"), std::string::npos) << second.error().message;
+  EXPECT_EQ(calls, 1);
 }
 
 // New content goes straight to its final name: a write that fails half-way
