@@ -133,7 +133,7 @@ Result<std::vector<StoredHeader>> storedHeaders(Store& store, int64_t mailboxId,
 }
 
 Status messageBytes(Store& store, int64_t mailboxId, uint32_t uid, std::string& out) {
-  auto st = store.db().prepare("SELECT blob_id, size FROM messages WHERE mailbox_id = ?1 AND uid = ?2");
+  auto st = store.db().prepare("SELECT blob_id, coalesce(blob_size, size) FROM messages WHERE mailbox_id = ?1 AND uid = ?2");
   if (!st) return propagate(st);
   auto row = st->bind(1, mailboxId).bind(2, uid).step();
   if (!row) return propagate(row);
@@ -302,9 +302,10 @@ Result<CopyOutcome> copyMessages(Store& store, int64_t fromMailbox, std::span<co
     auto sel = db.prepare("SELECT flags, keywords, message_id, upstream_id FROM messages WHERE mailbox_id = ?1 AND uid = ?2");
     auto ins = db.prepare(
         "INSERT INTO messages (mailbox_id, uid, flags, keywords, internal_date, size, modseq, blob_id, message_id, "
-        "envelope, bodystructure, analysis, subject, from_text, to_text, cc_text, bcc_text, sent_at, body_missing) "
+        "envelope, bodystructure, analysis, subject, from_text, to_text, cc_text, bcc_text, sent_at, body_missing, "
+        "blob_size) "
         "SELECT ?1, ?2, flags, keywords, internal_date, size, ?3, blob_id, message_id, envelope, bodystructure, "
-        "analysis, subject, from_text, to_text, cc_text, bcc_text, sent_at, body_missing FROM messages "
+        "analysis, subject, from_text, to_text, cc_text, bcc_text, sent_at, body_missing, blob_size FROM messages "
         "WHERE mailbox_id = ?4 AND uid = ?5");
     auto hdr = db.prepare(
         "INSERT INTO message_headers (message_id, header) SELECT ?1, h.header FROM messages m "

@@ -158,6 +158,14 @@ ALTER TABLE messages ADD COLUMN body_missing INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX messages_body_missing ON messages (mailbox_id, uid) WHERE body_missing = 1;
 )sql";
 
+// bodies "on_demand": RFC822.SIZE is the upstream's from the header-only
+// sync on, and a client may have seen it; a body that arrives with another
+// length (line ends made CRLF) keeps that size and records its own here for
+// reading the blob. NULL: the blob is `size` bytes.
+constexpr const char* kV7 = R"sql(
+ALTER TABLE messages ADD COLUMN blob_size INTEGER;
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "initial schema", kV1},
     {2, "imap: stored analysis, header search columns, expunge log", kV2},
@@ -165,6 +173,7 @@ constexpr Migration kMigrations[] = {
     {4, "imap: top-level header blocks for SEARCH HEADER", kV4},
     {5, "sync: upstream flags a pending local flag change started from", kV5},
     {6, "sync: header-only messages (bodies fetched on demand)", kV6},
+    {7, "sync: a late body's own length (RFC822.SIZE stays the upstream's)", kV7},
     // {2, "what changed", "ALTER TABLE ...;"},
     // A step that rebuilds a table must run with foreign_keys OFF, which
     // cannot change inside a transaction: give migrate() a flag for it then.

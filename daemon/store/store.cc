@@ -636,29 +636,19 @@ Result<size_t> Store::attachBodies(int64_t mailboxId, std::span<const uint32_t> 
     discardPrepared(prepared);
     return fail(ErrorKind::Internal, "attachBodies: uids and prepared differ in size");
   }
-  auto commitRows = [&]() -> Result<std::pair<size_t, StoreChange>> {
+  auto commitRows = [&]() -> Result<size_t> {
     auto tx = Transaction::begin(db_);
     if (!tx) return propagate(tx);
-    auto mb = db_.prepare("SELECT account_id, highest_modseq FROM mailboxes WHERE id = ?1");
-    if (!mb) return propagate(mb);
-    auto row = mb->bind(1, mailboxId).step();
-    if (!row) return propagate(row);
-    if (!*row) return fail(ErrorKind::NotFound, "no mailbox with id " + std::to_string(mailboxId));
-    int64_t accountId = mb->columnInt64(0);
-    int64_t modseq = mb->columnInt64(1);
-    mb->reset();
     auto sel = db_.prepare(
-        "SELECT size, flags, keywords, modseq, message_id FROM messages WHERE mailbox_id = ?1 AND uid = ?2 "
-        "AND body_missing = 1");
+        "SELECT size, message_id FROM messages WHERE mailbox_id = ?1 AND uid = ?2 AND body_missing = 1");
+    // RFC822.SIZE stays the one the header-only row had (the upstream's, which
+    // a client may have seen: a message never changes); a body of another
+    // length (line ends made CRLF) records its own for reading the blob.
     auto upd = db_.prepare(
-        "UPDATE messages SET blob_id = ?3, body_missing = 0, size = ?4, modseq = ?5, envelope = ?6, bodystructure = ?7, "
-        "analysis = ?8 WHERE mailbox_id = ?1 AND uid = ?2");
+        "UPDATE messages SET blob_id = ?3, body_missing = 0, blob_size = ?4, envelope = ?5, bodystructure = ?6, "
+        "analysis = ?7 WHERE mailbox_id = ?1 AND uid = ?2");
     if (!sel) return propagate(sel);
     if (!upd) return propagate(upd);
-    StoreChange change;
-    change.kind = StoreChange::Kind::FlagsChanged;
-    change.accountId = accountId;
-    change.mailboxId = mailboxId;
     size_t attached = 0;
     for (size_t i = 0; i < uids.size(); ++i) {
       const PreparedMessage& p = prepared[i];
@@ -669,53 +659,40 @@ Result<size_t> Store::attachBodies(int64_t mailboxId, std::span<const uint32_t> 
       // The header came from the same upstream UID; a different Message-ID
       // means the UID names another message now (a UIDVALIDITY change the
       // sync has not seen yet): that body is not this row's.
-      std::string rowMessageId = sel->columnText(4);
+      std::string rowMessageId = sel->columnText(1);
       if (p.analysis && p.analysis->quick.messageId != rowMessageId) {
         logWarn("store.body_mismatch").kv("mailbox_id", mailboxId).kv("uid", uids[i]);
         continue;
       }
-      uint64_t oldSize = static_cast<uint64_t>(sel->columnInt64(0));
-      uint32_t flags = static_cast<uint32_t>(sel->columnInt64(1));
-      std::vector<std::string> keywords = splitKeywords(sel->columnText(2));
+      uint64_t rowSize = static_cast<uint64_t>(sel->columnInt64(0));
       uint64_t size = p.bytes().size();
-      // The row's modseq stays unless the size was wrong: then clients and
-      // the MessageIndex must learn the new RFC822.SIZE.
-      int64_t newModseq = sel->columnInt64(3);
-      if (size != oldSize) {
-        newModseq = ++modseq;
-        change.messages.push_back({uids[i], flags, keywords, static_cast<uint64_t>(newModseq)});
-        logWarn("store.size_corrected").kv("mailbox_id", mailboxId).kv("uid", uids[i]).kv("was", oldSize).kv("size", size);
+      std::optional<int64_t> blobSize;
+      if (size != rowSize) {
+        blobSize = static_cast<int64_t>(size);
+        logInfo("store.body_size_differs").kv("mailbox_id", mailboxId).kv("uid", uids[i]).kv("size", rowSize).kv("body", size);
       }
       std::string serialized = p.analysis ? mime::serializeAnalysis(*p.analysis) : std::string();
       upd->reset();
-      upd->bind(1, mailboxId).bind(2, uids[i]).bind(3, p.blobId).bind(4, size).bind(5, newModseq);
+      upd->bind(1, mailboxId).bind(2, uids[i]).bind(3, p.blobId).bind(4, blobSize);
       if (p.analysis) {
-        upd->bind(6, p.analysis->envelope)
-            .bind(7, p.analysis->bodyStructure)
-            .bindBlob(8, std::as_bytes(std::span(serialized.data(), serialized.size())));
+        upd->bind(5, p.analysis->envelope)
+            .bind(6, p.analysis->bodyStructure)
+            .bindBlob(7, std::as_bytes(std::span(serialized.data(), serialized.size())));
       } else {
-        upd->bind(6, std::optional<std::string>()).bind(7, std::optional<std::string>()).bind(8, std::optional<std::string>());
+        upd->bind(5, std::optional<std::string>()).bind(6, std::optional<std::string>()).bind(7, std::optional<std::string>());
       }
       if (auto s = upd->run(); !s) return propagate(s);
       ++attached;
     }
-    if (!change.messages.empty()) {
-      auto box = db_.prepare("UPDATE mailboxes SET highest_modseq = ?1 WHERE id = ?2");
-      if (!box) return propagate(box);
-      if (auto s = box->bind(1, modseq).bind(2, mailboxId).run(); !s) return propagate(s);
-    }
     if (auto s = tx->commit(); !s) return propagate(s);
-    change.modseq = static_cast<uint64_t>(modseq);
-    return std::pair{attached, std::move(change)};
+    return attached;
   };
   auto result = commitRows();
   // Pins end; a body no row took (already there, message gone, failure) goes.
   for (const auto& p : prepared)
     if (p.pinned && !p.blobId.empty()) blobs_.unpin(p.blobId);
   for (const auto& p : prepared) removeBlobIfUnreferenced(p.blobId);
-  if (!result) return std::unexpected(result.error());
-  if (!result->second.messages.empty()) changes_.publish(result->second);
-  return result->first;
+  return result;
 }
 
 Result<std::vector<MessageSummary>> Store::listMessages(int64_t mailboxId) {

@@ -196,8 +196,9 @@ class Store {
   // of uids[i] their blob, analysis and BODYSTRUCTURE and clears
   // body_missing; a row that has a body already (or is gone), or whose
   // Message-ID differs from the body's, is left alone.
-  // A size that differs from the one the header-only row had is corrected
-  // with a new modseq (announced as a flag change, so caches reload).
+  // RFC822.SIZE and the modseq stay as they were (a client may have seen the
+  // upstream's size; a message never changes): a body of another length is
+  // read by its own (messages.blob_size). Nothing is broadcast.
   // Afterwards pins end and unused blobs go, as in commitMessages. Returns how
   // many rows got their body.
   Result<size_t> attachBodies(int64_t mailboxId, std::span<const uint32_t> uids,
