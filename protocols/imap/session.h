@@ -154,8 +154,8 @@ class Session {
   // that the FETCH (header items only) is answered from.
   FetchResult fetchOne(uint32_t seq, MessageInfo& info, const StoredStructure* stored, const std::string* header);
   // Asks the host for these bodies (see pendingBodies); false when they were
-  // asked for already and are still missing (the command is then answered
-  // NO [UNAVAILABLE] by the caller).
+  // asked for already and are still missing (the caller then answers
+  // without them).
   bool askBodies(std::vector<uint32_t> uids, bool askedBefore);
   bool matches(const SearchKey& key, SearchContext& ctx);
 
@@ -215,6 +215,9 @@ class Session {
     bool bodyItems = false;       // some item needs the body (not only the header)
     bool headerItems = false;     // some item reads the header block (ENVELOPE, RFC822.HEADER, BODY[HEADER...])
     size_t bodiesAskedAt = SIZE_MAX;  // `next` when bodies were last asked for
+    // Asked for and still missing after the host's answer (gone upstream...):
+    // left out of the answer, which then ends NO [UNAVAILABLE].
+    std::vector<uint32_t> unavailable;  // ascending
   };
   std::optional<FetchState> fetch_;
   std::optional<BodyRequest> bodies_;

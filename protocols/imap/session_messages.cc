@@ -2,6 +2,7 @@
 // EXPUNGE), answered from the snapshot, the stored analysis and byte slices.
 #include <algorithm>
 #include <cstring>
+#include <iterator>
 #include <span>
 
 #include "protocols/imap/session.h"
@@ -319,13 +320,25 @@ void Session::runFetch() {
         return failed(tag, bodiless.error(), "FETCH");
       }
       if (!bodiless->empty() && st.bodyItems) {
-        if (askBodies(std::move(*bodiless), st.bodiesAskedAt == st.next)) {
-          st.bodiesAskedAt = st.next;
-          return;  // the host fetches them, then bodiesDone()
+        // Bodies that could not be had earlier in this command are not asked
+        // for again (a batch resumed after the output drained).
+        std::vector<uint32_t> ask;
+        std::set_difference(bodiless->begin(), bodiless->end(), st.unavailable.begin(), st.unavailable.end(),
+                            std::back_inserter(ask));
+        if (!ask.empty()) {
+          if (askBodies(ask, st.bodiesAskedAt == st.next)) {
+            st.bodiesAskedAt = st.next;
+            return;  // the host fetches them, then bodiesDone()
+          }
+          // The host settled them and they are still missing (gone upstream,
+          // another message now): the rest is answered, these are left out
+          // and the command ends NO (RFC 2180 4.1.3: the data that can be
+          // had, then NO), so one lost body does not hide the others.
+          std::vector<uint32_t> merged;
+          std::merge(st.unavailable.begin(), st.unavailable.end(), ask.begin(), ask.end(), std::back_inserter(merged));
+          st.unavailable = std::move(merged);
         }
-        std::string tag = st.tag;
-        fetch_.reset();
-        return tagged(tag, "NO", "UNAVAILABLE", "message bodies could not be fetched from the provider");
+        bodiless->clear();
       }
       if (!bodiless->empty()) {
         auto h = backend_.topHeaders(selectedId_, *bodiless);
@@ -376,6 +389,7 @@ void Session::runFetch() {
       uint32_t uid = uids_[seq - 1];
       while (mi < metas->size() && (*metas)[mi].uid < uid) ++mi;
       if (mi >= metas->size() || (*metas)[mi].uid != uid) continue;  // expunged meanwhile (RFC 2180 4.1.2)
+      if (std::binary_search(st.unavailable.begin(), st.unavailable.end(), uid)) continue;
       if (st.cmd.changedSince && (*metas)[mi].modseq <= *st.cmd.changedSince) continue;
       while (si < structures.size() && structures[si].uid < uid) ++si;
       const StoredStructure* stored = si < structures.size() && structures[si].uid == uid ? &structures[si] : nullptr;
@@ -398,8 +412,12 @@ void Session::runFetch() {
   }
   std::string tag = st.tag;
   bool uid = st.cmd.uid;
+  size_t unavailable = st.unavailable.size();
   fetch_.reset();
   flushUpdates(uid);
+  if (unavailable)
+    return tagged(tag, "NO", "UNAVAILABLE",
+                  std::to_string(unavailable) + " message bodies could not be fetched from the provider");
   tagged(tag, "OK", "", uid ? "UID FETCH completed" : "FETCH completed");
 }
 

@@ -708,7 +708,23 @@ TEST_F(SessionTest, BodiesOnDemandSuspendAndResume) {
   EXPECT_EQ(c.send("j FETCH 2 BODYSTRUCTURE\r\n"), "");
   ASSERT_TRUE(c.session.pendingBodies());
   c.session.bodiesDone({});
-  EXPECT_EQ(c.session.takeOutput(), "j NO [UNAVAILABLE] message bodies could not be fetched from the provider\r\n");
+  EXPECT_EQ(c.session.takeOutput(), "j NO [UNAVAILABLE] 1 message bodies could not be fetched from the provider\r\n");
+  // One body that cannot be had (gone upstream) does not hide the others:
+  // those that came are answered, the lost one is left out, then NO
+  // (RFC 2180 4.1.3), and it is not asked for twice.
+  missing(1, true);
+  EXPECT_EQ(c.send("j2 FETCH 1:3 (BODY.PEEK[])\r\n"), "");
+  ASSERT_TRUE(c.session.pendingBodies());
+  EXPECT_EQ(c.session.pendingBodies()->uids, (std::vector<uint32_t>{1, 2}));
+  missing(1, false);
+  c.session.bodiesDone({});
+  out = c.session.takeOutput();
+  EXPECT_TRUE(has(out, "* 1 FETCH (BODY[] {")) << out;
+  EXPECT_FALSE(has(out, "* 2 FETCH")) << out;
+  EXPECT_TRUE(has(out, "* 3 FETCH (BODY[] {")) << out;
+  EXPECT_TRUE(has(out, "j2 NO [UNAVAILABLE] 1 message bodies could not be fetched from the provider\r\n")) << out;
+  EXPECT_FALSE(c.session.pendingBodies());
+  EXPECT_FALSE(c.session.busy());
 
   // SEARCH BODY asks for every missing body of the mailbox, then runs.
   missing(1, true);
