@@ -378,9 +378,10 @@ void Daemon::stopEngines() {
 }
 
 void Daemon::fetchBodies(int64_t accountId, int64_t mailboxId, std::vector<uint32_t> uids,
-                         std::function<void(Status)> done) {
+                         std::weak_ptr<const void> waiter, std::function<void(Status)> done) {
   for (auto& [name, engine] : engines_)
-    if (engine->accountId() == accountId) return engine->fetchBodies(mailboxId, std::move(uids), std::move(done));
+    if (engine->accountId() == accountId)
+      return engine->fetchBodies(mailboxId, std::move(uids), std::move(waiter), std::move(done));
   done(fail(ErrorKind::Unavailable, "the account is not synced with a provider"));
 }
 

@@ -66,7 +66,8 @@ class Daemon {
   // The bodies of header-only messages a local IMAP session waits for,
   // through the account's SyncEngine (see BodyFetcher::fetch); Unavailable
   // at once for an account without an upstream.
-  void fetchBodies(int64_t accountId, int64_t mailboxId, std::vector<uint32_t> uids, std::function<void(Status)> done);
+  void fetchBodies(int64_t accountId, int64_t mailboxId, std::vector<uint32_t> uids, std::weak_ptr<const void> waiter,
+                   std::function<void(Status)> done);
 
   auth::Authenticator& authenticator() { return *authenticator_; }
   store::Store& store() { return *store_; }

@@ -107,8 +107,9 @@ int main(int argc, char** argv) {
   mb::imap::ImapServer imap(mb::imap::ImapServerDeps{
       d.loop(), &d.config(), &d.store(), &d.authenticator(), d.certPath().string(), d.keyPath().string(),
       [&d](mb::ListenerStatus l) { return d.addListener(std::move(l)); },
-      [&d](int64_t account, int64_t mailbox, std::vector<uint32_t> uids, std::function<void(mb::Status)> done) {
-        d.fetchBodies(account, mailbox, std::move(uids), std::move(done));
+      [&d](int64_t account, int64_t mailbox, std::vector<uint32_t> uids, std::weak_ptr<const void> waiter,
+           std::function<void(mb::Status)> done) {
+        d.fetchBodies(account, mailbox, std::move(uids), std::move(waiter), std::move(done));
       }});
   if (auto s = imap.start(); !s) {
     std::fprintf(stderr, "mailbridged: %s\n", s.error().message.c_str());

@@ -165,7 +165,7 @@ void ImapConnection::pump() {
         pump();
       };
       if (server_.deps_.fetchBodies)
-        server_.deps_.fetchBodies(session_.accountId(), want->mailboxId, want->uids, std::move(done));
+        server_.deps_.fetchBodies(session_.accountId(), want->mailboxId, want->uids, bodiesWaiter_, std::move(done));
       else
         done(fail(ErrorKind::Unavailable, "no upstream to fetch message bodies from"));
       if (bodiesAsked_) break;  // done resumes the session later

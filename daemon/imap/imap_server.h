@@ -62,6 +62,9 @@ class ImapConnection {
   bool pumping_ = false;
   bool bodiesAsked_ = false;  // the session's pendingBodies() went to deps_.fetchBodies
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // for callbacks that may outlive us
+  // Owned by us alone: a body request sees it expire when the client has
+  // gone, and is dropped (BodyFetcher::fetch).
+  std::shared_ptr<const int> bodiesWaiter_ = std::make_shared<const int>(0);
   std::string peerHost_;
   uint64_t conn_ = 0;  // "conn=" in every log line of this connection
 };
@@ -75,8 +78,10 @@ struct ImapServerDeps {
   std::string keyPath;
   std::function<Status(ListenerStatus)> addListener;  // Daemon::addListener
   // Daemon::fetchBodies: a session waits for bodies (Session::pendingBodies);
-  // done may run inside the call.
-  std::function<void(int64_t accountId, int64_t mailboxId, std::vector<uint32_t> uids, std::function<void(Status)> done)>
+  // done may run inside the call. The request is dropped once `waiter`
+  // expired (the connection is gone).
+  std::function<void(int64_t accountId, int64_t mailboxId, std::vector<uint32_t> uids, std::weak_ptr<const void> waiter,
+                     std::function<void(Status)> done)>
       fetchBodies;
 };
 

@@ -6,6 +6,7 @@
 #include <map>
 
 #include "daemon/log/log.h"
+#include "daemon/store/message_ops.h"
 
 namespace mb::sync {
 
@@ -51,16 +52,37 @@ BodyFetcher::~BodyFetcher() {
   *alive_ = false;
   conn_.reset();
   uv_close(reinterpret_cast<uv_handle_t*>(timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-  std::vector<std::function<void(Status)>> dones;
+  std::vector<Done> dones;
   if (current_) dones.push_back(std::move(current_->done));
   for (auto& r : queue_) dones.push_back(std::move(r.done));
   for (auto& d : dones) d(std::unexpected(unavailable("the account's sync stopped")));
 }
 
 void BodyFetcher::fetch(int64_t mailboxId, std::vector<uint32_t> uids, Purpose purpose,
-                        std::function<void(Status)> done) {
-  queue_.push_back(Request{mailboxId, std::move(uids), purpose, std::move(done)});
+                        std::weak_ptr<const void> waiter, Done done) {
+  Request r;
+  r.mailboxId = mailboxId;
+  r.uids = std::move(uids);
+  r.purpose = purpose;
+  r.waiter = std::move(waiter);
+  r.done = std::move(done);
+  queue_.push_back(std::move(r));
   schedule();
+}
+
+void BodyFetcher::dropAbandoned() {
+  std::vector<Done> dropped;
+  for (auto it = queue_.begin(); it != queue_.end();) {
+    if (!it->waiter.expired()) {
+      ++it;
+      continue;
+    }
+    logInfo("sync.bodies_dropped").kv("account", accountName_).kv("mailbox_id", it->mailboxId)
+        .kv("messages", it->uids.size() - it->settled);
+    dropped.push_back(std::move(it->done));
+    it = queue_.erase(it);
+  }
+  for (auto& d : dropped) d(std::unexpected(unavailable("the request was abandoned")));
 }
 
 void BodyFetcher::refuse(std::string why) {
@@ -77,7 +99,7 @@ void BodyFetcher::failQueued(const std::string& why) {
   std::deque<Request> failing;
   failing.swap(queue_);
   for (auto& r : failing) {
-    failed_ += r.uids.size();
+    failed_ += r.uids.size() - r.settled;
     r.done(std::unexpected(unavailable(why)));
   }
 }
@@ -89,7 +111,9 @@ void BodyFetcher::pump() {
     lost_ = false;
     ready_ = false;
   }
-  if (current_ || queue_.empty()) return;
+  if (current_) return;
+  dropAbandoned();
+  if (queue_.empty()) return;
   if (!refusal_.empty() && refusedUntilMs_ && uv_now(loop_) >= refusedUntilMs_) {
     refusal_.clear();  // our own login was refused a while ago: try again
     refusedUntilMs_ = 0;
@@ -162,15 +186,18 @@ void BodyFetcher::start() {
         continue;
       }
       std::string id = st->columnText(0);
-      if (id.empty())
-        return finish(std::unexpected(unavailable("a message copied here has not reached the provider yet; try again after the next sync")));
+      if (id.empty()) {  // a copy made here that has not reached the provider yet
+        ++r.settled;
+        r.missing.push_back(uid);
+        continue;
+      }
       uint32_t up = static_cast<uint32_t>(std::strtoul(id.c_str(), nullptr, 10));
       bytes += static_cast<uint64_t>(st->columnInt64(1));
       job->localOf[up] = uid;
       upstream.push_back(up);
     }
   }
-  if (upstream.empty()) return finish({});  // every one has its body by now
+  if (upstream.empty()) return chunkDone();  // every one has its body by now, or cannot get one
   logDebug("sync.bodies_fetch").kv("account", accountName_).kv("mailbox_id", r.mailboxId).kv("messages", upstream.size());
   auto alive = alive_;
   conn_->fetchMessages(
@@ -189,7 +216,11 @@ void BodyFetcher::start() {
 void BodyFetcher::received(std::shared_ptr<Job> job, Status fetched) {
   if (!fetched) {
     logInfo("sync.bodies_failed").kv("account", accountName_).kv("error", fetched.error().message);
-    return finish(std::unexpected(unavailable(lost_ ? lostWhy_ : "the provider did not send the message: " + fetched.error().message)));
+    // The connection failed: the whole request with it. A NO to the UID
+    // FETCH (some of the messages are gone) only costs the bodies that did
+    // not come: those that did are stored, the rest settle as missing.
+    if (lost_ || !ready_ || job->messages.empty())
+      return finish(std::unexpected(unavailable(lost_ ? lostWhy_ : "the provider did not send the message: " + fetched.error().message)));
   }
   if (job->messages.empty()) return stored(*job);
   job->self = job;
@@ -223,35 +254,88 @@ void BodyFetcher::received(std::shared_ptr<Job> job, Status fetched) {
 }
 
 void BodyFetcher::stored(Job& job) {
-  size_t wanted = job.localOf.size();
   size_t attached = 0;
   if (!job.prepared.empty()) {
     std::vector<uint32_t> uids(job.localUids.begin(), job.localUids.begin() + static_cast<long>(job.prepared.size()));
     auto r = store_.attachBodies(job.mailboxId, uids, job.prepared);
     if (!r) return finish(std::unexpected(r.error()));
     attached = *r;
-    current_->settled += attached;
     if (current_->purpose == Purpose::Client) fetchedForClients_ += attached;
   }
   if (job.error) return finish(std::unexpected(*job.error));
   logInfo("sync.bodies_fetched").kv("account", accountName_).kv("mailbox_id", job.mailboxId).kv("messages", attached);
-  if (attached < wanted) {
-    // Not sent (expunged upstream meanwhile) or not the same message any
-    // more (Store::attachBodies compares the Message-ID): the next sync
-    // tells what became of it.
-    return finish(std::unexpected(unavailable(std::to_string(wanted - attached) +
-                                              " of the messages are no longer on the provider as they were")));
-  }
-  if (current_->next < current_->uids.size()) return start();  // the next chunk
-  finish({});
+  // Each body of the chunk is settled now: those still missing were not
+  // sent (expunged upstream meanwhile) or were not the same message any more
+  // (Store::attachBodies compares the Message-ID); the next sync tells what
+  // became of them.
+  std::vector<uint32_t> asked;
+  for (const auto& [up, local] : job.localOf) asked.push_back(local);
+  std::sort(asked.begin(), asked.end());
+  auto still = store::bodilessUids(store_, job.mailboxId, asked);
+  if (!still) return finish(std::unexpected(still.error()));
+  current_->settled += asked.size();
+  current_->missing.insert(current_->missing.end(), still->begin(), still->end());
+  chunkDone();
 }
 
-void BodyFetcher::finish(Status result) {
+void BodyFetcher::chunkDone() {
+  if (current_->next < current_->uids.size()) {
+    // The next chunk waits for its turn behind the requests asked meanwhile.
+    queue_.push_back(std::move(*current_));
+    current_.reset();
+    schedule();
+    return;
+  }
+  std::sort(current_->missing.begin(), current_->missing.end());
+  finish(std::move(current_->missing));
+}
+
+void BodyFetcher::finish(Result<std::vector<uint32_t>> result) {
   if (!result) failed_ += current_->uids.size() - current_->settled;
+  else failed_ += result->size();
   auto done = std::move(current_->done);
   current_.reset();
   schedule();  // the next request
   done(std::move(result));
+}
+
+void FillInBackoff::failed(int64_t mailboxId, uint32_t uid, uint64_t nowMs) {
+  constexpr uint64_t kFirstMs = 60 * 1000, kMaxMs = 24 * 3600 * 1000;
+  Entry& e = entries_[{mailboxId, uid}];
+  uint64_t wait = kFirstMs << std::min<uint32_t>(e.attempts, 11);
+  e.attempts++;
+  e.nextMs = nowMs + std::min(wait, kMaxMs);
+}
+
+bool FillInBackoff::due(int64_t mailboxId, uint32_t uid, uint64_t nowMs) const {
+  auto it = entries_.find({mailboxId, uid});
+  return it == entries_.end() || nowMs >= it->second.nextMs;
+}
+
+Result<FillInBatch> nextFillIn(store::Store& store, int64_t accountId, const FillInBackoff& backoff, uint64_t nowMs,
+                               size_t limit) {
+  // Rows in backoff are read and passed over (there are few: a row leaves
+  // the index once it has its body), so no LIMIT in SQL.
+  auto st = store.db().prepare(
+      "SELECT m.mailbox_id, m.uid FROM messages m JOIN mailboxes b ON m.mailbox_id = b.id WHERE b.account_id = ?1 "
+      "AND m.body_missing = 1 AND m.upstream_id IS NOT NULL ORDER BY m.mailbox_id, m.uid");
+  if (!st) return propagate(st);
+  st->bind(1, accountId);
+  FillInBatch out;
+  for (;;) {
+    auto row = st->step();
+    if (!row) return propagate(row);
+    if (!*row) break;
+    int64_t box = st->columnInt64(0);
+    auto uid = static_cast<uint32_t>(st->columnInt64(1));
+    if (!backoff.due(box, uid, nowMs)) continue;
+    if (out.mailboxId != 0 && box != out.mailboxId) break;
+    out.mailboxId = box;
+    out.uids.push_back(uid);
+    if (out.uids.size() >= limit) break;
+  }
+  st->reset();
+  return out;
 }
 
 }  // namespace mb::sync

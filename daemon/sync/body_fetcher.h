@@ -1,17 +1,18 @@
 // BodyFetcher: the bodies of header-only messages (an account with bodies
 // "on_demand"), fetched from the upstream on a connection of its own (the
 // sync's connection may be busy for minutes with a first sync) and stored
-// like a full download (durable blob and analysis first, then the rows), one
-// request at a time, in the order asked. A local IMAP session waits for them
-// (Session::pendingBodies); the SyncEngine also uses it to fill in the
-// bodies in the background after an account switched back to "full".
-// Loop thread only.
+// like a full download (durable blob and analysis first, then the rows). A
+// local IMAP session waits for them (Session::pendingBodies); the SyncEngine
+// also uses it to fill in the bodies in the background after an account
+// switched back to "full". Requests take turns a chunk at a time, and one
+// whose waiter went away is dropped. Loop thread only.
 #pragma once
 
 #include <uv.h>
 
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -35,13 +36,21 @@ class BodyFetcher {
   BodyFetcher& operator=(const BodyFetcher&) = delete;
 
   // Fetches and stores the bodies of these local UIDs (ascending) of a
-  // mailbox; UIDs that have a body by then are skipped. done runs on a later
-  // loop turn, never inside this call: success, or an Unavailable error whose
-  // message a mail program may show (upstream unreachable, login refused,
-  // message gone upstream or not there yet).
+  // mailbox; UIDs that have a body by then are skipped. Each body is settled
+  // on its own: done gets the UIDs that could not get one (gone upstream,
+  // another message under that UID now, a copy not on the provider yet), or
+  // an Unavailable error whose message a mail program may show when the
+  // request as a whole could not run (upstream unreachable, login refused).
+  // done runs on a later loop turn, never inside this call.
+  // Requests take turns a chunk (kChunk bodies) at a time, so a large one
+  // does not hold up a small one asked later. Once `waiter` has expired (the
+  // mail program that asked went away) the request is dropped before its
+  // next chunk; done then gets Unavailable and nothing counts as failed.
   // `purpose` only decides which counter a fetched body goes to.
   enum class Purpose { Client, FillIn };
-  void fetch(int64_t mailboxId, std::vector<uint32_t> uids, Purpose purpose, std::function<void(Status)> done);
+  using Done = std::function<void(Result<std::vector<uint32_t>>)>;
+  void fetch(int64_t mailboxId, std::vector<uint32_t> uids, Purpose purpose, std::weak_ptr<const void> waiter,
+             Done done);
   // While `why` is not empty, requests fail at once with it (the provider
   // refused the login: asking again only repeats that). A login refused on
   // the fetcher's own connection does the same for a few minutes.
@@ -58,22 +67,30 @@ class BodyFetcher {
     int64_t mailboxId = 0;
     std::vector<uint32_t> uids;
     Purpose purpose = Purpose::Client;
-    std::function<void(Status)> done;
+    std::weak_ptr<const void> waiter;
+    Done done;
     size_t next = 0;     // uids[next..] are not fetched yet (a large request goes in chunks)
-    size_t settled = 0;  // of uids: stored, or found with a body (or gone) by then
+    size_t settled = 0;  // of uids: stored, found with a body (or gone) by then, or missing
+    std::vector<uint32_t> missing;  // settled without a body
   };
   struct Job;
 
   void schedule();
   void pump();
-  // Fetches the current request's next chunk (at most kChunk bodies and
+  // Fetches the current request's next chunk, then it goes to the back of
+  // the queue (at most kChunk bodies and
   // about kChunkBytes: a SEARCH BODY over a large mailbox must not hold
   // every body in memory).
   void start();
   void received(std::shared_ptr<Job> job, Status fetched);
   void stored(Job& job);
-  void finish(Status result);
+  // The current request's chunk is settled: its next chunk queues up, or it
+  // finishes.
+  void chunkDone();
+  void finish(Result<std::vector<uint32_t>> result);
   void failQueued(const std::string& why);
+  // Ends the requests whose waiter went away.
+  void dropAbandoned();
 
   uv_loop_t* loop_;
   store::Store& store_;
@@ -92,5 +109,36 @@ class BodyFetcher {
   uv_timer_t* timer_ = nullptr;  // pump() on a fresh loop turn; freed by its close callback
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
+
+// The background fill-in's memory of bodies that could not be had (gone
+// upstream, another message under that UID, a copy not mapped): each is
+// skipped until its next attempt, 1 minute after the first failure and
+// doubling up to a day, so the fill-in gets past them instead of asking for
+// the same batch every cycle, and still tries them now and then (a copy gets
+// mapped by a later sync). In memory only: a restart tries each once more.
+class FillInBackoff {
+ public:
+  void failed(int64_t mailboxId, uint32_t uid, uint64_t nowMs);
+  void settled(int64_t mailboxId, uint32_t uid) { entries_.erase({mailboxId, uid}); }
+  bool due(int64_t mailboxId, uint32_t uid, uint64_t nowMs) const;
+  size_t size() const { return entries_.size(); }
+
+ private:
+  struct Entry {
+    uint32_t attempts = 0;
+    uint64_t nextMs = 0;
+  };
+  std::map<std::pair<int64_t, uint32_t>, Entry> entries_;
+};
+
+// The fill-in's next batch: at most `limit` header-only messages of one
+// mailbox of the account (the lowest mailbox id first) that have an upstream
+// identity and are due by `backoff`. An empty list: nothing left to try now.
+struct FillInBatch {
+  int64_t mailboxId = 0;
+  std::vector<uint32_t> uids;  // ascending
+};
+Result<FillInBatch> nextFillIn(store::Store& store, int64_t accountId, const FillInBackoff& backoff, uint64_t nowMs,
+                               size_t limit);
 
 }  // namespace mb::sync

@@ -235,49 +235,46 @@ void SyncEngine::connect() {
       });
 }
 
-void SyncEngine::fetchBodies(int64_t mailboxId, std::vector<uint32_t> uids, std::function<void(Status)> done) {
+void SyncEngine::fetchBodies(int64_t mailboxId, std::vector<uint32_t> uids, std::weak_ptr<const void> waiter,
+                             std::function<void(Status)> done) {
   auto alive = alive_;
-  bodies_->fetch(mailboxId, std::move(uids), BodyFetcher::Purpose::Client,
-                 [this, alive, done = std::move(done)](Status s) {
+  bodies_->fetch(mailboxId, std::move(uids), BodyFetcher::Purpose::Client, std::move(waiter),
+                 [this, alive, done = std::move(done)](Result<std::vector<uint32_t>> r) {
                    if (*alive) {  // the status counts them before the mail program sees them
                      missingStale_ = true;
                      publish(true);
                    }
-                   done(std::move(s));
+                   // The session finds the bodies still missing itself.
+                   done(r ? Status{} : Status(std::unexpected(r.error())));
                  });
 }
 
 void SyncEngine::fillBodies() {
   if (cfg_.bodies != BodyPolicy::Full || filling_) return;
-  auto st = store_.db().prepare(
-      "SELECT m.mailbox_id, m.uid FROM messages m JOIN mailboxes b ON m.mailbox_id = b.id WHERE b.account_id = ?1 "
-      "AND m.body_missing = 1 AND m.upstream_id IS NOT NULL ORDER BY m.mailbox_id, m.uid LIMIT 200");
-  if (!st) return;
-  st->bind(1, accountId_);
-  int64_t mailboxId = 0;
-  std::vector<uint32_t> uids;
-  for (;;) {
-    auto row = st->step();
-    if (!row || !*row) break;
-    if (mailboxId != 0 && st->columnInt64(0) != mailboxId) break;
-    mailboxId = st->columnInt64(0);
-    uids.push_back(static_cast<uint32_t>(st->columnInt64(1)));
-  }
-  st->reset();
-  if (uids.empty()) return;
+  auto batch = nextFillIn(store_, accountId_, fillBackoff_, uv_now(loop_), 200);
+  if (!batch || batch->uids.empty()) return;
   filling_ = true;
   auto alive = alive_;
-  size_t n = uids.size();
-  bodies_->fetch(mailboxId, std::move(uids), BodyFetcher::Purpose::FillIn, [this, alive, mailboxId, n](Status s) {
+  int64_t mailboxId = batch->mailboxId;
+  std::vector<uint32_t> asked = batch->uids;
+  bodies_->fetch(mailboxId, std::move(batch->uids), BodyFetcher::Purpose::FillIn, alive_,
+                 [this, alive, mailboxId, asked](Result<std::vector<uint32_t>> r) {
     if (!*alive) return;
     filling_ = false;
     missingStale_ = true;
     publish(true);
-    if (!s) {
-      logWarn("sync.bodies_fill_failed").kv("account", accountName_).kv("mailbox_id", mailboxId).kv("error", s.error().message);
+    if (!r) {
+      logWarn("sync.bodies_fill_failed").kv("account", accountName_).kv("mailbox_id", mailboxId).kv("error", r.error().message);
       return;
     }
-    logInfo("sync.bodies_filled").kv("account", accountName_).kv("mailbox_id", mailboxId).kv("messages", n);
+    uint64_t now = uv_now(loop_);
+    for (uint32_t u : asked) {
+      if (std::binary_search(r->begin(), r->end(), u)) fillBackoff_.failed(mailboxId, u, now);
+      else fillBackoff_.settled(mailboxId, u);
+    }
+    if (!r->empty())
+      logWarn("sync.bodies_fill_missing").kv("account", accountName_).kv("mailbox_id", mailboxId).kv("messages", r->size());
+    logInfo("sync.bodies_filled").kv("account", accountName_).kv("mailbox_id", mailboxId).kv("messages", asked.size() - r->size());
     fillBodies();
   });
 }

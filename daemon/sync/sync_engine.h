@@ -46,7 +46,10 @@ class SyncEngine {
   int64_t accountId() const { return accountId_; }
   // A local client waits for the bodies of these header-only messages
   // (bodies "on_demand"): see BodyFetcher::fetch.
-  void fetchBodies(int64_t mailboxId, std::vector<uint32_t> uids, std::function<void(Status)> done);
+  // Done: every body was tried (those still missing cannot be had), or the
+  // request failed as a whole.
+  void fetchBodies(int64_t mailboxId, std::vector<uint32_t> uids, std::weak_ptr<const void> waiter,
+                   std::function<void(Status)> done);
 
  private:
   struct Folder {
@@ -88,7 +91,8 @@ class SyncEngine {
   Status saveFolderState(store::Db& db, int64_t mailboxId, const FolderState& state, bool complete);
   void cycleDone();
   // bodies "full" after "on_demand": the bodies still missing, 200 at a
-  // time, until none is left or one fetch fails (the next cycle goes on).
+  // time, until none is left to try or one fetch fails as a whole (the next
+  // cycle goes on); a body that could not be had waits in fillBackoff_.
   void fillBodies();
   void cycleFailed(const Error& e);
   void onStoreChange(const store::StoreChange& c);
@@ -105,6 +109,7 @@ class SyncEngine {
   std::unique_ptr<Connector> conn_;
   std::unique_ptr<BodyFetcher> bodies_;
   bool filling_ = false;              // fillBodies() has a fetch running
+  FillInBackoff fillBackoff_;
   std::vector<Folder> folders_;
   std::vector<size_t> todo_;          // folder indexes left in this cycle
   std::set<std::string> dirty_;       // folder ids the watchers reported
