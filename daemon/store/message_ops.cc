@@ -303,9 +303,14 @@ Result<CopyOutcome> copyMessages(Store& store, int64_t fromMailbox, std::span<co
     auto ins = db.prepare(
         "INSERT INTO messages (mailbox_id, uid, flags, keywords, internal_date, size, modseq, blob_id, message_id, "
         "envelope, bodystructure, analysis, subject, from_text, to_text, cc_text, bcc_text, sent_at, body_missing, "
-        "blob_size) "
+        "blob_size, source_mailbox_id, source_upstream_id) "
         "SELECT ?1, ?2, flags, keywords, internal_date, size, ?3, blob_id, message_id, envelope, bodystructure, "
-        "analysis, subject, from_text, to_text, cc_text, bcc_text, sent_at, body_missing, blob_size FROM messages "
+        "analysis, subject, from_text, to_text, cc_text, bcc_text, sent_at, body_missing, blob_size, "
+        // A header-only copy's body comes from the source's upstream message
+        // (or from where the source's own came from, for a copy of a copy).
+        "CASE WHEN body_missing = 0 THEN NULL WHEN coalesce(upstream_id, '') != '' THEN ?4 ELSE source_mailbox_id END, "
+        "CASE WHEN body_missing = 0 THEN NULL WHEN coalesce(upstream_id, '') != '' THEN upstream_id "
+        "ELSE source_upstream_id END FROM messages "
         "WHERE mailbox_id = ?4 AND uid = ?5");
     auto hdr = db.prepare(
         "INSERT INTO message_headers (message_id, header) SELECT ?1, h.header FROM messages m "

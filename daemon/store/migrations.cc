@@ -166,6 +166,18 @@ constexpr const char* kV7 = R"sql(
 ALTER TABLE messages ADD COLUMN blob_size INTEGER;
 )sql";
 
+// bodies "on_demand": a header-only copy made here (COPY/MOVE) names the
+// upstream message its body comes from (the source's mailbox and upstream
+// UID) until it has its own upstream UID, or for good when the provider's
+// copy is never mapped (no COPYUID, no Message-ID to find it by). A body that
+// arrives for either is given to every body-less row naming the same one.
+constexpr const char* kV8 = R"sql(
+ALTER TABLE messages ADD COLUMN source_mailbox_id INTEGER;
+ALTER TABLE messages ADD COLUMN source_upstream_id TEXT;
+CREATE INDEX messages_missing_by_upstream ON messages (mailbox_id, upstream_id) WHERE body_missing = 1;
+CREATE INDEX messages_missing_by_source ON messages (source_mailbox_id, source_upstream_id) WHERE body_missing = 1;
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "initial schema", kV1},
     {2, "imap: stored analysis, header search columns, expunge log", kV2},
@@ -174,6 +186,7 @@ constexpr Migration kMigrations[] = {
     {5, "sync: upstream flags a pending local flag change started from", kV5},
     {6, "sync: header-only messages (bodies fetched on demand)", kV6},
     {7, "sync: a late body's own length (RFC822.SIZE stays the upstream's)", kV7},
+    {8, "sync: a header-only copy names the upstream message its body comes from", kV8},
     // {2, "what changed", "ALTER TABLE ...;"},
     // A step that rebuilds a table must run with foreign_keys OFF, which
     // cannot change inside a transaction: give migrate() a flag for it then.

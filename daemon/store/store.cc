@@ -640,7 +640,16 @@ Result<size_t> Store::attachBodies(int64_t mailboxId, std::span<const uint32_t> 
     auto tx = Transaction::begin(db_);
     if (!tx) return propagate(tx);
     auto sel = db_.prepare(
-        "SELECT size, message_id FROM messages WHERE mailbox_id = ?1 AND uid = ?2 AND body_missing = 1");
+        "SELECT size, message_id, upstream_id, source_mailbox_id, source_upstream_id FROM messages "
+        "WHERE mailbox_id = ?1 AND uid = ?2 AND body_missing = 1");
+    // The same body for every other body-less row of the same upstream
+    // message: the source of a header-only copy, its other copies, or the
+    // copies of this row (messages.source_*; Message-ID checked as above).
+    auto siblings = db_.prepare(
+        "UPDATE messages SET blob_id = ?3, body_missing = 0, blob_size = CASE WHEN size = ?4 THEN NULL ELSE ?4 END, "
+        "envelope = ?5, bodystructure = ?6, analysis = ?7 WHERE body_missing = 1 AND message_id IS ?8 AND "
+        "((mailbox_id = ?1 AND upstream_id = ?2) OR (source_mailbox_id = ?1 AND source_upstream_id = ?2))");
+    if (!siblings) return propagate(siblings);
     // RFC822.SIZE stays the one the header-only row had (the upstream's, which
     // a client may have seen: a message never changes); a body of another
     // length (line ends made CRLF) records its own for reading the blob.
@@ -665,6 +674,15 @@ Result<size_t> Store::attachBodies(int64_t mailboxId, std::span<const uint32_t> 
         continue;
       }
       uint64_t rowSize = static_cast<uint64_t>(sel->columnInt64(0));
+      // The upstream message this row's body is: its own, or its source's.
+      std::optional<int64_t> keyBox;
+      std::string keyUp = sel->columnText(2);
+      if (!keyUp.empty()) {
+        keyBox = mailboxId;
+      } else if (auto src = sel->columnOptText(4)) {
+        keyBox = sel->columnInt64(3);
+        keyUp = *src;
+      }
       uint64_t size = p.bytes().size();
       std::optional<int64_t> blobSize;
       if (size != rowSize) {
@@ -683,6 +701,19 @@ Result<size_t> Store::attachBodies(int64_t mailboxId, std::span<const uint32_t> 
       }
       if (auto s = upd->run(); !s) return propagate(s);
       ++attached;
+      if (keyBox) {
+        siblings->reset();
+        siblings->bind(1, *keyBox).bind(2, keyUp).bind(3, p.blobId).bind(4, static_cast<int64_t>(size));
+        if (p.analysis) {
+          siblings->bind(5, p.analysis->envelope)
+              .bind(6, p.analysis->bodyStructure)
+              .bindBlob(7, std::as_bytes(std::span(serialized.data(), serialized.size())));
+        } else {
+          siblings->bind(5, std::nullopt).bind(6, std::nullopt).bind(7, std::nullopt);
+        }
+        siblings->bind(8, rowMessageId.empty() ? std::optional<std::string>() : std::optional<std::string>(rowMessageId));
+        if (auto s = siblings->run(); !s) return propagate(s);
+      }
     }
     if (auto s = tx->commit(); !s) return propagate(s);
     return attached;

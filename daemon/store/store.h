@@ -196,6 +196,9 @@ class Store {
   // of uids[i] their blob, analysis and BODYSTRUCTURE and clears
   // body_missing; a row that has a body already (or is gone), or whose
   // Message-ID differs from the body's, is left alone.
+  // Every other body-less row of the same upstream message gets the body
+  // too (the source of a header-only copy, its copies: messages.source_*),
+  // uncounted.
   // RFC822.SIZE and the modseq stay as they were (a client may have seen the
   // upstream's size; a message never changes): a body of another length is
   // read by its own (messages.blob_size). Nothing is broadcast.

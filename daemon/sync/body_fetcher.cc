@@ -20,6 +20,7 @@ struct BodyFetcher::Job {
   store::BlobStore* blobs = nullptr;
   int64_t mailboxId = 0;
   std::map<uint32_t, uint32_t> localOf;  // upstream UID -> local UID
+  std::vector<uint32_t> asked;           // the chunk's local UIDs (ascending)
   std::vector<uint32_t> localUids;       // of `messages`, in order
   std::vector<RemoteMessage> messages;
   std::vector<store::PreparedMessage> prepared;
@@ -63,6 +64,7 @@ void BodyFetcher::fetch(int64_t mailboxId, std::vector<uint32_t> uids, Purpose p
   Request r;
   r.mailboxId = mailboxId;
   r.uids = std::move(uids);
+  r.total = r.uids.size();
   r.purpose = purpose;
   r.waiter = std::move(waiter);
   r.done = std::move(done);
@@ -78,7 +80,7 @@ void BodyFetcher::dropAbandoned() {
       continue;
     }
     logInfo("sync.bodies_dropped").kv("account", accountName_).kv("mailbox_id", it->mailboxId)
-        .kv("messages", it->uids.size() - it->settled);
+        .kv("messages", it->total - it->settled);
     dropped.push_back(std::move(it->done));
     it = queue_.erase(it);
   }
@@ -99,7 +101,7 @@ void BodyFetcher::failQueued(const std::string& why) {
   std::deque<Request> failing;
   failing.swap(queue_);
   for (auto& r : failing) {
-    failed_ += r.uids.size() - r.settled;
+    failed_ += r.total - r.settled;
     r.done(std::unexpected(unavailable(why)));
   }
 }
@@ -161,19 +163,15 @@ void BodyFetcher::start() {
   job->fetcher = this;
   job->blobs = &store_.blobs();
   job->mailboxId = r.mailboxId;
-  std::string folder;
-  {
-    auto st = store_.db().prepare("SELECT upstream_name FROM mailboxes WHERE id = ?1");
-    if (!st) return finish(std::unexpected(st.error()));
-    auto row = st->bind(1, r.mailboxId).step();
-    if (!row) return finish(std::unexpected(row.error()));
-    if (*row) folder = st->columnText(0);
-  }
-  if (folder.empty()) return finish(std::unexpected(unavailable("the mailbox is not synced with the provider")));
+  // The chunk reads one upstream folder: a row's own, or for a header-only
+  // copy not mapped yet the one its source is in (messages.source_*). Rows
+  // of another folder wait for a later chunk of the request.
+  int64_t fromBox = 0;
   std::vector<uint32_t> upstream;
   {
     auto st = store_.db().prepare(
-        "SELECT upstream_id, size FROM messages WHERE mailbox_id = ?1 AND uid = ?2 AND body_missing = 1");
+        "SELECT upstream_id, size, source_mailbox_id, source_upstream_id FROM messages "
+        "WHERE mailbox_id = ?1 AND uid = ?2 AND body_missing = 1");
     if (!st) return finish(std::unexpected(st.error()));
     uint64_t bytes = 0;
     for (; r.next < r.uids.size() && upstream.size() < kChunk && bytes < kChunkBytes; ++r.next) {
@@ -186,18 +184,47 @@ void BodyFetcher::start() {
         continue;
       }
       std::string id = st->columnText(0);
-      if (id.empty()) {  // a copy made here that has not reached the provider yet
+      int64_t box = r.mailboxId;
+      if (id.empty()) {
+        if (auto src = st->columnOptText(3)) {
+          id = *src;
+          box = st->columnInt64(2);
+        }
+      }
+      if (id.empty()) {  // a message with no upstream identity (cannot happen for a header-only row)
         ++r.settled;
         r.missing.push_back(uid);
         continue;
       }
+      if (fromBox == 0) fromBox = box;
+      if (box != fromBox) {
+        r.deferred.push_back(uid);
+        continue;
+      }
+      job->asked.push_back(uid);
       uint32_t up = static_cast<uint32_t>(std::strtoul(id.c_str(), nullptr, 10));
+      // Two copies of one message: one fetch, the other gets it as a sibling
+      // (Store::attachBodies).
+      if (!job->localOf.emplace(up, uid).second) continue;
       bytes += static_cast<uint64_t>(st->columnInt64(1));
-      job->localOf[up] = uid;
       upstream.push_back(up);
     }
   }
   if (upstream.empty()) return chunkDone();  // every one has its body by now, or cannot get one
+  std::string folder;
+  {
+    auto st = store_.db().prepare("SELECT upstream_name FROM mailboxes WHERE id = ?1");
+    if (!st) return finish(std::unexpected(st.error()));
+    auto row = st->bind(1, fromBox).step();
+    if (!row) return finish(std::unexpected(row.error()));
+    if (*row) folder = st->columnText(0);
+  }
+  if (folder.empty()) {  // the source's mailbox is gone or local only: these cannot be had
+    r.settled += job->asked.size();
+    r.missing.insert(r.missing.end(), job->asked.begin(), job->asked.end());
+    return chunkDone();
+  }
+  std::sort(upstream.begin(), upstream.end());
   logDebug("sync.bodies_fetch").kv("account", accountName_).kv("mailbox_id", r.mailboxId).kv("messages", upstream.size());
   auto alive = alive_;
   conn_->fetchMessages(
@@ -268,17 +295,19 @@ void BodyFetcher::stored(Job& job) {
   // sent (expunged upstream meanwhile) or were not the same message any more
   // (Store::attachBodies compares the Message-ID); the next sync tells what
   // became of them.
-  std::vector<uint32_t> asked;
-  for (const auto& [up, local] : job.localOf) asked.push_back(local);
-  std::sort(asked.begin(), asked.end());
-  auto still = store::bodilessUids(store_, job.mailboxId, asked);
+  auto still = store::bodilessUids(store_, job.mailboxId, job.asked);
   if (!still) return finish(std::unexpected(still.error()));
-  current_->settled += asked.size();
+  current_->settled += job.asked.size();
   current_->missing.insert(current_->missing.end(), still->begin(), still->end());
   chunkDone();
 }
 
 void BodyFetcher::chunkDone() {
+  if (current_->next == current_->uids.size() && !current_->deferred.empty()) {
+    current_->uids = std::move(current_->deferred);  // rows whose bodies come from another folder
+    current_->deferred.clear();
+    current_->next = 0;
+  }
   if (current_->next < current_->uids.size()) {
     // The next chunk waits for its turn behind the requests asked meanwhile.
     queue_.push_back(std::move(*current_));
@@ -291,7 +320,7 @@ void BodyFetcher::chunkDone() {
 }
 
 void BodyFetcher::finish(Result<std::vector<uint32_t>> result) {
-  if (!result) failed_ += current_->uids.size() - current_->settled;
+  if (!result) failed_ += current_->total - current_->settled;
   else failed_ += result->size();
   auto done = std::move(current_->done);
   current_.reset();
@@ -318,7 +347,8 @@ Result<FillInBatch> nextFillIn(store::Store& store, int64_t accountId, const Fil
   // the index once it has its body), so no LIMIT in SQL.
   auto st = store.db().prepare(
       "SELECT m.mailbox_id, m.uid FROM messages m JOIN mailboxes b ON m.mailbox_id = b.id WHERE b.account_id = ?1 "
-      "AND m.body_missing = 1 AND m.upstream_id IS NOT NULL ORDER BY m.mailbox_id, m.uid");
+      "AND m.body_missing = 1 AND (m.upstream_id IS NOT NULL OR m.source_upstream_id IS NOT NULL) "
+      "ORDER BY m.mailbox_id, m.uid");
   if (!st) return propagate(st);
   st->bind(1, accountId);
   FillInBatch out;

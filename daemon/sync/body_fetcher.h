@@ -70,7 +70,9 @@ class BodyFetcher {
     std::weak_ptr<const void> waiter;
     Done done;
     size_t next = 0;     // uids[next..] are not fetched yet (a large request goes in chunks)
-    size_t settled = 0;  // of uids: stored, found with a body (or gone) by then, or missing
+    std::vector<uint32_t> deferred;  // read from another upstream folder: uids once those are done
+    size_t total = 0;    // UIDs asked for
+    size_t settled = 0;  // of them: stored, found with a body (or gone) by then, or missing
     std::vector<uint32_t> missing;  // settled without a body
   };
   struct Job;
@@ -133,7 +135,7 @@ class FillInBackoff {
 
 // The fill-in's next batch: at most `limit` header-only messages of one
 // mailbox of the account (the lowest mailbox id first) that have an upstream
-// identity and are due by `backoff`. An empty list: nothing left to try now.
+// identity (its own, or its source's for a copy) and are due by `backoff`. An empty list: nothing left to try now.
 struct FillInBatch {
   int64_t mailboxId = 0;
   std::vector<uint32_t> uids;  // ascending

@@ -280,6 +280,45 @@ TEST_F(StoreImapOpsTest, HeaderOnlyRowsGetTheirBodyLater) {
   EXPECT_EQ(blobs, 1);
 }
 
+// A header-only copy names the upstream message its body comes from, so a
+// body that arrives for the source fills in the copy, and one that arrives
+// for the copy fills in the source (COPY of a message the provider's copy of
+// which is never mapped would else stay without its body for good).
+TEST_F(StoreImapOpsTest, ABodyFillsInTheHeaderOnlyCopiesOfItsMessage) {
+  auto headerOnly = [&](const std::string& full, const char* upstreamId) {
+    std::string h = full.substr(0, full.find("\r\n\r\n") + 4);
+    NewMessage m;
+    m.bytes = h;
+    m.internalDate = 1700000000;
+    m.fullSize = full.size();
+    m.upstreamId = upstreamId;
+    PreparedMessage p = Store::prepareHeader(h);
+    auto r = store_->commitMessages(inbox_, std::span<const NewMessage>(&m, 1), std::span<const PreparedMessage>(&p, 1));
+    EXPECT_TRUE(r) << r.error().message;
+    return r ? r->front().uid : 0;
+  };
+  std::string a = "Message-ID: <a@example.org>\r\nSubject: a\r\n\r\nbody a\r\n";
+  std::string b = "Message-ID: <b@example.org>\r\nSubject: b\r\n\r\nbody b\r\n";
+  uint32_t ua = headerOnly(a, "10"), ub = headerOnly(b, "11");
+  int64_t archive = store_->findMailbox(account_, "Archive").value()->id;
+  std::vector<uint32_t> src{ua, ub};
+  auto copies = copyMessages(*store_, inbox_, src, archive, false, nullptr).value();
+  EXPECT_EQ(bodilessUids(*store_, archive, copies.destUids).value(), copies.destUids);
+
+  // The source's body: its copy has it too.
+  auto pa = Store::prepareMessage(store_->blobs(), a, true).value();
+  EXPECT_EQ(store_->attachBodies(inbox_, std::span<const uint32_t>(&ua, 1), std::span<const PreparedMessage>(&pa, 1)).value(), 1u);
+  EXPECT_EQ(messageBytes(*store_, archive, copies.destUids[0]).value(), a);
+  EXPECT_FALSE(storedStructures(*store_, archive, std::span<const uint32_t>(&copies.destUids[0], 1)).value().empty());
+  // The copy's body: its source has it too; a row of another message not.
+  auto pb = Store::prepareMessage(store_->blobs(), b, true).value();
+  EXPECT_EQ(store_->attachBodies(archive, std::span<const uint32_t>(&copies.destUids[1], 1),
+                                 std::span<const PreparedMessage>(&pb, 1)).value(), 1u);
+  EXPECT_EQ(messageBytes(*store_, inbox_, ub).value(), b);
+  EXPECT_TRUE(bodilessUids(*store_, inbox_, src).value().empty());
+  EXPECT_EQ(count("SELECT count(*) FROM messages WHERE body_missing = 1"), 0);
+}
+
 TEST(ChangeHubTest, UnsubscribeDuringPublish) {
   ChangeHub hub;
   int a = 0, b = 0;

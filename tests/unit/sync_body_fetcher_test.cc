@@ -199,6 +199,37 @@ TEST_F(BodyFetcherTest, EachBodySettlesOnItsOwn) {
   EXPECT_EQ(fetcher_->failed(), 1u);
 }
 
+// A header-only message moved here (the provider's copy not mapped: no
+// COPYUID yet, or ever) gets its body through the upstream message it was
+// moved from, and so does a copy of it; the fill-in finds such rows too.
+TEST_F(BodyFetcherTest, ACopyGetsItsBodyThroughItsSource) {
+  headerOnly(3);
+  int64_t archive = mailboxId(account_, "Archive");
+  ASSERT_TRUE(store_->db().exec("UPDATE mailboxes SET upstream_name = 'Archive' WHERE id = " + std::to_string(archive)));
+  std::vector<uint32_t> two{2};
+  auto moved = store::copyMessages(*store_, inbox_, two, archive, true, nullptr).value();
+  auto again = store::copyMessages(*store_, archive, moved.destUids, archive, false, nullptr).value();
+  std::vector<uint32_t> both{moved.destUids.at(0), again.destUids.at(0)};
+  FillInBackoff backoff;
+  EXPECT_EQ(nextFillIn(*store_, account_, backoff, 0, 200).value().uids, (std::vector<uint32_t>{1, 3}));
+  EXPECT_EQ(bodiless({1, 3}).size(), 2u);
+  store_->db().exec("UPDATE messages SET body_missing = 0 WHERE mailbox_id = " + std::to_string(inbox_)).value();
+  EXPECT_EQ(nextFillIn(*store_, account_, backoff, 0, 200).value().uids, both);
+
+  std::optional<Result<std::vector<uint32_t>>> got;
+  auto waiter = std::make_shared<int>(0);
+  fetcher_->fetch(archive, {both[0]}, BodyFetcher::Purpose::Client, waiter,
+                  [&](Result<std::vector<uint32_t>> r) { got = std::move(r); });
+  runUntil([&] { return got.has_value(); });
+  ASSERT_TRUE(*got) << got->error().message;
+  EXPECT_TRUE(got->value().empty());
+  ASSERT_EQ(up_.calls.size(), 1u);
+  EXPECT_EQ(up_.calls[0], std::vector<uint32_t>{2});  // in INBOX (the connector checks the folder)
+  EXPECT_EQ(store::messageBytes(*store_, archive, both[0]).value(), messageText(2));
+  // The copy of the copy names the same upstream message: it came along.
+  EXPECT_EQ(store::messageBytes(*store_, archive, both[1]).value(), messageText(2));
+}
+
 // The fill-in passes over a body that could not be had until its backoff
 // ends, so it makes progress instead of asking for the same batch forever.
 TEST_F(BodyFetcherTest, FillInSkipsFailedBodiesUntilTheirBackoffEnds) {
