@@ -428,6 +428,7 @@ void UpstreamImap::fetchMessages(const std::string& folder, std::vector<uint32_t
     ctx->done = std::move(done);
     std::vector<std::string> items = {"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE",
                                       headersOnly ? "BODY.PEEK[HEADER]" : "BODY.PEEK[]"};
+    if (headersOnly) items.push_back("BODYSTRUCTURE");  // served without the body
     if (main_->condstore()) items.push_back("MODSEQ");
     std::string section = headersOnly ? "HEADER" : "";
     auto onUntagged = [ctx, section, headersOnly](client::Response& r) {
@@ -441,6 +442,7 @@ void UpstreamImap::fetchMessages(const std::string& folder, std::vector<uint32_t
         if (b.item == "BODY" && b.section == section && b.data) m.bytes = std::move(*b.data);
       if (!m.bytes) return;  // a FETCH of flags alone (another client changed them)
       m.headersOnly = headersOnly;
+      if (headersOnly) m.bodyStructure = std::move(f->bodyStructure);
       ctx->onMessage(std::move(m));
     };
     auto pump = std::make_shared<std::function<void()>>();

@@ -559,10 +559,11 @@ Result<std::vector<AppendResult>> Store::commitMessages(int64_t mailboxId, std::
         if (!headerOnly) serialized = mime::serializeAnalysis(*p.analysis);
         ins->bind(10, nullIfEmpty(q.messageId))
             .bind(11, p.analysis->envelope);
-        // Of a header alone only the ENVELOPE is the message's: BODYSTRUCTURE
-        // and the part offsets wait for the body (attachBodies).
+        // Of a header alone only the ENVELOPE is the message's; BODYSTRUCTURE
+        // is the provider's when it sent one (kept by attachBodies), the part
+        // offsets wait for the body.
         if (headerOnly) {
-          ins->bind(12, std::optional<std::string>()).bind(13, std::optional<std::string>());
+          ins->bind(12, message.bodyStructure).bind(13, std::optional<std::string>());
         } else {
           ins->bind(12, p.analysis->bodyStructure)
               .bindBlob(13, std::as_bytes(std::span(serialized.data(), serialized.size())));
@@ -640,21 +641,23 @@ Result<size_t> Store::attachBodies(int64_t mailboxId, std::span<const uint32_t> 
     auto tx = Transaction::begin(db_);
     if (!tx) return propagate(tx);
     auto sel = db_.prepare(
-        "SELECT size, message_id, upstream_id, source_mailbox_id, source_upstream_id FROM messages "
+        "SELECT size, message_id, upstream_id, source_mailbox_id, source_upstream_id, bodystructure FROM messages "
         "WHERE mailbox_id = ?1 AND uid = ?2 AND body_missing = 1");
     // The same body for every other body-less row of the same upstream
     // message: the source of a header-only copy, its other copies, or the
     // copies of this row (messages.source_*; Message-ID checked as above).
     auto siblings = db_.prepare(
         "UPDATE messages SET blob_id = ?3, body_missing = 0, blob_size = CASE WHEN size = ?4 THEN NULL ELSE ?4 END, "
-        "envelope = ?5, bodystructure = ?6, analysis = ?7 WHERE body_missing = 1 AND message_id IS ?8 AND "
+        "envelope = ?5, bodystructure = coalesce(bodystructure, ?6), analysis = ?7 WHERE body_missing = 1 AND "
+        "message_id IS ?8 AND "
         "((mailbox_id = ?1 AND upstream_id = ?2) OR (source_mailbox_id = ?1 AND source_upstream_id = ?2))");
     if (!siblings) return propagate(siblings);
     // RFC822.SIZE stays the one the header-only row had (the upstream's, which
     // a client may have seen: a message never changes); a body of another
     // length (line ends made CRLF) records its own for reading the blob.
     auto upd = db_.prepare(
-        "UPDATE messages SET blob_id = ?3, body_missing = 0, blob_size = ?4, envelope = ?5, bodystructure = ?6, "
+        "UPDATE messages SET blob_id = ?3, body_missing = 0, blob_size = ?4, envelope = ?5, "
+        "bodystructure = coalesce(bodystructure, ?6), "
         "analysis = ?7 WHERE mailbox_id = ?1 AND uid = ?2");
     if (!sel) return propagate(sel);
     if (!upd) return propagate(upd);
@@ -689,7 +692,19 @@ Result<size_t> Store::attachBodies(int64_t mailboxId, std::span<const uint32_t> 
         blobSize = static_cast<int64_t>(size);
         logInfo("store.body_size_differs").kv("mailbox_id", mailboxId).kv("uid", uids[i]).kv("size", rowSize).kv("body", size);
       }
-      std::string serialized = p.analysis ? mime::serializeAnalysis(*p.analysis) : std::string();
+      // The provider's BODYSTRUCTURE stored with the header stays the one
+      // served (a client may have cached it), by FETCH BODYSTRUCTURE alone
+      // and with other analysis items alike.
+      std::string serialized;
+      if (p.analysis) {
+        if (auto upstream = sel->columnOptText(5); upstream && *upstream != p.analysis->bodyStructure) {
+          mime::MessageAnalysis kept = *p.analysis;
+          kept.bodyStructure = *upstream;
+          serialized = mime::serializeAnalysis(kept);
+        } else {
+          serialized = mime::serializeAnalysis(*p.analysis);
+        }
+      }
       upd->reset();
       upd->bind(1, mailboxId).bind(2, uids[i]).bind(3, p.blobId).bind(4, blobSize);
       if (p.analysis) {

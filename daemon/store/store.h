@@ -73,6 +73,9 @@ struct NewMessage {
   // top-level header block and this is the whole message's size (the
   // upstream's RFC822.SIZE); the body comes later through attachBodies.
   std::optional<uint64_t> fullSize;
+  // With fullSize: the provider's BODYSTRUCTURE of the whole message, stored
+  // so FETCH BODYSTRUCTURE needs no body (and kept once the body comes).
+  std::optional<std::string> bodyStructure;
   std::optional<JournalEntry> journal;
   const void* origin = nullptr;  // passed through to the StoreChange
 };

@@ -49,6 +49,9 @@ struct RemoteMessage {
   std::string messageId;     // when asked for
   std::optional<std::string> bytes;  // the whole message, or only its header block (headersOnly)
   bool headersOnly = false;
+  // headersOnly: the provider's BODYSTRUCTURE of the whole message, as it
+  // sent it (served for the header-only row, see Store::attachBodies).
+  std::optional<std::string> bodyStructure;
 };
 
 // What changed in one folder since a FolderState.

@@ -797,7 +797,10 @@ void SyncEngine::drain(const std::shared_ptr<Download>& d) {
       n.keywords = m.meta.keywords;
       n.internalDate = m.internalDate;
       n.upstreamId = std::to_string(m.meta.uid);
-      if (m.headersOnly) n.fullSize = m.size;
+      if (m.headersOnly) {
+        n.fullSize = m.size;
+        n.bodyStructure = m.bodyStructure;
+      }
       n.origin = this;
       rows.push_back(std::move(n));
       prepared.push_back(std::move(job->prepared[i]));

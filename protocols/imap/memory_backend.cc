@@ -230,7 +230,9 @@ Result<std::vector<StoredStructure>> MemoryBackend::structures(int64_t mailboxId
     auto it = b->messages.find(u);
     if (it == b->messages.end()) continue;
     auto a = mime::deserializeAnalysis(it->second.analysis);
-    if (a && !it->second.bodyMissing) out.push_back({u, a->envelope, a->bodyStructure});
+    if (!a) continue;
+    if (!it->second.bodyMissing) out.push_back({u, a->envelope, a->bodyStructure});
+    else if (!it->second.upstreamBodyStructure.empty()) out.push_back({u, a->envelope, it->second.upstreamBodyStructure});
   }
   return out;
 }

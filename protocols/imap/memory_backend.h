@@ -23,6 +23,9 @@ class MemoryMailStore {
     // bytes and analysis stay (they stand for the upstream's copy), but only
     // its metadata and header block can be read until a test clears it.
     bool bodyMissing = false;
+    // With bodyMissing: the provider's BODYSTRUCTURE stored with the header
+    // ("" for none), which structures() then answers.
+    std::string upstreamBodyStructure;
   };
   struct Box {
     MailboxInfo info;

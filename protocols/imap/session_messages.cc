@@ -312,12 +312,23 @@ void Session::runFetch() {
     // item needs the body, else their header items come from the stored
     // header block.
     std::vector<StoredHeader> headerOnly;
+    std::vector<StoredStructure> structures;
+    if (st.structuresOnly) {
+      // A failure here only costs speed: fetchOne falls back to the analysis.
+      if (auto r = backend_.structures(selectedId_, batchUids)) structures = std::move(*r);
+    }
     if (st.bodyItems || st.headerItems) {
       auto bodiless = backend_.bodilessUids(selectedId_, batchUids);
       if (!bodiless) {
         std::string tag = st.tag;
         fetch_.reset();
         return failed(tag, bodiless.error(), "FETCH");
+      }
+      if (st.structuresOnly && st.bodyItems) {
+        // BODYSTRUCTURE is the only item that needs a body: a message whose
+        // provider's BODYSTRUCTURE is stored answers without it.
+        std::erase_if(*bodiless,
+                      [&](uint32_t u) { return std::ranges::binary_search(structures, u, {}, &StoredStructure::uid); });
       }
       if (!bodiless->empty() && st.bodyItems) {
         // Bodies that could not be had earlier in this command are not asked
@@ -355,11 +366,6 @@ void Session::runFetch() {
       std::string tag = st.tag;
       fetch_.reset();
       return failed(tag, metas.error(), "FETCH");
-    }
-    std::vector<StoredStructure> structures;
-    if (st.structuresOnly) {
-      // A failure here only costs speed: fetchOne falls back to the analysis.
-      if (auto r = backend_.structures(selectedId_, batchUids)) structures = std::move(*r);
     }
     size_t si = 0;
     if (st.setSeen) {

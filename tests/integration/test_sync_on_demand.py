@@ -93,6 +93,22 @@ def meta_by_message_id(conn, mailbox):
     return out
 
 
+def structures_by_message_id(conn, mailbox):
+    """Message-ID -> BODYSTRUCTURE (its bytes as the server sent them)."""
+    typ, _ = conn.select(imap_mailbox(mailbox), readonly=True)
+    assert typ == "OK", typ
+    typ, data = conn.fetch("1:*", "(ENVELOPE BODYSTRUCTURE)")
+    assert typ == "OK", (typ, data)
+    out = {}
+    for line in data:
+        if isinstance(line, tuple):
+            line = b"".join(line)
+        envelope = paren_item(line, b"ENVELOPE")
+        mid = re.search(rb'"(<[^"]*>)"\)$', envelope).group(1)
+        out[mid] = paren_item(line, b"BODYSTRUCTURE")
+    return out
+
+
 def body_of(conn, seq):
     """(status, (BODY[] bytes, RFC822.SIZE)) from the local server, or (status, data)."""
     typ, data = conn.fetch(str(seq), "(RFC822.SIZE BODY.PEEK[])")
@@ -145,6 +161,17 @@ class OnDemandTest(_SyncBase, unittest.TestCase):
         typ, data = li.search(None, "HEADER", "Message-ID", "<INBOX.7@gen.example.test>")
         self.assertEqual(len(data[0].split()), 1)
         self.assertEqual(blob_files(d.state_dir), 0, "header answers read bodies")
+        # BODYSTRUCTURE is the provider's, stored with the header: no body is
+        # fetched for it, and it stays the same once the body is there.
+        up = self.dc.imap("alice")
+        want_structures = structures_by_message_id(up, "INBOX")
+        up.logout()
+        got_structures = structures_by_message_id(li, "INBOX")
+        self.assertEqual(len(got_structures), FOLDERS["INBOX"])
+        self.assertEqual(got_structures, want_structures)
+        self.assertEqual(blob_files(d.state_dir), 0, "BODYSTRUCTURE fetched bodies")
+        self.assertEqual(bodiless(d.state_dir, "alice"), total)
+        li.select(imap_mailbox("INBOX"))
 
         # BODY[] of a few (8: with an attachment) brings the upstream's bytes,
         # and RFC822.SIZE was already right.
@@ -164,6 +191,10 @@ class OnDemandTest(_SyncBase, unittest.TestCase):
         typ, data = li.fetch("8", "(BODYSTRUCTURE)")
         self.assertEqual(typ, "OK")
         self.assertIn(b'"application" "octet-stream"', data[0])
+        self.assertEqual(paren_item(data[0], b"BODYSTRUCTURE"), got_structures[b"<INBOX.7@gen.example.test>"])
+        typ, data = li.fetch("8", "(BODYSTRUCTURE BODY.PEEK[1.MIME])")  # with the analysis read too
+        self.assertEqual(typ, "OK")
+        self.assertEqual(paren_item(data[0][0], b"BODYSTRUCTURE"), got_structures[b"<INBOX.7@gen.example.test>"])
         # COPY of a message without its body needs none: the provider copies
         # it, and the copy's body is fetched from there.
         self.assertEqual(li.copy("30", imap_mailbox("Archive"))[0], "OK")

@@ -726,6 +726,20 @@ TEST_F(SessionTest, BodiesOnDemandSuspendAndResume) {
   EXPECT_FALSE(c.session.pendingBodies());
   EXPECT_FALSE(c.session.busy());
 
+  // The provider's BODYSTRUCTURE stored with the header answers FETCH
+  // BODYSTRUCTURE (and ENVELOPE) without the body; BODY still needs it.
+  missing(2, true);
+  msgs[2].upstreamBodyStructure = "(\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 18 1 NIL NIL NIL NIL)";
+  out = c.send("j3 FETCH 2 (ENVELOPE BODYSTRUCTURE)\r\n");
+  EXPECT_TRUE(has(out, "* 2 FETCH (ENVELOPE (NIL \"two\" ")) << out;
+  EXPECT_TRUE(has(out, " BODYSTRUCTURE " + msgs[2].upstreamBodyStructure + ")\r\nj3 OK FETCH completed\r\n")) << out;
+  EXPECT_FALSE(c.session.pendingBodies());
+  EXPECT_EQ(c.send("j4 FETCH 2 BODY\r\n"), "");
+  ASSERT_TRUE(c.session.pendingBodies());
+  c.session.bodiesDone(fail(ErrorKind::Unavailable, "the provider is unreachable"));
+  c.session.takeOutput();
+  msgs[2].upstreamBodyStructure.clear();
+
   // SEARCH BODY asks for every missing body of the mailbox, then runs.
   missing(1, true);
   EXPECT_EQ(c.send("k UID SEARCH BODY \"second body\"\r\n"), "");

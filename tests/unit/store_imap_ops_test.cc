@@ -319,6 +319,37 @@ TEST_F(StoreImapOpsTest, ABodyFillsInTheHeaderOnlyCopiesOfItsMessage) {
   EXPECT_EQ(count("SELECT count(*) FROM messages WHERE body_missing = 1"), 0);
 }
 
+// The provider's BODYSTRUCTURE stored with a header-only row is the one
+// served before the body comes, and after (in the analysis too): a client
+// may have cached it.
+TEST_F(StoreImapOpsTest, TheProvidersBodystructureStaysOnceTheBodyComes) {
+  std::string full = "Message-ID: <s@example.org>\r\nSubject: s\r\n\r\nbody\r\n";
+  std::string h = full.substr(0, full.find("\r\n\r\n") + 4);
+  // Not what we would compute (a provider that upper-cases the types).
+  std::string upstream = "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 6 1 NIL NIL NIL NIL)";
+  NewMessage m;
+  m.bytes = h;
+  m.internalDate = 1700000000;
+  m.fullSize = full.size();
+  m.upstreamId = "5";
+  m.bodyStructure = upstream;
+  PreparedMessage p = Store::prepareHeader(h);
+  uint32_t uid = store_->commitMessages(inbox_, std::span<const NewMessage>(&m, 1), std::span<const PreparedMessage>(&p, 1))
+                     .value()
+                     .front()
+                     .uid;
+  auto one = std::span<const uint32_t>(&uid, 1);
+  ASSERT_EQ(storedStructures(*store_, inbox_, one).value().size(), 1u);
+  EXPECT_EQ(storedStructures(*store_, inbox_, one).value()[0].bodyStructure, upstream);
+  auto body = Store::prepareMessage(store_->blobs(), full, true).value();
+  ASSERT_NE(body.analysis->bodyStructure, upstream);  // ours differs (the test's point)
+  EXPECT_EQ(store_->attachBodies(inbox_, one, std::span<const PreparedMessage>(&body, 1)).value(), 1u);
+  EXPECT_EQ(storedStructures(*store_, inbox_, one).value().at(0).bodyStructure, upstream);
+  auto analysis = mime::deserializeAnalysis(messageAnalysis(*store_, inbox_, uid).value());
+  ASSERT_TRUE(analysis);
+  EXPECT_EQ(analysis->bodyStructure, upstream);
+}
+
 TEST(ChangeHubTest, UnsubscribeDuringPublish) {
   ChangeHub hub;
   int a = 0, b = 0;
