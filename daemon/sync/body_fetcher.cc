@@ -191,7 +191,7 @@ void BodyFetcher::start() {
           box = st->columnInt64(2);
         }
       }
-      if (id.empty()) {  // a message with no upstream identity (cannot happen for a header-only row)
+      if (id.empty()) {  // a copy made before schema v8 (no source recorded), not mapped upstream
         ++r.settled;
         r.missing.push_back(uid);
         continue;
@@ -352,19 +352,17 @@ Result<FillInBatch> nextFillIn(store::Store& store, int64_t accountId, const Fil
   if (!st) return propagate(st);
   st->bind(1, accountId);
   FillInBatch out;
-  for (;;) {
-    auto row = st->step();
-    if (!row) return propagate(row);
-    if (!*row) break;
-    int64_t box = st->columnInt64(0);
-    auto uid = static_cast<uint32_t>(st->columnInt64(1));
-    if (!backoff.due(box, uid, nowMs)) continue;
-    if (out.mailboxId != 0 && box != out.mailboxId) break;
+  auto rows = st->forEachRow([&](store::Stmt& r) {
+    int64_t box = r.columnInt64(0);
+    auto uid = static_cast<uint32_t>(r.columnInt64(1));
+    if (!backoff.due(box, uid, nowMs)) return true;
+    if (out.mailboxId != 0 && box != out.mailboxId) return false;
     out.mailboxId = box;
     out.uids.push_back(uid);
-    if (out.uids.size() >= limit) break;
-  }
+    return out.uids.size() < limit;
+  });
   st->reset();
+  if (!rows) return propagate(rows);
   return out;
 }
 
