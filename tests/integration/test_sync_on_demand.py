@@ -311,6 +311,35 @@ class OnDemandTest(_SyncBase, unittest.TestCase):
         for folder in FOLDERS:
             self.assert_same(d, "alice", folder)
 
+    def test_a_body_gone_upstream_does_not_fail_the_others(self):
+        # Archive is not watched with IDLE and the poll is an hour away, so
+        # the local rows outlive the provider's expunge of message 3.
+        load_generated(self.dc, "carol", {"Archive": 5})
+        d = self.daemon("carol", bodies="on_demand", poll=3600)
+        d.start()
+        wait_idle(d, "carol", 60)
+        up = self.dc.imap("carol")
+        up.select(imap_mailbox("Archive"))
+        self.assertEqual(up.store("3", "+FLAGS", "(\\Deleted)")[0], "OK")
+        self.assertEqual(up.expunge()[0], "OK")
+        up.logout()
+        upstream = {re.search(rb"(?im)^Message-ID:\s*(\S+)", m).group(1): m
+                    for m in self.dc.fetch_all("carol", "Archive")}
+        li = self.local_imap(d, "carol")
+        li.select(imap_mailbox("Archive"))
+        for attempt in range(2):  # the second time: 4 stored, the lost one asked for again
+            typ, data = li.fetch("1:5", "(BODY.PEEK[])")
+            self.assertEqual(typ, "NO", data)
+            self.assertIn(b"[UNAVAILABLE] 1 message bodies", data[0])
+            got = [x[1] for x in li.response("FETCH")[1] if isinstance(x, tuple)]
+            self.assertEqual(len(got), 4, attempt)
+            for body in got:
+                self.assertEqual(body, upstream[re.search(rb"(?im)^Message-ID:\s*(\S+)", body).group(1)])
+        self.assertEqual(bodiless(d.state_dir, "carol"), 1)
+        st = sync_status(d, "carol")
+        self.assertEqual((st["bodies_fetched_on_demand"], st["bodies_failed"]), (4, 2))
+        li.logout()
+
 
 if __name__ == "__main__":
     unittest.main()
