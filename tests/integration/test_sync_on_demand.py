@@ -17,7 +17,7 @@ import unittest
 
 from servers import imap_mailbox
 from test_smtp import host_port, password_for
-from test_sync import _SyncBase, load_generated, message_ids, sync_status, wait_for, wait_idle
+from test_sync import _SyncBase, gen_message, load_generated, message_ids, sync_status, wait_for, wait_idle
 
 FOLDERS = {"INBOX": 230, "Archive": 30}
 
@@ -401,3 +401,41 @@ class OnDemandLimitsTest(_SyncBase, unittest.TestCase):
         # Stored headers keep working meanwhile.
         typ, data = li.fetch("1:10", "(RFC822.SIZE)")
         self.assertEqual((typ, len(data)), ("OK", 10))
+
+
+class OnDemandUnmappedCopyTest(_SyncBase, unittest.TestCase):
+    """A provider without UIDPLUS and a message without a Message-ID: the
+    provider's copy of a local COPY is never mapped to the local one."""
+    condstore = False
+    uidplus = False
+
+    def test_an_unmapped_copy_gets_its_body_through_its_source(self):
+        raw = (b"From: nobody@example.test\r\nTo: dave@example.test\r\nSubject: no id\r\n"
+               b"Date: Tue, 14 Nov 2023 22:13:20 +0000\r\n\r\nthe body of a message without a Message-ID\r\n")
+        self.dc.bulk_load("dave", [raw], "INBOX")
+        self.dc.bulk_load("dave", [gen_message(0, "w")], "Work")
+        d = self.daemon("dave", bodies="on_demand", poll=3600)
+        d.start()
+        wait_idle(d, "dave", 60)
+        li = self.local_imap(d, "dave")
+        li.select("INBOX")
+        self.assertEqual(li.copy("1", "Work")[0], "OK")
+        wait_idle(d, "dave", 30)  # the COPY is replayed; nothing can map its copy
+        self.assertIn(b"without a Message-ID", b"".join(self.dc.fetch_all("dave", "Work")))
+        db = sqlite3.connect("file:%s?mode=ro" % os.path.join(d.state_dir, "mailbridge.db"), uri=True, timeout=10)
+        try:
+            self.assertEqual(db.execute(
+                "SELECT m.upstream_id, m.body_missing FROM messages m JOIN mailboxes b ON m.mailbox_id = b.id "
+                "WHERE b.name = 'Work' AND m.uid = 2").fetchall(), [(None, 1)])
+        finally:
+            db.close()
+        li.select("Work")
+        typ, got = body_of(li, 2)
+        self.assertEqual(typ, "OK", got)
+        self.assertEqual(got[0], raw)
+        # The source got the same body with it: nothing more to fetch there.
+        li.select("INBOX")
+        typ, got = body_of(li, 1)
+        self.assertEqual((typ, got[0]), ("OK", raw))
+        self.assertEqual(sync_status(d, "dave")["bodies_fetched_on_demand"], 1)
+        li.logout()
