@@ -6,7 +6,9 @@ RFC822.SIZE, ENVELOPE and header; FETCH BODY[] brings the upstream's bytes
 while stored ones and headers keep working; kill -9 while bodies are being
 fetched duplicates nothing; a refused login answers NO [UNAVAILABLE] too; switching the account to "full" fills in the
 missing bodies in the background. Large bodies are fetched in chunks bounded by size; a login refused
-to the body fetcher is not retried for every request."""
+to the body fetcher is not retried for every request. BODYSTRUCTURE is the provider's, stored with the
+header (no body fetched for it); a body gone upstream costs only itself; a COPY whose provider copy is
+never mapped gets its body through its source."""
 import os
 import re
 import signal
