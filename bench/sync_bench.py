@@ -10,6 +10,7 @@ upstream, legs one after the other.
     sudo python3 bench/sync_bench.py                  # 20,000 messages, ~1.1 GB, 20 folders
     sudo python3 bench/sync_bench.py --count 2000     # smoke run
     sudo python3 bench/sync_bench.py --mailbridged build-x/mailbridged --skip offlineimap
+    python3 bench/sync_bench.py --dump /dev/shm/corpus   # only write the messages (bench/mime_bench.cc)
 
 Needs root (Dovecot's mail processes run as an unprivileged uid),
 dovecot-imapd (scripts/deps.sh --test), and the Debian packages isync and
@@ -429,6 +430,17 @@ def compare(up, local):
 
 # ------------------------------------------------------------------ main
 
+def dump_corpus(corpus, out):
+    os.makedirs(out, exist_ok=True)
+    total = 0
+    for i in range(corpus.count):
+        raw = corpus.message(i)[0]
+        with open(os.path.join(out, "%06d.eml" % i), "wb") as f:
+            f.write(raw)
+        total += len(raw)
+    print("%d messages, %.1f MB in %s" % (corpus.count, total / 1e6, out))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--count", type=int, default=20_000)
@@ -446,7 +458,12 @@ def main():
     ap.add_argument("--no-prime", action="store_true",
                     help="do not write and delete 1.5x the data set in temp files before each storing leg "
                          "(see prime_memory)")
+    ap.add_argument("--dump", metavar="DIR",
+                    help="only write the generated messages to DIR (one NNNNNN.eml each, as the upstream holds "
+                         "them) and exit: the corpus of bench/mime_bench.cc")
     args = ap.parse_args()
+    if args.dump:
+        return dump_corpus(Corpus(args.count, args.seed), args.dump)
     harness.MAILBRIDGED = os.path.abspath(args.mailbridged or os.environ.get("MAILBRIDGED")
                                           or os.path.join(HERE, "..", "build", "mailbridged"))
     t_start = time.perf_counter()
