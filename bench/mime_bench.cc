@@ -24,7 +24,6 @@
 #include <vector>
 
 #include "protocols/mime/analysis.h"
-#include "protocols/mime/header.h"
 
 namespace {
 
@@ -52,12 +51,9 @@ bool readFile(const std::filesystem::path& p, std::vector<std::string>& out) {
 
 // As daemon/store/store.cc normalizedAndAnalysed() and the stored column.
 std::size_t oursOne(std::string_view bytes) {
-  std::string normalized;
-  std::string_view analysed = bytes;
-  if (mb::mime::hasBareLf(bytes)) analysed = normalized = mb::mime::normalizeLineEndings(bytes);
-  auto a = mb::mime::analyzeMessage(analysed);
+  auto a = mb::mime::analyzeForStore(bytes);
   if (!a) std::abort();
-  return mb::mime::serializeAnalysis(*a).size();
+  return mb::mime::serializeAnalysis(a->analysis).size() + (a->normalized ? a->normalized->size() : 0);
 }
 
 void walkPart(GMimeObject* parent, GMimeObject* part, gpointer data) {

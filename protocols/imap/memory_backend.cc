@@ -149,7 +149,9 @@ Result<AppendInfo> MemoryBackend::append(std::string_view name, std::span<const 
   ev.mailboxId = b->info.id;
   AppendInfo out{b->uidValidity, {}};
   for (const auto& item : messages) {
-    std::string normalized = mime::normalizeLineEndings(item.bytes);
+    auto analysed = mime::analyzeForStore(item.bytes);
+    std::string normalized = analysed && analysed->normalized ? std::move(*analysed->normalized)
+                                                              : mime::normalizeLineEndings(item.bytes);
     MemoryMailStore::Message m;
     m.info.uid = b->uidNext++;
     m.info.flags = item.flags;
@@ -157,7 +159,7 @@ Result<AppendInfo> MemoryBackend::append(std::string_view name, std::span<const 
     m.info.internalDate = item.internalDate ? item.internalDate : store_.clock;
     m.info.size = normalized.size();
     m.info.modseq = ++b->highestModseq;
-    if (auto a = mime::analyzeMessage(normalized)) m.analysis = mime::serializeAnalysis(*a);
+    if (analysed) m.analysis = mime::serializeAnalysis(analysed->analysis);
     m.bytes = std::move(normalized);
     ev.messages.push_back(m.info);
     out.uids.push_back(m.info.uid);

@@ -42,10 +42,10 @@ std::string messageIdOf(std::string_view headerBlock) {
 
 namespace {
 
-QuickFields quickFields(std::string_view raw, const Part& root) {
+QuickFields quickFields(std::string_view raw, const LineScan& scan, const Part& root) {
   QuickFields q;
   q.size = raw.size();
-  q.lines = countLf(raw);
+  q.lines = scan.lfCount();
   q.hasAttachments = anyAttachment(root);
   HeaderReader reader(raw.substr(root.headerBegin, root.headerEnd - root.headerBegin));
   HeaderField f;
@@ -149,15 +149,33 @@ constexpr std::string_view kMagic = "MBMA1";
 
 }  // namespace
 
-Result<MessageAnalysis> analyzeMessage(std::string_view raw) {
+namespace {
+
+MessageAnalysis analyze(std::string_view raw, const LineScan& scan) {
   MessageAnalysis a;
-  Node root = parseStructure(raw);
+  Node root = parseStructure(raw, scan);
   a.envelope = formatEnvelope(parseEnvelope(raw.substr(root.headerBegin, root.headerEnd - root.headerBegin)));
   a.bodyStructure = formatBodyStructure(root, raw, true);
   a.body = formatBodyStructure(root, raw, false);
   a.root = toPart(root);
-  a.quick = quickFields(raw, a.root);
+  a.quick = quickFields(raw, scan, a.root);
   return a;
+}
+
+}  // namespace
+
+Result<MessageAnalysis> analyzeMessage(std::string_view raw) { return analyze(raw, LineScan(raw)); }
+
+Result<StoredAnalysis> analyzeForStore(std::string_view raw) {
+  StoredAnalysis out;
+  LineScan scan(raw);
+  if (!scan.hasBareLf()) {
+    out.analysis = analyze(raw, scan);
+    return out;
+  }
+  out.normalized = normalizeLineEndings(raw);
+  out.analysis = analyze(*out.normalized, LineScan(*out.normalized));
+  return out;
 }
 
 std::string normalizeLineEndings(std::string_view raw) {

@@ -41,6 +41,16 @@ struct MessageAnalysis {
 // normalizeLineEndings() if they may carry bare LFs) and slice the same bytes.
 Result<MessageAnalysis> analyzeMessage(std::string_view raw);
 
+// The form the store keeps a message in, and its analysis: IMAP sends CRLF
+// only, so bytes with a bare LF are normalized (normalizeLineEndings, a copy)
+// and the copy is analysed; other bytes are analysed as they are. The check
+// for bare LFs is part of the analysis's one pass over the bytes.
+struct StoredAnalysis {
+  std::optional<std::string> normalized;  // the bytes to store when they differ from the input
+  MessageAnalysis analysis;               // of *normalized if set, else of the input
+};
+Result<StoredAnalysis> analyzeForStore(std::string_view raw);
+
 // Bare LF -> CRLF, the form IMAP sends. Dovecot stores bare-LF mail the same
 // way as far as sizes go, so analysing the normalized bytes matches its numbers.
 std::string normalizeLineEndings(std::string_view raw);

@@ -101,43 +101,78 @@ std::size_t countLf(std::string_view s) {
   return n;
 }
 
-bool hasBareLf(std::string_view s) {
-  if (s.empty()) return false;
-  if (s[0] == '\n') return true;
-  std::size_t i = 1;
+LineScan::LineScan(std::string_view s) : s_(s) {
+  const char* d = s.data();
+  const std::size_t n = s.size();
+  lfAt_.reserve(n / kStride + 1);
+  std::size_t lf = 0;
+  bool bare = false;
+  auto dashAt = [&](std::size_t lfPos) { return lfPos + 2 < n && d[lfPos + 1] == '-' && d[lfPos + 2] == '-'; };
+  // One byte as the vector loop sees sixteen: LF counted, bare if no CR
+  // before it, a dash line if "--" follows.
+  auto scalar = [&](std::size_t i) {
+    if (d[i] != '\n') return;
+    ++lf;
+    if (i == 0 || d[i - 1] != '\r') bare = true;
+    if (dashAt(i)) dashLines_.push_back(i + 1);
+  };
+  // "\n--" is rare (boundaries, signatures): the vector loop only notes that
+  // its blocks had an LF before a '-', and then their LFs are visited again
+  // here, so the loop keeps its sums in registers and calls nothing.
+  auto dashLinesIn = [&](std::size_t begin, std::size_t end) {
+    while (begin < end) {
+      const void* hit = std::memchr(d + begin, '\n', end - begin);
+      if (!hit) return;
+      std::size_t at = static_cast<std::size_t>(static_cast<const char*>(hit) - d);
+      if (dashAt(at)) dashLines_.push_back(at + 1);
+      begin = at + 1;
+    }
+  };
 #if defined(__SSE2__)
-  const __m128i lf = _mm_set1_epi8('\n');
-  const __m128i cr = _mm_set1_epi8('\r');
-  for (; i + 16 <= s.size(); i += 16) {
-    __m128i cur = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s.data() + i));
-    __m128i prev = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s.data() + i - 1));
-    __m128i bare = _mm_andnot_si128(_mm_cmpeq_epi8(prev, cr), _mm_cmpeq_epi8(cur, lf));
-    if (_mm_movemask_epi8(bare) != 0) return true;
-  }
+  const __m128i vlf = _mm_set1_epi8('\n');
+  const __m128i vcr = _mm_set1_epi8('\r');
+  const __m128i vdash = _mm_set1_epi8('-');
 #endif
-  for (; i < s.size(); ++i)
-    if (s[i] == '\n' && s[i - 1] != '\r') return true;
-  return false;
+  for (std::size_t begin = 0;; begin += kStride) {
+    lfAt_.push_back(lf);
+    if (begin >= n) break;
+    const std::size_t end = std::min(n, begin + kStride);
+    std::size_t i = begin;
+    if (i == 0) scalar(i++);
+    [[maybe_unused]] const std::size_t vectorBegin = i;
+#if defined(__SSE2__)
+    // Blocks read d[i-1 .. i+16]; kStride / 16 < 255 keeps the lane counts exact.
+    __m128i acc = _mm_setzero_si128();
+    __m128i bareAcc = _mm_setzero_si128();
+    __m128i dashAcc = _mm_setzero_si128();
+    for (; i + 16 <= end && i + 17 <= n; i += 16) {
+      const char* p = d + i;
+      __m128i isLf = _mm_cmpeq_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)), vlf);
+      acc = _mm_sub_epi8(acc, isLf);
+      __m128i crBefore = _mm_cmpeq_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p - 1)), vcr);
+      bareAcc = _mm_or_si128(bareAcc, _mm_andnot_si128(crBefore, isLf));
+      __m128i dashAfter = _mm_cmpeq_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 1)), vdash);
+      dashAcc = _mm_or_si128(dashAcc, _mm_and_si128(isLf, dashAfter));
+    }
+    __m128i sums = _mm_sad_epu8(acc, _mm_setzero_si128());
+    lf += static_cast<std::size_t>(_mm_cvtsi128_si32(sums)) + static_cast<std::size_t>(_mm_extract_epi16(sums, 4));
+    if (_mm_movemask_epi8(bareAcc) != 0) bare = true;
+    if (_mm_movemask_epi8(dashAcc) != 0) dashLinesIn(vectorBegin, i);
+#endif
+    for (; i < end; ++i) scalar(i);
+  }
+  lfTotal_ = lf;
+  bareLf_ = bare;
 }
 
-std::size_t nextDashLine(std::string_view s, std::size_t pos) {
-  // Looks for "\n--" at or after pos; the line start is just after the LF.
-  std::size_t i = pos;
-#if defined(__SSE2__)
-  const __m128i lf = _mm_set1_epi8('\n');
-  const __m128i dash = _mm_set1_epi8('-');
-  for (; i + 18 <= s.size(); i += 16) {
-    const char* p = s.data() + i;
-    __m128i a = _mm_cmpeq_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)), lf);
-    __m128i b = _mm_cmpeq_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 1)), dash);
-    __m128i c = _mm_cmpeq_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2)), dash);
-    int m = _mm_movemask_epi8(_mm_and_si128(a, _mm_and_si128(b, c)));
-    if (m != 0) return i + static_cast<std::size_t>(__builtin_ctz(static_cast<unsigned>(m))) + 1;
-  }
-#endif
-  for (; i + 2 < s.size(); ++i)
-    if (s[i] == '\n' && s[i + 1] == '-' && s[i + 2] == '-') return i + 1;
-  return s.size();
+std::size_t LineScan::lfBefore(std::size_t pos) const {
+  std::size_t k = pos / kStride;
+  return lfAt_[k] + countLf(s_.substr(k * kStride, pos - k * kStride));
+}
+
+std::size_t LineScan::nextDashLine(std::size_t pos) const {
+  auto it = std::upper_bound(dashLines_.begin(), dashLines_.end(), pos);
+  return it == dashLines_.end() ? s_.size() : *it;
 }
 
 bool equalsIgnoreCase(std::string_view a, std::string_view b) {

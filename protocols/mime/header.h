@@ -5,6 +5,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace mb::mime {
 
@@ -36,19 +37,39 @@ std::size_t findHeaderEnd(std::string_view raw, std::size_t begin);
 // RFC 5322 unfolding: CR and LF removed, the blanks of continuation lines kept.
 std::string unfold(std::string_view value);
 
-// Number of LF bytes. Sixteen bytes a step (SSE2 where built for it): a
-// message's bytes are counted once per enclosing part, and a memchr per line
-// cost more than the count on 76-byte base64 lines.
+// Number of LF bytes, sixteen a step (SSE2 where built for it).
 std::size_t countLf(std::string_view s);
 
-// Whether s has an LF not preceded by CR (IMAP wants CRLF; such a message is
-// normalized before it is stored). Same stride as countLf.
-bool hasBareLf(std::string_view s);
+// What the analysis needs to know of every byte of a message, from one pass
+// (SSE2 where built for it): the LF count of any range, the lines that start
+// with "--" (the boundary candidates) and whether an LF lacks its CR. Each
+// byte is read once: counting each part's lines, checking for bare LFs and
+// looking for boundaries in separate passes read a part once per enclosing
+// level and the whole message three times more.
+class LineScan {
+ public:
+  explicit LineScan(std::string_view s);
 
-// The start of the first line after the one holding `pos` that begins with
-// "--" (a boundary candidate), or s.size(). Skips the lines in between
-// without visiting each, which a memchr per line did.
-std::size_t nextDashLine(std::string_view s, std::size_t pos);
+  std::size_t lfCount() const { return lfTotal_; }
+  // LF bytes in [0, pos), pos <= s.size(): a table lookup and at most
+  // kStride - 1 bytes counted.
+  std::size_t lfBefore(std::size_t pos) const;
+  // Whether an LF is not preceded by CR (IMAP wants CRLF; such a message is
+  // normalized before it is stored).
+  bool hasBareLf() const { return bareLf_; }
+  // The start of the first line after the one holding pos that begins with
+  // "--", or s.size().
+  std::size_t nextDashLine(std::size_t pos) const;
+
+  static constexpr std::size_t kStride = 1024;
+
+ private:
+  std::string_view s_;
+  std::vector<std::size_t> lfAt_;      // lfAt_[k]: LFs in [0, k * kStride)
+  std::vector<std::size_t> dashLines_;  // ascending line starts, each after an LF
+  std::size_t lfTotal_ = 0;
+  bool bareLf_ = false;
+};
 
 bool equalsIgnoreCase(std::string_view a, std::string_view b);
 std::string asciiLower(std::string_view s);

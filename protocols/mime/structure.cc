@@ -30,7 +30,7 @@ struct Stop {
 
 class Parser {
  public:
-  explicit Parser(std::string_view raw) : raw_(raw) {}
+  Parser(std::string_view raw, const LineScan& scan) : raw_(raw), scan_(scan) {}
 
   Stop parseEntity(Node& node, std::size_t begin, bool digestMember, int depth) {
     node.headerBegin = begin;
@@ -84,7 +84,7 @@ class Parser {
       }
     }
     node.bodyEnd = bodyEndFor(stop, bodyBegin);
-    node.bodyLines = static_cast<std::uint32_t>(countLf(raw_.substr(bodyBegin, node.bodyEnd - bodyBegin)));
+    node.bodyLines = static_cast<std::uint32_t>(scan_.lfBefore(node.bodyEnd) - scan_.lfBefore(bodyBegin));
     return stop;
   }
 
@@ -155,21 +155,22 @@ class Parser {
     if (bounds_.empty()) return stop;
     while (pos < raw_.size()) {
       if (boundaryAt(pos, stop)) return stop;
-      pos = nextDashLine(raw_, pos);  // boundaryAt wants "--" at a line start
+      pos = scan_.nextDashLine(pos);  // boundaryAt wants "--" at a line start
     }
     return Stop{};
   }
 
   std::string_view raw_;
+  const LineScan& scan_;
   std::vector<Boundary> bounds_;
   std::size_t headerStoppedAt_ = kNone;
 };
 
 }  // namespace
 
-Node parseStructure(std::string_view raw) {
+Node parseStructure(std::string_view raw, const LineScan& scan) {
   Node root;
-  Parser(raw).parseEntity(root, 0, false, 0);
+  Parser(raw, scan).parseEntity(root, 0, false, 0);
   return root;
 }
 

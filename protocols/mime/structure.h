@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "protocols/mime/content_info.h"
+#include "protocols/mime/header.h"
 #include "protocols/mime/part.h"
 
 namespace mb::mime {
@@ -24,8 +25,9 @@ struct Node {
 
 // Never fails: every byte string is some message. Nesting deeper than
 // kMaxDepth is treated as an opaque leaf so hostile input cannot blow the stack.
+// scan is LineScan(raw): line counts and boundary candidates come from it.
 inline constexpr int kMaxDepth = 64;
-Node parseStructure(std::string_view raw);
+Node parseStructure(std::string_view raw, const LineScan& scan);
 
 Part toPart(const Node& node);
 

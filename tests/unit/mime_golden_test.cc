@@ -47,12 +47,9 @@ std::string hex(std::uint64_t v) {
 
 // What the store keeps for these bytes: the stored bytes and their analysis.
 std::string storedForm(std::string_view raw) {
-  std::string normalized;
-  std::string_view bytes = raw;
-  if (hasBareLf(raw)) bytes = normalized = normalizeLineEndings(raw);
-  auto a = analyzeMessage(bytes);
+  auto a = analyzeForStore(raw);
   if (!a) return "analysis failed";
-  return hex(fnv1a(bytes)) + serializeAnalysis(*a);
+  return hex(fnv1a(a->normalized ? std::string_view(*a->normalized) : raw)) + serializeAnalysis(a->analysis);
 }
 
 std::string asGiven(std::string_view raw) {
@@ -262,7 +259,7 @@ TEST(MimeGolden, GeneratedSetCoversTheHardCases) {
   int bare = 0, crlf = 0, nested = 0, big = 0, message = 0;
   for (int i = 0; i < kGenerated; ++i) {
     std::string raw = Generator(static_cast<std::uint64_t>(i) * 7919 + 1).message();
-    if (hasBareLf(raw)) ++bare;
+    if (LineScan(raw).hasBareLf()) ++bare;
     else ++crlf;
     if (raw.size() > 8192) ++big;
     auto a = analyzeMessage(raw);

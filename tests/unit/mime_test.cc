@@ -79,6 +79,10 @@ TEST(MimeLineScan, MatchesByteLoops) {
   }
   bytes[300] = '\n';  // a run long enough for the 255-block lane sums
   bytes.insert(100, 5000, 'x');
+  for (int i = 0; i < 2500; ++i) {  // dense across LineScan's 1 KiB strides too
+    x = x * 1103515245 + 12345;
+    bytes += "\r\n-ab"[(x >> 16) % 5];
+  }
   for (size_t off = 0; off < 40; ++off) {
     for (size_t len : {size_t{0}, size_t{1}, size_t{2}, size_t{15}, size_t{16}, size_t{17}, size_t{18}, size_t{33},
                        size_t{200}, bytes.size() - off}) {
@@ -90,7 +94,14 @@ TEST(MimeLineScan, MatchesByteLoops) {
         bare = bare || (s[i] == '\n' && (i == 0 || s[i - 1] != '\r'));
       }
       EXPECT_EQ(countLf(s), lf) << off << " " << len;
-      EXPECT_EQ(hasBareLf(s), bare) << off << " " << len;
+      LineScan scan(s);
+      EXPECT_EQ(scan.lfCount(), lf) << off << " " << len;
+      EXPECT_EQ(scan.hasBareLf(), bare) << off << " " << len;
+      for (size_t pos = 0; pos <= s.size(); pos += 7) {
+        size_t before = 0;
+        for (size_t i = 0; i < pos; ++i) before += s[i] == '\n';
+        EXPECT_EQ(scan.lfBefore(pos), before) << off << " " << len << " " << pos;
+      }
       for (size_t pos = 0; pos < s.size(); pos += 7) {
         size_t want = s.size();
         for (size_t i = pos; i + 2 < s.size(); ++i)
@@ -98,13 +109,15 @@ TEST(MimeLineScan, MatchesByteLoops) {
             want = i + 1;
             break;
           }
-        EXPECT_EQ(nextDashLine(s, pos), want) << off << " " << len << " " << pos;
+        EXPECT_EQ(scan.nextDashLine(pos), want) << off << " " << len << " " << pos;
       }
     }
   }
   EXPECT_EQ(countLf(std::string(100000, '\n')), 100000u);
-  EXPECT_FALSE(hasBareLf(std::string(40, 'a') + "\r\n" + std::string(40, 'b')));
-  EXPECT_TRUE(hasBareLf(std::string(40, 'a') + "\n"));
+  EXPECT_EQ(LineScan(std::string(100000, '\n')).lfCount(), 100000u);
+  EXPECT_FALSE(LineScan(std::string(40, 'a') + "\r\n" + std::string(40, 'b')).hasBareLf());
+  EXPECT_TRUE(LineScan(std::string(40, 'a') + "\n").hasBareLf());
+  EXPECT_TRUE(LineScan(std::string(4000, 'a') + "\n" + std::string(4000, 'b')).hasBareLf());
 }
 
 TEST(MimeAnalysis, NestedOffsets) {
