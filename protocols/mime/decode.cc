@@ -27,7 +27,25 @@ void ensureGMime() {
   std::call_once(once, [] { g_mime_init(); });
 }
 
+namespace {
+
+// Printable ASCII and blanks with no "=?" once unfolded: no encoded word and
+// no byte to convert, and GMime hands such text back unchanged (pinned by
+// MimeDecode.PlainHeaderTextAsGMime), so it is not asked.
+bool plainHeaderText(std::string_view raw) {
+  char prev = 0;
+  for (char c : raw) {
+    if (c == '\r' || c == '\n') continue;
+    if ((c < 0x20 && c != '\t') || c > 0x7e || (c == '?' && prev == '=')) return false;
+    prev = c;
+  }
+  return true;
+}
+
+}  // namespace
+
 std::string decodeHeaderText(std::string_view raw) {
+  if (plainHeaderText(raw)) return unfold(raw);
   ensureGMime();
   std::string text = unfold(raw);
   for (char& c : text) {

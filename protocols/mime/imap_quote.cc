@@ -5,31 +5,38 @@ namespace mb::mime {
 
 namespace {
 
-bool needsLiteral(std::string_view value) {
-  for (unsigned char c : value) {
-    if (c == '\r' || c == '\n' || c == 0 || c >= 0x80) return true;
-  }
-  return false;
-}
-
 void appendLiteral(std::string& out, std::string_view value) {
   out += '{';
   out += std::to_string(value.size());
   out += "}\r\n";
-  for (char c : value) out += (c == '\0') ? static_cast<char>(0x80) : c;
+  std::size_t from = out.size();
+  out += value;
+  for (std::size_t i = from; i < out.size(); ++i)
+    if (out[i] == '\0') out[i] = static_cast<char>(0x80);
 }
 
 }  // namespace
 
 void appendImapString(std::string& out, std::string_view value) {
-  if (needsLiteral(value)) {
-    appendLiteral(out, value);
-    return;
+  // One look at the bytes decides literal, plain quoted or escaped quoted;
+  // the common plain case is appended whole (a byte at a time showed in the
+  // analysis's profile).
+  bool escapes = false;
+  for (unsigned char c : value) {
+    if (c == '\r' || c == '\n' || c == 0 || c >= 0x80) {
+      appendLiteral(out, value);
+      return;
+    }
+    escapes = escapes || c == '"' || c == '\\';
   }
   out += '"';
-  for (char c : value) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
+  if (!escapes) {
+    out += value;
+  } else {
+    for (char c : value) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
   }
   out += '"';
 }
