@@ -69,14 +69,24 @@ QuickFields quickFields(std::string_view raw, const LineScan& scan, const Part& 
 
 // ---- serialization: netstrings "<len>:<bytes>," in a fixed order ----
 
+// The decimal digits of n in buf (to_string made a string per number).
+std::string_view decimal(char (&buf)[20], std::uint64_t n) {
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, n);
+  return {buf, static_cast<std::size_t>(end - buf)};
+}
+
 void put(std::string& out, std::string_view s) {
-  out += std::to_string(s.size());
+  char buf[20];
+  out += decimal(buf, s.size());
   out += ':';
   out += s;
   out += ',';
 }
 
-void putNum(std::string& out, std::uint64_t n) { put(out, std::to_string(n)); }
+void putNum(std::string& out, std::uint64_t n) {
+  char buf[20];
+  put(out, decimal(buf, n));
+}
 
 void putPart(std::string& out, const Part& p) {
   putNum(out, static_cast<std::uint64_t>(p.kind));

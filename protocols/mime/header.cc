@@ -72,9 +72,13 @@ std::size_t findHeaderEnd(std::string_view raw, std::size_t begin) {
 std::string unfold(std::string_view value) {
   std::string out;
   out.reserve(value.size());
-  for (char c : value) {
-    if (c != '\r' && c != '\n') out += c;
+  std::size_t from = 0;
+  for (std::size_t i = 0; i < value.size(); ++i) {
+    if (value[i] != '\r' && value[i] != '\n') continue;
+    out.append(value.substr(from, i - from));
+    from = i + 1;
   }
+  out.append(value.substr(from));
   return out;
 }
 
