@@ -41,11 +41,16 @@ std::string formatEnvelope(const Envelope& env) {
     out += "NIL";
   }
   out += ' ';
+  // Sender and Reply-To default to From: its text is written once and copied.
+  std::size_t fromBegin = out.size();
   appendAddressList(out, env.from);
+  std::size_t fromSize = out.size() - fromBegin;
   out += ' ';
-  appendAddressList(out, env.sender.empty() ? env.from : env.sender);
+  if (env.sender.empty()) out.append(out, fromBegin, fromSize);
+  else appendAddressList(out, env.sender);
   out += ' ';
-  appendAddressList(out, env.replyTo.empty() ? env.from : env.replyTo);
+  if (env.replyTo.empty()) out.append(out, fromBegin, fromSize);
+  else appendAddressList(out, env.replyTo);
   out += ' ';
   appendAddressList(out, env.to);
   out += ' ';
