@@ -1,4 +1,5 @@
-// libFuzzer target for MIME analysis: analyse any bytes, store and reload the
+// libFuzzer target for MIME analysis: analyse any bytes (LineScan checked
+// against byte loops, analyzeForStore against analyzeMessage), store and reload the
 // result, resolve sections and decode, read the Message-ID as the sync engine
 // does; none of it may crash or read out of bounds.
 #include <cstddef>
@@ -7,6 +8,7 @@
 #include <string_view>
 
 #include "protocols/mime/analysis.h"
+#include "protocols/mime/header.h"
 #include "protocols/mime/search.h"
 #include "protocols/mime/section.h"
 
@@ -20,7 +22,35 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       a->quick.messageId)
     __builtin_trap();
   (void)mb::mime::messageIdOf(raw);
+  // LineScan's one pass against the byte-at-a-time meaning of each answer.
+  mb::mime::LineScan scan(raw);
+  std::size_t lf = 0, next = 0;
+  bool bare = false;
+  for (std::size_t i = 0; i < size; ++i) {
+    if (raw[i] != '\n') continue;
+    if (scan.lfBefore(i) != lf) __builtin_trap();
+    ++lf;
+    bare = bare || i == 0 || raw[i - 1] != '\r';
+    if (i + 2 < size && raw[i + 1] == '-' && raw[i + 2] == '-') {
+      if (scan.nextDashLine(next) != i + 1) __builtin_trap();
+      next = i + 1;
+    }
+  }
+  if (scan.nextDashLine(next) != size || scan.lfCount() != lf || scan.lfBefore(size) != lf ||
+      scan.hasBareLf() != bare)
+    __builtin_trap();
   std::string blob = mb::mime::serializeAnalysis(*a);
+  // The store's path: the same analysis of the input, or of its CRLF form.
+  auto stored = mb::mime::analyzeForStore(raw);
+  if (!stored || stored->normalized.has_value() != bare) __builtin_trap();
+  if (stored->normalized) {
+    auto again = mb::mime::analyzeMessage(*stored->normalized);
+    if (!again || mb::mime::LineScan(*stored->normalized).hasBareLf() ||
+        mb::mime::serializeAnalysis(*again) != mb::mime::serializeAnalysis(stored->analysis))
+      __builtin_trap();
+  } else if (mb::mime::serializeAnalysis(stored->analysis) != blob) {
+    __builtin_trap();
+  }
   auto back = mb::mime::deserializeAnalysis(blob);
   if (!back || back->bodyStructure != a->bodyStructure || mb::mime::serializeAnalysis(*back) != blob)
     __builtin_trap();
