@@ -166,8 +166,7 @@ MessageAnalysis analyze(std::string_view raw, const LineScan& scan) {
   MessageAnalysis a;
   Node root = parseStructure(raw, scan);
   a.envelope = formatEnvelope(parseEnvelope(raw.substr(root.headerBegin, root.headerEnd - root.headerBegin)));
-  a.bodyStructure = formatBodyStructure(root, raw, true);
-  a.body = formatBodyStructure(root, raw, false);
+  formatBodyStructures(root, raw, a.bodyStructure, a.body);
   a.root = toPart(root);
   a.quick = quickFields(raw, scan, a.root);
   return a;

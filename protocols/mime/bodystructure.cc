@@ -66,87 +66,111 @@ void writeCommonExtension(std::string& out, const ContentInfo& info) {
   appendImapNStringNoLf(out, info.location);
 }
 
-void writePart(std::string& out, const Node& node, std::string_view raw, bool extended);
+// BODYSTRUCTURE and BODY in one walk: BODY is BODYSTRUCTURE without the
+// extension data, so everything else is written once (to ext) and copied to
+// basic. A nested message's ENVELOPE is parsed and written once too.
+class Writer {
+ public:
+  Writer(std::string_view raw, std::string& ext, std::string& basic) : raw_(raw), ext_(ext), basic_(basic) {}
 
-void writeMultipart(std::string& out, const Node& node, std::string_view raw, bool extended) {
-  if (node.children.empty()) {
-    out += extended ? kEmptyBodyStructure : kEmptyBody;
-  } else {
-    for (const auto& c : node.children) {
-      out += '(';
-      writePart(out, c, raw, extended);
-      out += ')';
+  void part(const Node& node) {
+    if (node.kind == PartKind::Multipart) {
+      multipart(node);
+    } else {
+      leaf(node);
     }
   }
-  out += ' ';
-  appendImapString(out, node.info.subtype);
-  if (!extended) return;
-  out += ' ';
-  writeParams(out, node.info.params, false);
-  writeCommonExtension(out, node.info);
-}
 
-void writeLeaf(std::string& out, const Node& node, std::string_view raw, bool extended) {
-  const ContentInfo& info = node.info;
-  bool text = false;
-  if (node.kind == PartKind::Message) {
-    out += "\"message\" \"rfc822\"";
-  } else if (!info.hasType) {
-    text = true;
-    out += "\"text\" \"plain\"";
-  } else {
-    text = equalsIgnoreCase(info.type, "text");
-    appendImapString(out, info.type);
-    out += ' ';
-    appendImapString(out, info.subtype);
+ private:
+  // What ext got since `from` goes to basic as well.
+  void copySince(std::size_t from) { basic_.append(ext_, from, std::string::npos); }
+  void both(std::string_view s) {
+    ext_ += s;
+    basic_ += s;
   }
-  out += ' ';
-  writeParams(out, info.params, text);
-  out += ' ';
-  appendImapNStringNoLf(out, info.id);
-  out += ' ';
-  appendImapNStringNoLf(out, info.description);
-  out += ' ';
-  if (info.encoding) {
-    appendImapString(out, *info.encoding);
-  } else {
-    out += "\"7bit\"";
-  }
-  out += ' ';
-  out += std::to_string(node.bodyEnd - node.headerEnd);
-  if (text) {
-    out += ' ';
-    out += std::to_string(node.bodyLines);
-  } else if (node.kind == PartKind::Message && !node.children.empty()) {
-    const Node& inner = node.children.front();
-    out += ' ';
-    out += formatEnvelope(parseEnvelope(raw.substr(inner.headerBegin, inner.headerEnd - inner.headerBegin)));
-    out += " (";
-    writePart(out, inner, raw, extended);
-    out += ") ";
-    out += std::to_string(node.bodyLines);
-  }
-  if (!extended) return;
-  out += ' ';
-  appendImapNStringNoLf(out, info.md5);
-  writeCommonExtension(out, info);
-}
 
-void writePart(std::string& out, const Node& node, std::string_view raw, bool extended) {
-  if (node.kind == PartKind::Multipart) {
-    writeMultipart(out, node, raw, extended);
-  } else {
-    writeLeaf(out, node, raw, extended);
+  void multipart(const Node& node) {
+    if (node.children.empty()) {
+      ext_ += kEmptyBodyStructure;
+      basic_ += kEmptyBody;
+    } else {
+      for (const auto& c : node.children) {
+        both("(");
+        part(c);
+        both(")");
+      }
+    }
+    std::size_t from = ext_.size();
+    ext_ += ' ';
+    appendImapString(ext_, node.info.subtype);
+    copySince(from);
+    ext_ += ' ';
+    writeParams(ext_, node.info.params, false);
+    writeCommonExtension(ext_, node.info);
   }
-}
+
+  void leaf(const Node& node) {
+    const ContentInfo& info = node.info;
+    std::size_t from = ext_.size();
+    bool text = false;
+    if (node.kind == PartKind::Message) {
+      ext_ += "\"message\" \"rfc822\"";
+    } else if (!info.hasType) {
+      text = true;
+      ext_ += "\"text\" \"plain\"";
+    } else {
+      text = equalsIgnoreCase(info.type, "text");
+      appendImapString(ext_, info.type);
+      ext_ += ' ';
+      appendImapString(ext_, info.subtype);
+    }
+    ext_ += ' ';
+    writeParams(ext_, info.params, text);
+    ext_ += ' ';
+    appendImapNStringNoLf(ext_, info.id);
+    ext_ += ' ';
+    appendImapNStringNoLf(ext_, info.description);
+    ext_ += ' ';
+    if (info.encoding) {
+      appendImapString(ext_, *info.encoding);
+    } else {
+      ext_ += "\"7bit\"";
+    }
+    ext_ += ' ';
+    ext_ += std::to_string(node.bodyEnd - node.headerEnd);
+    if (text) {
+      ext_ += ' ';
+      ext_ += std::to_string(node.bodyLines);
+    } else if (node.kind == PartKind::Message && !node.children.empty()) {
+      const Node& inner = node.children.front();
+      ext_ += ' ';
+      ext_ += formatEnvelope(parseEnvelope(raw_.substr(inner.headerBegin, inner.headerEnd - inner.headerBegin)));
+      ext_ += " (";
+      copySince(from);
+      part(inner);
+      from = ext_.size();
+      ext_ += ") ";
+      ext_ += std::to_string(node.bodyLines);
+    }
+    copySince(from);
+    ext_ += ' ';
+    appendImapNStringNoLf(ext_, info.md5);
+    writeCommonExtension(ext_, info);
+  }
+
+  std::string_view raw_;
+  std::string& ext_;
+  std::string& basic_;
+};
 
 }  // namespace
 
-std::string formatBodyStructure(const Node& root, std::string_view raw, bool extended) {
-  std::string out = "(";
-  writePart(out, root, raw, extended);
-  out += ')';
-  return out;
+void formatBodyStructures(const Node& root, std::string_view raw, std::string& bodyStructure, std::string& body) {
+  bodyStructure = "(";
+  body = "(";
+  Writer(raw, bodyStructure, body).part(root);
+  bodyStructure += ')';
+  body += ')';
 }
 
 }  // namespace mb::mime

@@ -9,8 +9,9 @@
 
 namespace mb::mime {
 
-// The parenthesised list for FETCH BODYSTRUCTURE (extended = true) or BODY.
-// raw is the message the node was parsed from (for nested envelopes).
-std::string formatBodyStructure(const Node& root, std::string_view raw, bool extended);
+// The parenthesised lists for FETCH BODYSTRUCTURE and BODY (the same
+// without extension data), written in one walk of the tree. raw is the
+// message the node was parsed from (for nested envelopes).
+void formatBodyStructures(const Node& root, std::string_view raw, std::string& bodyStructure, std::string& body);
 
 }  // namespace mb::mime
