@@ -43,29 +43,20 @@ std::string messageIdOf(std::string_view headerBlock) {
 
 namespace {
 
-QuickFields quickFields(std::string_view raw, const LineScan& scan, const Part& root) {
-  QuickFields q;
-  q.size = raw.size();
-  q.lines = scan.lfCount();
-  q.hasAttachments = anyAttachment(root);
-  HeaderReader reader(raw.substr(root.headerBegin, root.headerEnd - root.headerBegin));
-  HeaderField f;
+// One top-level header field into the SEARCH / SORT columns.
+void addQuickField(QuickFields& q, const HeaderField& f) {
+  if (!f.hasColon) return;
   auto join = [&](std::string& into) {
     if (!into.empty()) into += ", ";
     into += decodeHeaderText(f.value);
   };
-  while (reader.next(f)) {
-    if (!f.hasColon) continue;
-    if (equalsIgnoreCase(f.name, "message-id")) q.messageId = messageIdValue(f.value);
-    else if (equalsIgnoreCase(f.name, "subject")) q.subject = decodeHeaderText(f.value);
-    else if (equalsIgnoreCase(f.name, "date")) q.date = std::string(trimBlanks(unfold(f.value)));
-    else if (equalsIgnoreCase(f.name, "from")) join(q.from);
-    else if (equalsIgnoreCase(f.name, "to")) join(q.to);
-    else if (equalsIgnoreCase(f.name, "cc")) join(q.cc);
-    else if (equalsIgnoreCase(f.name, "bcc")) join(q.bcc);
-  }
-  if (!q.date.empty()) q.sentAt = parseDate(q.date);
-  return q;
+  if (equalsIgnoreCase(f.name, "message-id")) q.messageId = messageIdValue(f.value);
+  else if (equalsIgnoreCase(f.name, "subject")) q.subject = decodeHeaderText(f.value);
+  else if (equalsIgnoreCase(f.name, "date")) q.date = std::string(trimBlanks(unfold(f.value)));
+  else if (equalsIgnoreCase(f.name, "from")) join(q.from);
+  else if (equalsIgnoreCase(f.name, "to")) join(q.to);
+  else if (equalsIgnoreCase(f.name, "cc")) join(q.cc);
+  else if (equalsIgnoreCase(f.name, "bcc")) join(q.bcc);
 }
 
 // ---- serialization: netstrings "<len>:<bytes>," in a fixed order ----
@@ -165,10 +156,22 @@ namespace {
 MessageAnalysis analyze(std::string_view raw, const LineScan& scan) {
   MessageAnalysis a;
   Node root = parseStructure(raw, scan);
-  a.envelope = formatEnvelope(parseEnvelope(raw.substr(root.headerBegin, root.headerEnd - root.headerBegin)));
+  // One walk of the top-level header for ENVELOPE and the SEARCH fields.
+  Envelope envelope;
+  QuickFields& q = a.quick;
+  HeaderReader reader(raw.substr(root.headerBegin, root.headerEnd - root.headerBegin));
+  HeaderField f;
+  while (reader.next(f)) {
+    addEnvelopeField(envelope, f);
+    addQuickField(q, f);
+  }
+  a.envelope = formatEnvelope(envelope);
   formatBodyStructures(root, raw, a.bodyStructure, a.body);
   a.root = toPart(root);
-  a.quick = quickFields(raw, scan, a.root);
+  q.size = raw.size();
+  q.lines = scan.lfCount();
+  q.hasAttachments = anyAttachment(a.root);
+  if (!q.date.empty()) q.sentAt = parseDate(q.date);
   return a;
 }
 

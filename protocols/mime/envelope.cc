@@ -6,28 +6,34 @@
 
 namespace mb::mime {
 
+void addEnvelopeField(Envelope& env, const HeaderField& f) {
+  if (!f.hasColon) return;
+  auto addTo = [&](std::vector<Address>& list) {
+    std::vector<Address> more = parseAddressList(unfold(f.value));
+    if (list.empty()) {
+      list = std::move(more);
+    } else {
+      for (auto& a : more) list.push_back(std::move(a));
+    }
+  };
+  std::string_view n = f.name;
+  if (equalsIgnoreCase(n, "date")) env.date = std::string(f.value);
+  else if (equalsIgnoreCase(n, "subject")) env.subject = std::string(f.value);
+  else if (equalsIgnoreCase(n, "from")) addTo(env.from);
+  else if (equalsIgnoreCase(n, "sender")) addTo(env.sender);
+  else if (equalsIgnoreCase(n, "reply-to")) addTo(env.replyTo);
+  else if (equalsIgnoreCase(n, "to")) addTo(env.to);
+  else if (equalsIgnoreCase(n, "cc")) addTo(env.cc);
+  else if (equalsIgnoreCase(n, "bcc")) addTo(env.bcc);
+  else if (equalsIgnoreCase(n, "in-reply-to")) env.inReplyTo = std::string(f.value);
+  else if (equalsIgnoreCase(n, "message-id")) env.messageId = std::string(f.value);
+}
+
 Envelope parseEnvelope(std::string_view headerBlock) {
   Envelope env;
   HeaderReader reader(headerBlock);
   HeaderField f;
-  auto addTo = [&](std::vector<Address>& list) {
-    std::vector<Address> more = parseAddressList(unfold(f.value));
-    for (auto& a : more) list.push_back(std::move(a));
-  };
-  while (reader.next(f)) {
-    if (!f.hasColon) continue;
-    std::string_view n = f.name;
-    if (equalsIgnoreCase(n, "date")) env.date = std::string(f.value);
-    else if (equalsIgnoreCase(n, "subject")) env.subject = std::string(f.value);
-    else if (equalsIgnoreCase(n, "from")) addTo(env.from);
-    else if (equalsIgnoreCase(n, "sender")) addTo(env.sender);
-    else if (equalsIgnoreCase(n, "reply-to")) addTo(env.replyTo);
-    else if (equalsIgnoreCase(n, "to")) addTo(env.to);
-    else if (equalsIgnoreCase(n, "cc")) addTo(env.cc);
-    else if (equalsIgnoreCase(n, "bcc")) addTo(env.bcc);
-    else if (equalsIgnoreCase(n, "in-reply-to")) env.inReplyTo = std::string(f.value);
-    else if (equalsIgnoreCase(n, "message-id")) env.messageId = std::string(f.value);
-  }
+  while (reader.next(f)) addEnvelopeField(env, f);
   return env;
 }
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "protocols/mime/address.h"
+#include "protocols/mime/header.h"
 
 namespace mb::mime {
 
@@ -27,6 +28,10 @@ struct Envelope {
 // Single-valued fields: the last occurrence wins; address fields: every
 // occurrence adds to the list. Both are what Dovecot 2.3 answers.
 Envelope parseEnvelope(std::string_view headerBlock);
+// parseEnvelope's step for one field, for a caller that walks the header
+// block itself (the analysis reads the top-level header once for ENVELOPE
+// and its SEARCH fields).
+void addEnvelopeField(Envelope& envelope, const HeaderField& field);
 
 // "(date subject from sender reply-to to cc bcc in-reply-to message-id)".
 std::string formatEnvelope(const Envelope& envelope);

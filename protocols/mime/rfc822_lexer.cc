@@ -58,6 +58,13 @@ bool Rfc822Lexer::quotedString(std::string& out) {
   if (peek() != '"') return false;
   ++pos_;
   while (!atEnd()) {
+    // Plain runs are appended whole; the loop stops only for the four bytes
+    // that mean something here.
+    std::size_t start = pos_;
+    while (!atEnd() && text_[pos_] != '"' && text_[pos_] != '\\' && text_[pos_] != '\r' && text_[pos_] != '\n')
+      ++pos_;
+    out.append(text_.substr(start, pos_ - start));
+    if (atEnd()) break;
     char c = text_[pos_++];
     if (c == '"') {
       skipCfws();
