@@ -3,6 +3,8 @@
 
 #include <gmime/gmime.h>
 
+#include <algorithm>
+#include <iterator>
 #include <mutex>
 
 #include "protocols/mime/header.h"
@@ -56,7 +58,72 @@ std::string decodeHeaderText(std::string_view raw) {
   return out;
 }
 
+namespace {
+
+// Days from 1970-01-01 to y-m-d (proleptic Gregorian; H. Hinnant's days_from_civil).
+std::int64_t daysFromCivil(std::int64_t y, unsigned m, unsigned d) {
+  y -= m <= 2;
+  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const unsigned yoe = static_cast<unsigned>(y - era * 400);
+  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
+}
+
+// The strict RFC 5322 form nearly every message has, "Sun, 01 Jan 2023
+// 00:36:23 +0000" (weekday optional, day of one or two digits), read here;
+// anything else (no seconds, named zones, comments, two-digit years, dates
+// that do not exist) is left to GMime. Pinned against GMime by
+// MimeDecode.CanonicalDatesAsGMime.
+std::optional<std::int64_t> canonicalDate(std::string_view s) {
+  static constexpr std::string_view kDays[] = {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"};
+  static constexpr std::string_view kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                                 "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  std::size_t p = 0;
+  auto digits = [&](std::size_t n, unsigned& out) {
+    if (s.size() - p < n) return false;
+    out = 0;
+    for (std::size_t i = 0; i < n; ++i, ++p) {
+      if (s[p] < '0' || s[p] > '9') return false;
+      out = out * 10 + static_cast<unsigned>(s[p] - '0');
+    }
+    return true;
+  };
+  auto literal = [&](char c) {
+    if (p >= s.size() || s[p] != c) return false;
+    ++p;
+    return true;
+  };
+  if (s.size() >= 5 && s[3] == ',' && s[4] == ' ') {
+    if (std::find(std::begin(kDays), std::end(kDays), s.substr(0, 3)) == std::end(kDays)) return std::nullopt;
+    p = 5;
+  }
+  unsigned day = 0, year = 0, hour = 0, minute = 0, second = 0, zh = 0, zm = 0;
+  if (!digits(1, day)) return std::nullopt;
+  if (p < s.size() && s[p] >= '0' && s[p] <= '9') day = day * 10 + static_cast<unsigned>(s[p++] - '0');
+  if (!literal(' ') || s.size() - p < 4) return std::nullopt;
+  auto month = std::find(std::begin(kMonths), std::end(kMonths), s.substr(p, 3));
+  if (month == std::end(kMonths)) return std::nullopt;
+  p += 3;
+  if (!literal(' ') || !digits(4, year) || !literal(' ') || !digits(2, hour) || !literal(':') ||
+      !digits(2, minute) || !literal(':') || !digits(2, second) || !literal(' ') || p >= s.size())
+    return std::nullopt;
+  char sign = s[p++];
+  if ((sign != '+' && sign != '-') || !digits(2, zh) || !digits(2, zm) || p != s.size()) return std::nullopt;
+  unsigned m = static_cast<unsigned>(month - std::begin(kMonths)) + 1;
+  static constexpr unsigned kMonthDays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+  if (year < 1970 || year > 9999 || day < 1 || day > kMonthDays[m - 1] || (m == 2 && day == 29 && !leap) ||
+      hour > 23 || minute > 59 || second > 59 || zh > 23 || zm > 59)
+    return std::nullopt;
+  std::int64_t offset = (static_cast<std::int64_t>(zh) * 3600 + zm * 60) * (sign == '-' ? -1 : 1);
+  return daysFromCivil(year, m, day) * 86400 + hour * 3600 + minute * 60 + second - offset;
+}
+
+}  // namespace
+
 std::optional<std::int64_t> parseDate(std::string_view value) {
+  if (auto fast = canonicalDate(value)) return fast;
   ensureGMime();
   std::string text = unfold(value);
   if (text.find('\0') != std::string::npos) return std::nullopt;

@@ -317,6 +317,42 @@ TEST(MimeDecode, PlainHeaderTextAsGMime) {
   EXPECT_EQ(decodeHeaderText("a =\r\n ?b"), "a = ?b");
 }
 
+// parseDate reads the strict RFC 5322 form itself and leaves the rest to
+// GMime: over every month, leap days, zones and the edges of each field
+// (some valid, some not) its answer must be GMime's.
+TEST(MimeDecode, CanonicalDatesAsGMime) {
+  ensureGMime();
+  const char* days[] = {"", "Mon, ", "Tue, ", "Wed, ", "Thu, ", "Fri, ", "Sat, ", "Sun, ", "Xyz, "};
+  const char* months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec", "jan"};
+  const char* zones[] = {"+0000", "-0000", "+0100", "-0800", "+0530", "+2359", "-2300", "+1400", "+2400",
+                         "+0060", "+9999", "-1259", "GMT", "+0000 (UTC)", "+000"};
+  uint32_t x = 77;
+  auto rnd = [&](uint32_t n) {
+    x = x * 1103515245 + 12345;
+    return (x >> 16) % n;
+  };
+  int fast = 0;
+  for (int i = 0; i < 20000; ++i) {
+    unsigned year = (i % 5 == 0) ? 1960 + rnd(90) : 1999 + rnd(40);
+    if (i % 97 == 0) year = 9999;
+    char buf[128];
+    std::snprintf(buf, sizeof buf, "%s%s%u %s %04u %02u:%02u:%02u %s", days[rnd(9)], rnd(2) ? "0" : "",
+                  1 + rnd(32), months[rnd(13)], year, rnd(25), rnd(61), rnd(61), zones[rnd(15)]);
+    std::string s = buf;
+    GDateTime* dt = g_mime_utils_header_decode_date(s.c_str());
+    std::optional<int64_t> want;
+    if (dt) {
+      want = g_date_time_to_unix(dt);
+      g_date_time_unref(dt);
+    }
+    ASSERT_EQ(parseDate(s), want) << s;
+    fast += want.has_value();
+  }
+  EXPECT_GT(fast, 5000);
+  EXPECT_EQ(parseDate("Sun, 01 Jan 2023 00:36:23 +0000"), 1672533383);
+  EXPECT_EQ(parseDate("29 Feb 2024 23:59:59 -0130"), 1709256599);  // 2024-03-01T01:29:59Z
+}
+
 // Deep nesting must not recurse without bound.
 TEST(MimeAnalysis, DeepNestingIsBounded) {
   std::string raw;
