@@ -145,6 +145,18 @@ RestServer::~RestServer() { stop(); }
 
 using Command = CommandQueue::Command;
 
+Result<std::string> RestServer::newLocalPassword(int64_t accountId) {
+  if (!commands_.newPassword || !commands_.setPassword) return fail(ErrorKind::NotFound, "local passwords are not available");
+  auto password = commands_.newPassword();
+  if (!password) return std::unexpected(password.error());
+  auto stored = queue_.call([this, accountId, hash = password->second] { return commands_.setPassword(accountId, hash); },
+                            kCommandTimeout);
+  if (!stored) return stored;
+  auto out = nlohmann::json::parse(*stored);
+  out["password"] = password->first;
+  return out.dump();
+}
+
 void RestServer::routes() {
   auto& srv = *server_;
   srv.new_task_queue = [] { return new httplib::ThreadPool(4); };
@@ -198,7 +210,7 @@ void RestServer::routes() {
 
   srv.Post(R"(/v1/accounts/(\d{1,18})/password)", [this](const httplib::Request& req, httplib::Response& res) {
     int64_t id = std::stoll(req.matches[1]);
-    auto result = queue_.call([this, id] { return commands_.issuePassword(id); }, kCommandTimeout);
+    auto result = newLocalPassword(id);
     if (!result) return sendError(res, result.error());
     res.set_header("Cache-Control", "no-store");
     res.status = 200;
@@ -222,7 +234,20 @@ void RestServer::routes() {
     if (!commands_.createAccount) return sendError(res, 404, "not_found", "account management is not available");
     std::string body = req.body;
     auto result = accountCall(res, 201, [this, body] { return commands_.createAccount(body); });
-    if (result) res.set_content(*result, "application/json");
+    if (!result) return;
+    // The account exists and its first sync runs while the KDF hashes its
+    // local password here.
+    auto created = nlohmann::json::parse(*result);
+    int64_t id = created.at("id").get<int64_t>();
+    auto local = newLocalPassword(id);
+    if (!local) {
+      Error e = local.error();
+      e.message = "account " + std::to_string(id) + " was created but has no local password (" + e.message +
+                  "): POST /v1/accounts/" + std::to_string(id) + "/password";
+      return sendError(res, e);
+    }
+    created["local"] = nlohmann::json::parse(*local);
+    res.set_content(created.dump(), "application/json");
   });
   srv.Get(R"(/v1/accounts/(\d{1,18}))", [this](const httplib::Request& req, httplib::Response& res) {
     int64_t id = std::stoll(req.matches[1]);

@@ -22,10 +22,16 @@ namespace mb {
 // What the API can ask the loop to do. Each runs on the loop thread.
 struct ApiCommands {
   std::function<Status()> reload;  // re-read the config, like SIGHUP
-  // New local password for an account: JSON {"username","password"}.
-  std::function<Result<std::string>(int64_t accountId)> issuePassword;
+  // A new local password: {clear text, KDF hash}. Runs on the HTTP thread,
+  // never the loop: the KDF takes ~60-100 ms of CPU on purpose, which would
+  // stall every IMAP/SMTP session and a new account's first sync.
+  std::function<Result<std::pair<std::string, std::string>>()> newPassword;
+  // Stores a hash from newPassword as the account's local password: JSON
+  // {"username"}.
+  std::function<Result<std::string>(int64_t accountId, std::string hash)> setPassword;
   // Account management (see Daemon::createAccount and friends): JSON bodies
-  // in, JSON text out.
+  // in, JSON text out. createAccount's answer has no password yet: the
+  // server adds one (newPassword, then setPassword) before it answers 201.
   std::function<Result<std::string>(std::string body)> createAccount;
   std::function<Result<std::string>(int64_t accountId, std::string patch)> updateAccount;
   std::function<Result<std::string>(int64_t accountId)> deleteAccount;
@@ -52,6 +58,9 @@ class RestServer {
 
  private:
   void routes();
+  // A new local password for the account, hashed on this (HTTP) thread and
+  // stored by the loop: JSON {"username", "password"}.
+  Result<std::string> newLocalPassword(int64_t accountId);
 
   const StatusBoard& board_;
   CommandQueue& queue_;

@@ -245,10 +245,10 @@ Result<std::string> Daemon::createAccount(std::string_view body) {
     return std::unexpected(s.error());
   }
   logInfo("account.created").kv("account", account->name).kv("id", *id).kv("via", "api");
-  auto password = authenticator_->issuePassword(*id, account->address);
-  if (!password) return std::unexpected(password.error());
+  // The local password comes next (setLocalPassword), hashed on the REST
+  // thread while this account's first sync already runs.
   publishStatus();
-  nlohmann::json out{{"id", *id}, {"local", {{"username", account->address}, {"password", password->reveal()}}}};
+  nlohmann::json out{{"id", *id}, {"local", {{"username", account->address}}}};
   return out.dump();
 }
 
@@ -320,16 +320,14 @@ void Daemon::greetNewAccounts() {
   publishStatus();
 }
 
-Result<std::string> Daemon::issueLocalPassword(int64_t accountId) {
+Result<std::string> Daemon::setLocalPassword(int64_t accountId, const std::string& hash) {
   auto rows = store_->listAccounts();
   if (!rows) return std::unexpected(rows.error());
   for (const auto& row : *rows) {
     if (row.id != accountId) continue;
-    auto password = authenticator_->issuePassword(row.id, row.address);
-    if (!password) return std::unexpected(password.error());
+    if (auto s = authenticator_->setPasswordHash(row.id, row.address, hash); !s) return std::unexpected(s.error());
     publishStatus();
-    nlohmann::json body{{"username", row.address}, {"password", password->reveal()}};
-    return body.dump();
+    return nlohmann::json{{"username", row.address}}.dump();
   }
   return fail(ErrorKind::NotFound, "no account with id " + std::to_string(accountId));
 }

@@ -74,7 +74,9 @@ class Daemon {
 
   // Issues a new local password for an account (loop thread). Returns
   // {"username","password"} as JSON text for the API; NotFound for a bad id.
-  Result<std::string> issueLocalPassword(int64_t accountId);
+  // Makes `hash` (auth::hashPassword's form, computed off the loop) the
+  // account's local password: JSON {"username"}.
+  Result<std::string> setLocalPassword(int64_t accountId, const std::string& hash);
 
   // Re-reads the config file: applies account additions/removals and the log
   // level; a bad file is reported and changes nothing. Loop thread only.
@@ -84,7 +86,8 @@ class Daemon {
   // the config file's account parser; errors are Config (400, naming the key
   // path), NotFound, or Conflict (a name or address in use, or an account
   // from the config file, which only the file changes).
-  // create: {"id", "local": {"username", "password"}} (the password shown once).
+  // create: {"id", "local": {"username"}}; the REST server adds the password
+  // (setLocalPassword) before it answers, shown once.
   Result<std::string> createAccount(std::string_view body);
   // A JSON merge patch (RFC 7386) of the account's settings; {"id"}.
   Result<std::string> updateAccount(int64_t accountId, std::string_view patch);

@@ -6,6 +6,8 @@
 #include <string_view>
 
 #include "api/rest_server.h"
+#include "daemon/auth/authenticator.h"
+#include "daemon/auth/password.h"
 #include "daemon/config/paths.h"
 #include "daemon/daemon.h"
 #include "daemon/imap/imap_server.h"
@@ -116,7 +118,16 @@ int main(int argc, char** argv) {
     return kExitFailure;
   }
 
-  mb::ApiCommands commands{[&d] { return d.reload(); }, [&d](int64_t id) { return d.issueLocalPassword(id); }};
+  mb::ApiCommands commands;
+  commands.reload = [&d] { return d.reload(); };
+  // Called on the HTTP thread: only the (immutable) KDF parameters are shared.
+  commands.newPassword = [kdf = d.authenticator().kdf()]() -> mb::Result<std::pair<std::string, std::string>> {
+    mb::Secret password = mb::auth::generatePassword();
+    auto hash = mb::auth::hashPassword(password, kdf);
+    if (!hash) return std::unexpected(hash.error());
+    return std::pair<std::string, std::string>(password.reveal(), std::move(*hash));
+  };
+  commands.setPassword = [&d](int64_t id, std::string hash) { return d.setLocalPassword(id, hash); };
   commands.createAccount = [&d](std::string body) { return d.createAccount(body); };
   commands.updateAccount = [&d](int64_t id, std::string patch) { return d.updateAccount(id, patch); };
   commands.deleteAccount = [&d](int64_t id) { return d.deleteAccount(id); };

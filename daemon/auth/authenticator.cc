@@ -224,10 +224,15 @@ Result<Secret> Authenticator::issuePassword(int64_t accountId, const std::string
   Secret password = generatePassword();
   auto hash = hashPassword(password, options_.kdf);
   if (!hash) return std::unexpected(hash.error());
-  if (auto s = store::setCredentials(store_, accountId, username, *hash); !s) return std::unexpected(s.error());
+  if (auto s = setPasswordHash(accountId, username, *hash); !s) return std::unexpected(s.error());
+  return password;
+}
+
+Status Authenticator::setPasswordHash(int64_t accountId, const std::string& username, const std::string& hash) {
+  if (auto s = store::setCredentials(store_, accountId, username, hash); !s) return s;
   verified_.erase(username);
   logInfo("auth.password_issued").kv("account", accountId).kv("user", username);
-  return password;
+  return {};
 }
 
 }  // namespace mb::auth

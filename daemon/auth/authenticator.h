@@ -66,7 +66,12 @@ class Authenticator {
 
   // Issues a new local password for the account (username = its address) and
   // returns it; the only time the clear text exists outside the user's hands.
+  // Runs the KDF here, on the loop: for start-up only; the REST API hashes on
+  // its own thread (hashPassword with kdf()) and stores with setPasswordHash.
   Result<Secret> issuePassword(int64_t accountId, const std::string& username);
+  // Makes `hash` (hashPassword's form) the account's local password.
+  Status setPasswordHash(int64_t accountId, const std::string& username, const std::string& hash);
+  const KdfParams& kdf() const { return options_.kdf; }
 
   uint64_t failuresTotal() const { return failuresTotal_; }
   uint64_t successesTotal() const { return successesTotal_; }

@@ -140,5 +140,65 @@ TEST_F(RestServerTest, AccountReadsSurviveConcurrentPublishes) {
   EXPECT_EQ(ok2, kRounds);
 }
 
+
+// A local password's KDF (~60-100 ms of CPU on purpose) runs on the HTTP
+// thread; only the store of its hash goes to the loop, so neither the IMAP
+// and SMTP sessions nor a new account's first sync wait for it. The answer
+// carries the clear text once.
+TEST_F(RestServerTest, LocalPasswordsAreHashedOffTheLoop) {
+  const std::thread::id loopThread = std::this_thread::get_id();
+  std::atomic<int> hashedOnLoop{0}, hashedElsewhere{0}, storedOnLoop{0};
+  std::vector<std::string> stored;  // loop thread only
+  ApiCommands cmds;
+  cmds.createAccount = [](std::string) -> Result<std::string> {
+    return json{{"id", 7}, {"local", {{"username", "u@example.test"}}}}.dump();
+  };
+  cmds.newPassword = [&]() -> Result<std::pair<std::string, std::string>> {
+    (std::this_thread::get_id() == loopThread ? hashedOnLoop : hashedElsewhere)++;
+    return std::pair<std::string, std::string>("clear-" + std::to_string(hashedElsewhere.load()), "hash");
+  };
+  cmds.setPassword = [&](int64_t id, std::string hash) -> Result<std::string> {
+    if (std::this_thread::get_id() == loopThread) storedOnLoop++;
+    stored.push_back(std::to_string(id) + ":" + hash);
+    return json{{"username", "u@example.test"}}.dump();
+  };
+  RestServer srv(board_, *queue_, std::move(cmds), Secret(token_));
+  auto bound = srv.start(ListenAddress{"127.0.0.1", 0});
+  ASSERT_TRUE(bound.has_value());
+
+  std::atomic<bool> finished{false};
+  int createdStatus = 0, resetStatus = 0;
+  json created, reset;
+  std::thread client([&] {
+    httplib::Client c("127.0.0.1", bound->port);
+    if (auto r = c.Post("/v1/accounts", auth(), "{}", "application/json")) {
+      createdStatus = r->status;
+      created = json::parse(r->body, nullptr, false);
+    }
+    if (auto r = c.Post("/v1/accounts/7/password", auth(), "", "application/json")) {
+      resetStatus = r->status;
+      reset = json::parse(r->body, nullptr, false);
+    }
+    finished = true;
+  });
+  while (!finished) {
+    uv_run(&loop_, UV_RUN_NOWAIT);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  client.join();
+  srv.stop();
+
+  EXPECT_EQ(createdStatus, 201);
+  EXPECT_EQ(created["id"], 7);
+  EXPECT_EQ(created["local"]["username"], "u@example.test");
+  EXPECT_EQ(created["local"]["password"], "clear-1");
+  EXPECT_EQ(resetStatus, 200);
+  EXPECT_EQ(reset["password"], "clear-2");
+  EXPECT_EQ(hashedOnLoop.load(), 0);
+  EXPECT_EQ(hashedElsewhere.load(), 2);
+  EXPECT_EQ(storedOnLoop.load(), 2);
+  EXPECT_EQ(stored, (std::vector<std::string>{"7:hash", "7:hash"}));
+}
+
 }  // namespace
 }  // namespace mb
