@@ -19,9 +19,9 @@
 namespace mb::store {
 namespace {
 
-// Content ids: 32 hex chars are XXH3-128 of the bytes (every put since
-// schema v7's release), 64 are SHA-256 (stores written before, and the name a
-// put falls back to when another content already holds its XXH3 name).
+// Content ids: 32 hex chars are XXH3-128 of the bytes (every put since the
+// switch, docs/decisions.md), 64 are SHA-256 (stores written before, and the
+// name a put falls back to when another content already holds its XXH3 name).
 constexpr size_t kFastIdLength = 32;
 constexpr size_t kStrongIdLength = 64;
 

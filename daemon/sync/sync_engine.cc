@@ -617,7 +617,7 @@ Status SyncEngine::saveFolderState(store::Db& db, int64_t mailboxId, const Folde
 
 // The download pipeline: the loop thread only reads the upstream stream and
 // cuts it into batches; each batch is prepared on the libuv thread pool
-// (Store::prepareMessage: line ends, MIME analysis, SHA-256, blob written and
+// (Store::prepareMessage: line ends, MIME analysis, content hash, blob written and
 // pinned; then one BlobStore::syncBatch for the whole batch instead of a file
 // and a directory fsync per message), and the batches' rows commit on the loop in upstream order
 // once their bodies are durable (Store::commitMessages), as the SMTP outbox's
