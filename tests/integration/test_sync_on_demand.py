@@ -75,12 +75,18 @@ def paren_item(text, name):
         i += 1
 
 
-def meta_by_message_id(conn, mailbox):
-    """Message-ID -> (flags, INTERNALDATE, RFC822.SIZE, ENVELOPE, header bytes)."""
+def fetch_all(conn, mailbox, items):
+    """FETCH 1:* items of a mailbox selected read-only: imaplib's data list."""
     typ, _ = conn.select(imap_mailbox(mailbox), readonly=True)
     assert typ == "OK", typ
-    typ, data = conn.fetch("1:*", "(FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODY.PEEK[HEADER])")
+    typ, data = conn.fetch("1:*", items)
     assert typ == "OK", (typ, data)
+    return data
+
+
+def meta_by_message_id(conn, mailbox):
+    """Message-ID -> (flags, INTERNALDATE, RFC822.SIZE, ENVELOPE, header bytes)."""
+    data = fetch_all(conn, mailbox, "(FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODY.PEEK[HEADER])")
     out = {}
     for item in data:
         if not isinstance(item, tuple):
@@ -97,10 +103,7 @@ def meta_by_message_id(conn, mailbox):
 
 def structures_by_message_id(conn, mailbox):
     """Message-ID -> BODYSTRUCTURE (its bytes as the server sent them)."""
-    typ, _ = conn.select(imap_mailbox(mailbox), readonly=True)
-    assert typ == "OK", typ
-    typ, data = conn.fetch("1:*", "(ENVELOPE BODYSTRUCTURE)")
-    assert typ == "OK", (typ, data)
+    data = fetch_all(conn, mailbox, "(ENVELOPE BODYSTRUCTURE)")
     out = {}
     for line in data:
         if isinstance(line, tuple):
