@@ -107,6 +107,8 @@ class ImapClient {
 
   void onConnected(Result<std::unique_ptr<TcpStream>> stream);
   void onData(std::string_view bytes);
+  void onReadInto(size_t n);
+  void parseResponses();
   void dispatch(client::Response& r);
   // The pending command an untagged response is for (see run()); null when
   // nothing is in flight.

@@ -5,7 +5,9 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <optional>
+#include <utility>
 
 #include "daemon/log/log.h"
 
@@ -85,6 +87,7 @@ struct StreamCore {
   std::string held;  // plaintext read but not delivered yet
   std::optional<CloseReason> reason;
   std::string peer;
+  bool readingInto = false;  // the pending read's buffer is the consumer's (readInto)
   char buf[kReadChunk];
 
   static StreamCore* create(uv_loop_t* loop, int* err) {
@@ -227,11 +230,33 @@ struct StreamCore {
 
   static void onAlloc(uv_handle_t* h, size_t, uv_buf_t* out) {
     auto* c = static_cast<StreamCore*>(h->data);
+    // Only when these bytes would go to onData right away, in order.
+    if (!c->tls && c->phase == Phase::Open && c->held.empty() && c->deliverable() && c->cbs.readInto &&
+        c->cbs.onReadInto) {
+      std::span<char> into = c->cbs.readInto();
+      if (!into.empty()) {
+        c->readingInto = true;
+        *out = uv_buf_init(into.data(), static_cast<unsigned>(std::min<size_t>(into.size(), 1u << 30)));
+        return;
+      }
+    }
     *out = uv_buf_init(c->buf, sizeof c->buf);
   }
 
   static void onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
     auto* c = static_cast<StreamCore*>(s->data);
+    if (std::exchange(c->readingInto, false)) {
+      // Answered whenever the owner is there, 0 too: the consumer holds its
+      // buffer open until then. Bytes read while closing are dropped.
+      if (c->alive()) {
+        auto cb = c->cbs.onReadInto;
+        cb(nread > 0 ? static_cast<size_t>(nread) : 0);
+      }
+      if (nread > 0) {
+        if (c->alive()) c->deliver();  // picks up a pending peer end
+        return;
+      }
+    }
     if (nread == 0) return;
     if (nread > 0) {
       if (c->phase != Phase::Open) return;  // closing: drain and discard

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -61,6 +62,13 @@ struct TcpStreamCallbacks {
   std::function<void()> onSecure;
   // queuedBytes() dropped to zero: a good time to resume reading.
   std::function<void()> onDrain;
+  // Optional reads without a copy (plaintext only): before a read the stream
+  // asks readInto() for a buffer of the consumer's own (a large literal's
+  // home); when it gets one, that read's bytes land there and the stream
+  // calls onReadInto(n) instead of onData, n = 0 included. Empty: the
+  // stream's own buffer and onData as usual.
+  std::function<std::span<char>()> readInto;
+  std::function<void(size_t)> onReadInto;
 };
 
 class TcpStream {

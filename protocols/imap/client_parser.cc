@@ -1042,6 +1042,7 @@ ResponseParser::ResponseParser(ResponseParserOptions options)
     : options_(options), greetingSeen_(!options.expectGreeting) {}
 
 void ResponseParser::feed(std::string_view bytes) {
+  dropWindow();
   if (state_ == State::Closed) return;
   if (inputPos_ == input_.size()) {
     input_.clear();
@@ -1064,10 +1065,40 @@ size_t ResponseParser::bufferedBytes() const {
   size_t n = input_.size() - inputPos_ + line_.size() + discardTail_.size();
   for (const auto& l : lines_) n += l.size();
   for (const auto& l : literals_) n += l.size();
+  if (windowOpen_) n -= literals_.back().size() - windowBase_;
   return n;
 }
 
+std::span<char> ResponseParser::literalWindow(size_t minBytes) {
+  dropWindow();
+  if (state_ != State::Literal || inputPos_ != input_.size() || remaining_ == 0 || remaining_ < minBytes) return {};
+  std::string& literal = literals_.back();
+  windowBase_ = literal.size();
+  const auto want = static_cast<size_t>(remaining_);
+  // Within the capacity reserved when the literal began: no reallocation,
+  // and no zero fill of bytes the read is about to overwrite.
+  literal.resize_and_overwrite(windowBase_ + want, [](char*, size_t n) { return n; });
+  windowOpen_ = true;
+  return {literal.data() + windowBase_, want};
+}
+
+void ResponseParser::literalWritten(size_t n) {
+  if (!windowOpen_) return;
+  std::string& literal = literals_.back();
+  n = std::min(n, literal.size() - windowBase_);
+  literal.resize(windowBase_ + n);
+  windowOpen_ = false;
+  remaining_ -= n;
+}
+
+void ResponseParser::dropWindow() {
+  if (!windowOpen_) return;
+  literals_.back().resize(windowBase_);
+  windowOpen_ = false;
+}
+
 void ResponseParser::resetResponse() {
+  windowOpen_ = false;
   lines_.clear();
   literals_.clear();
   literal8_.clear();
@@ -1184,6 +1215,7 @@ ResponseParser::Event ResponseParser::lineComplete() {
 }
 
 ResponseParser::Event ResponseParser::next() {
+  dropWindow();
   while (true) {
     switch (state_) {
       case State::Closed:

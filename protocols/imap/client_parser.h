@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -64,6 +65,14 @@ class ResponseParser {
   // Bytes of a literal being read go straight into its buffer when nothing
   // else is pending, so a large BODY[] is copied once, from here.
   void feed(std::string_view bytes);
+  // Reads without the copy: while a literal is being read and nothing else
+  // is buffered, the caller may read the next bytes straight into the
+  // literal's own buffer. literalWindow(minBytes) returns where (empty when
+  // that cannot be done, or fewer than minBytes of the literal remain); the
+  // caller then reports how many bytes it put there with literalWritten(n),
+  // 0 included. Any other call in between takes the window back unused.
+  std::span<char> literalWindow(size_t minBytes);
+  void literalWritten(size_t n);
   Event next();
   // Valid after next() returned Response; moves it out.
   Response takeResponse() { return std::move(response_); }
@@ -91,6 +100,7 @@ class ResponseParser {
   bool literalsAllowed() const;
   void resetResponse();
   std::string currentTag() const;
+  void dropWindow();
 
   ResponseParserOptions options_;
   State state_ = State::Line;
@@ -103,6 +113,10 @@ class ResponseParser {
   size_t lineBytes_ = 0;
   uint64_t literalBytes_ = 0;
   uint64_t remaining_ = 0;
+  // An open literalWindow: literals_.back() is sized to its end, its bytes
+  // from windowBase_ on not written yet.
+  bool windowOpen_ = false;
+  size_t windowBase_ = 0;
   std::string discardTail_;
   bool discardLiterals_ = true;
   bool greetingSeen_ = false;

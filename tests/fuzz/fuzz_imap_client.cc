@@ -1,8 +1,11 @@
 // libFuzzer target for the IMAP client response parser: whatever an upstream
 // server sends, in whatever chunks, the parser must not crash, must keep its
 // buffers within the limits, and must parse the same way however it is split.
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
+#include <span>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -46,12 +49,23 @@ void check(const Response& r, CommandBuilder& b) {
   if (auto* u = std::get_if<UntaggedStatus>(&r)) code(u->status);
 }
 
-Seen run(std::string_view stream, const ResponseParserOptions& opt, size_t chunk, CommandBuilder* b) {
+// inPlace: whenever the parser offers a literal window, the next chunk is
+// written into it (as the daemon's socket reads do) instead of fed.
+Seen run(std::string_view stream, const ResponseParserOptions& opt, size_t chunk, CommandBuilder* b,
+         bool inPlace = false) {
   ResponseParser p(opt);
   Seen seen;
   size_t limit = opt.limits.maxLineLength + opt.limits.maxResponseLiterals + chunk + 64;
-  for (size_t off = 0; off < stream.size(); off += chunk) {
-    p.feed(stream.substr(off, chunk));
+  for (size_t off = 0, n = 0; off < stream.size(); off += n) {
+    n = std::min(chunk, stream.size() - off);
+    std::span<char> w = inPlace ? p.literalWindow(1) : std::span<char>();
+    if (!w.empty()) {
+      n = std::min(n, w.size());
+      std::memcpy(w.data(), stream.data() + off, n);
+      p.literalWritten(n);
+    } else {
+      p.feed(stream.substr(off, n));
+    }
     while (true) {
       auto ev = p.next();
       if (ev == ResponseParser::Event::NeedMore) break;
@@ -92,5 +106,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // Framing is split-independent: the same input whole gives the same.
   Seen whole = run(stream, opt, stream.size() + 1, nullptr);
   if (!(split == whole)) abort();
+  // Reading literals in place changes nothing either.
+  if (!(run(stream, opt, chunk, nullptr, true) == whole)) abort();
   return 0;
 }

@@ -3,6 +3,8 @@
 // and one byte at a time must give the same typed responses.
 #include <gtest/gtest.h>
 
+#include <cstring>
+#include <span>
 #include <string>
 #include <variant>
 #include <vector>
@@ -503,6 +505,97 @@ TEST(ImapClientParser, LargeLiteralFetch) {
   // Reserved once from the header: no regrowth, no second buffer.
   EXPECT_EQ(data.capacity(), size);
   EXPECT_EQ(std::get<Tagged>(got[1]).tag, "A1");
+  EXPECT_EQ(p.bufferedBytes(), 0u);
+}
+
+// A reader that puts bytes straight into the literal whenever the parser
+// offers a window, reading `step` bytes at a time as a socket would.
+std::vector<Outcome> runInPlace(std::string_view wire, size_t step, size_t minWindow, size_t* inPlaceBytes,
+                                ResponseParserOptions opt = {}) {
+  ResponseParser p(opt);
+  std::vector<Outcome> out;
+  size_t off = 0;
+  while (off < wire.size()) {
+    size_t n = std::min(step, wire.size() - off);
+    std::span<char> w = p.literalWindow(minWindow);
+    if (!w.empty()) {
+      n = std::min(n, w.size());
+      std::memcpy(w.data(), wire.data() + off, n);
+      p.literalWritten(n);
+      *inPlaceBytes += n;
+    } else {
+      p.feed(wire.substr(off, n));
+    }
+    off += n;
+    while (true) {
+      Ev ev = p.next();
+      if (ev == Ev::NeedMore) break;
+      Outcome o;
+      if (ev == Ev::Response) {
+        o.response = p.takeResponse();
+      } else {
+        o.kind = p.error().error.kind;
+        o.tag = p.error().tag;
+        o.message = p.error().error.message;
+        o.fatal = p.error().fatal;
+      }
+      out.push_back(std::move(o));
+    }
+  }
+  return out;
+}
+
+TEST(ImapClientParser, LiteralWindowGivesTheSameResult) {
+  std::string big(70000, 'b');
+  for (size_t i = 0; i < big.size(); i += 61) big[i] = '\n';
+  std::string wire = "* OK hi\r\n"
+                     "* 1 FETCH (UID 3 BODY[] {5}\r\nhello FLAGS (\\Seen))\r\n"
+                     "* 2 FETCH (UID 4 BODY[HEADER] {3}\r\nabc BODY[] {" + std::to_string(big.size()) + "}\r\n" + big +
+                     ")\r\n"
+                     "* 3 FETCH (UID 5 BODY[] {0}\r\n)\r\n"
+                     "A1 OK done\r\n";
+  auto whole = runWhole(wire);
+  ASSERT_EQ(whole.size(), 5u);
+  for (size_t step : {1u, 7u, 4096u, 65536u, 200000u}) {
+    for (size_t minWindow : {0u, 1u, 1024u}) {
+      size_t inPlace = 0;
+      EXPECT_EQ(runInPlace(wire, step, minWindow, &inPlace), whole) << "step " << step << " min " << minWindow;
+      if (step > 1 && step < wire.size()) {
+        EXPECT_GT(inPlace, 0u) << "step " << step;
+      }
+    }
+  }
+}
+
+TEST(ImapClientParser, LiteralWindowOnlyWhenNothingIsBuffered) {
+  ResponseParser p(noGreeting());
+  EXPECT_TRUE(p.literalWindow(0).empty());  // not in a literal
+  p.feed("* 1 FETCH (UID 3 BODY[] {10}\r\nab");
+  EXPECT_EQ(p.next(), Ev::NeedMore);
+  std::span<char> w = p.literalWindow(0);
+  ASSERT_EQ(w.size(), 8u);
+  EXPECT_TRUE(p.literalWindow(9).empty());  // fewer than 9 remain
+  w = p.literalWindow(8);
+  ASSERT_EQ(w.size(), 8u);
+  std::memcpy(w.data(), "cdef", 4);
+  p.literalWritten(4);
+  EXPECT_EQ(p.literalBytesPending(), 4u);
+  // A window taken back unused: its bytes do not count.
+  const size_t held = p.bufferedBytes();
+  w = p.literalWindow(0);
+  ASSERT_EQ(w.size(), 4u);
+  std::memcpy(w.data(), "XXXX", 4);
+  EXPECT_EQ(p.bufferedBytes(), held);
+  p.feed("gh");  // drops the window
+  EXPECT_EQ(p.next(), Ev::NeedMore);
+  p.feed("ij)\r\n");
+  // Input is pending behind the literal: no window until it is parsed.
+  ASSERT_EQ(p.next(), Ev::Response);
+  auto f = std::get<FetchData>(p.takeResponse());
+  ASSERT_EQ(f.bodies.size(), 1u);
+  EXPECT_EQ(*f.bodies[0].data, "abcdefghij");
+  EXPECT_TRUE(p.literalWindow(0).empty());
+  p.literalWritten(5);  // no window open: ignored
   EXPECT_EQ(p.bufferedBytes(), 0u);
 }
 

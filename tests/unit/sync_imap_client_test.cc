@@ -138,7 +138,13 @@ class ImapClientRouting : public ::testing::Test {
           for (size_t i = 0; i < commands.size(); ++i) {
             ASSERT_TRUE(commands[i]) << commands[i].error().message;
             client_->run(
-                std::move(*commands[i]), [this, i](client::Response& r) { seen_[i].kinds.push_back(kindOf(r)); },
+                std::move(*commands[i]),
+                [this, i](client::Response& r) {
+                  seen_[i].kinds.push_back(kindOf(r));
+                  if (auto* f = std::get_if<client::FetchData>(&r))
+                    for (auto& b : f->bodies)
+                      if (b.data) bodies_.push_back(std::move(*b.data));
+                },
                 [this, i](const Result<client::StatusText>& r) {
                   EXPECT_TRUE(r && r->status == client::StatusKind::Ok);
                   seen_[i].done = true;
@@ -162,7 +168,31 @@ class ImapClientRouting : public ::testing::Test {
   uv_loop_t loop_;
   std::unique_ptr<ImapClient> client_;
   std::vector<Seen> seen_;
+  std::vector<std::string> bodies_;  // every FETCH body, in arrival order
 };
+
+TEST_F(ImapClientRouting, LargeBodiesArriveWholeThroughTheirOwnReads) {
+  // Bodies of 16 KiB and more are read straight into their literal (the
+  // parser's window), smaller ones through the stream's buffer; mixed and
+  // back to back, every byte must land in its own body, in order.
+  std::vector<std::string> sent;
+  std::string script;
+  size_t sizes[] = {100000, 17000, 1000, 16 * 1024, 0, 2u << 20, 5, 70000};
+  for (size_t i = 0; i < std::size(sizes); ++i) {
+    std::string body(sizes[i], 'a');
+    for (size_t k = 0; k < body.size(); ++k) body[k] = static_cast<char>("\r\n-xyz0123"[(k * 7 + i) % 11]);
+    script += "* " + std::to_string(i + 1) + " FETCH (UID " + std::to_string(i + 1) + " BODY[] {" +
+              std::to_string(body.size()) + "}\r\n" + body + " FLAGS ())\r\n";
+    sent.push_back(std::move(body));
+  }
+  script += "$1 OK fetched\r\n";
+  ScriptedServer server(1, script);
+  runAll(server, 1, [](client::CommandBuilder& b) {
+    return std::vector{b.uidFetch(imap::SequenceSet::range(1, imap::SeqRange::kStar), {"UID", "BODY.PEEK[]"})};
+  });
+  ASSERT_EQ(bodies_.size(), sent.size());
+  for (size_t i = 0; i < sent.size(); ++i) EXPECT_TRUE(bodies_[i] == sent[i]) << "body " << i << " size " << sent[i].size();
+}
 
 TEST_F(ImapClientRouting, FetchDataReachesTheFetchWhenASearchIsOlder) {
   // The server answers the younger UID FETCH first, with the SEARCH data in
