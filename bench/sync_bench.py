@@ -2,7 +2,9 @@
 """Upstream IMAP sync benchmark (issue 5): mailbridged's initial sync of an
 account from a private Dovecot 2.3 (CONDSTORE/QRESYNC on) against mbsync
 (isync) and offlineimap pulling the same account into a fresh Maildir, and a
-single raw `UID FETCH 1:* BODY.PEEK[]` stream per folder as the ceiling; then
+single raw `UID FETCH 1:* BODY.PEEK[]` stream per folder as the ceiling, and
+the same stream written into one file per message by bench/fetch_to_files
+(built next to mailbridged) as the floor of storing; then
 the no-op resync of the unchanged account (ours and mbsync's), and a check
 that mailbridged holds exactly the upstream's messages. Same run, same
 upstream, legs one after the other.
@@ -232,6 +234,28 @@ def leg_ceiling(dc, per, log, items=b"BODY.PEEK[]"):
             "note": "python client, skips literals"}
 
 
+def leg_floor(dc, per, work, log):
+    """bench/fetch_to_files (the build's bench/ next to mailbridged): the
+    ceiling's stream, each literal written into a new file of its own and one
+    syncfs at the end; no flags, index or analysis. What storing the bytes
+    costs at the least on this machine."""
+    prog = os.path.join(os.path.dirname(harness.MAILBRIDGED), "bench", "fetch_to_files")
+    if not os.access(prog, os.X_OK):
+        return {"skipped": "%s not built (cmake --build ... --target fetch_to_files)" % prog}
+    out = os.path.join(work, "floor")
+    os.makedirs(out)
+    boxes = [servers.imap_mailbox(f) for f in FOLDERS if per[f][0]]
+    rc, wall, cpu, rss, text = run_measured([prog, str(dc.imap_port), USER, PASSWORD, out] + boxes, timeout=600)
+    m = re.search(r"messages (\d+) bytes (\d+)", text)
+    res = {"wall": wall, "cpu": cpu, "rss": rss, "messages": int(m.group(1)) if m else 0,
+           "bytes": int(m.group(2)) if m else 0, "note": "fetch_to_files exit %d" % rc}
+    if rc != 0 or not m:
+        res["error"] = "fetch_to_files exit %d: %s" % (rc, text[-1500:])
+    shutil.rmtree(out, ignore_errors=True)
+    log("floor: %.1f s, %.1f CPU s, %d messages" % (wall, cpu, res["messages"]))
+    return res
+
+
 def mb_account(dc, poll, bodies="full"):
     return {"name": ACCOUNT, "address": "bench@example.test",
             "imap": {"host": "127.0.0.1", "port": dc.imap_port, "security": "none",
@@ -459,7 +483,7 @@ def main():
     ap.add_argument("--count", type=int, default=20_000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--mailbridged", metavar="PATH")
-    ap.add_argument("--skip", action="append", default=[], choices=["mailbridged", "mbsync", "offlineimap", "ceiling"])
+    ap.add_argument("--skip", action="append", default=[], choices=["mailbridged", "mbsync", "offlineimap", "ceiling", "floor"])
     ap.add_argument("--limit", type=float, default=900, metavar="SECONDS", help="time limit per leg (default 900)")
     ap.add_argument("--noop-runs", type=int, default=5, help="no-op resyncs timed per program (median)")
     ap.add_argument("--poll", type=int, default=5, help="mailbridged poll_seconds (the no-op trigger; min 5)")
@@ -516,6 +540,13 @@ def main():
                 OUR_ITEMS.decode(), *(lambda r: (r["wall"], r["sched"]))(leg_ceiling(dc, per, log, OUR_ITEMS))))
 
         prime = (lambda: None) if args.no_prime else (lambda: prime_memory(work, total_b * 3 // 2, log))
+        if "floor" not in args.skip:
+            prime()
+            r = leg_floor(dc, per, work, log)
+            if r.get("skipped"):
+                notes.append("floor: " + r["skipped"])
+            else:
+                results["floor"] = r
         if "mailbridged" not in args.skip:
             prime()
             log("mailbridged: initial sync (bodies %s), load %s" % (args.bodies, loadavg()))
@@ -608,7 +639,7 @@ def report(args, total_n, total_b, results, noop, notes):
     ceil = results.get("ceiling", {}).get("wall")
     ours = results.get("mailbridged", {}).get("wall")
     rows = [["program", "messages", "seconds", "msg/s", "MB/s", "CPU s", "peak RSS", "vs ceiling", "its time / ours"]]
-    for name in ("ceiling", "mailbridged", "mbsync", "offlineimap"):
+    for name in ("ceiling", "floor", "mailbridged", "mbsync", "offlineimap"):
         r = results.get(name)
         if not r:
             continue
@@ -618,7 +649,7 @@ def report(args, total_n, total_b, results, noop, notes):
                      "%.1f" % r["cpu"] if r.get("cpu") is not None else "-",
                      fmt_kib(r["rss"]) if r.get("rss") else "-",
                      "%.2f" % (ceil / w) if ceil else "-",
-                     "%.2f" % (w / ours) if ours and name not in ("mailbridged", "ceiling") else "-"])
+                     "%.2f" % (w / ours) if ours and name not in ("mailbridged", "ceiling", "floor") else "-"])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     line = lambda r: "| " + " | ".join(c.ljust(wd) for c, wd in zip(r, widths)) + " |"
     print(line(rows[0]))
@@ -630,6 +661,8 @@ def report(args, total_n, total_b, results, noop, notes):
           "write fewer bytes than they fetch)")
     print("vs ceiling = ceiling time / its time (1.00 = as fast as one raw FETCH stream); "
           "its time / ours: above 1 = mailbridged faster")
+    print("floor = bench/fetch_to_files: the ceiling's stream with each message written into a file of its own, "
+          "nothing else (the least any storing client pays)")
     print()
     for name, runs in noop.items():
         if runs:
