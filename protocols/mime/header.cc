@@ -3,9 +3,14 @@
 
 #include <algorithm>
 #include <cstring>
+#include <span>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
+#endif
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#include <immintrin.h>
+#define MB_LINESCAN_WIDE 1
 #endif
 
 namespace mb::mime {
@@ -105,14 +110,154 @@ std::size_t countLf(std::string_view s) {
   return n;
 }
 
-LineScan::LineScan(std::string_view s) : s_(s) {
+namespace {
+
+// What a run of whole blocks of one stride adds up to. `dash`: some LF in
+// [begin, i) is followed by '-'; those LFs are visited again by the caller.
+struct BlockSums {
+  std::size_t i;
+  std::size_t lf = 0;
+  bool bare = false;
+  bool dash = false;
+};
+
+// Each kernel scans W-byte blocks from sums.i while i + W <= end and
+// i + W < n: a block reads d[i-1 .. i+W], so i >= 1 on entry.
+using BlockFn = void (*)(const char* d, std::size_t end, std::size_t n, BlockSums& sums);
+
+#if defined(__SSE2__)
+void sse2Blocks(const char* d, std::size_t end, std::size_t n, BlockSums& sums) {
+  const __m128i vlf = _mm_set1_epi8('\n');
+  const __m128i vcr = _mm_set1_epi8('\r');
+  const __m128i vdash = _mm_set1_epi8('-');
+  std::size_t i = sums.i;
+  // kStride / 16 < 255 keeps the byte-lane counts exact.
+  __m128i acc = _mm_setzero_si128();
+  __m128i bareAcc = _mm_setzero_si128();
+  __m128i dashAcc = _mm_setzero_si128();
+  for (; i + 16 <= end && i + 17 <= n; i += 16) {
+    const char* p = d + i;
+    __m128i isLf = _mm_cmpeq_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)), vlf);
+    acc = _mm_sub_epi8(acc, isLf);
+    __m128i crBefore = _mm_cmpeq_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p - 1)), vcr);
+    bareAcc = _mm_or_si128(bareAcc, _mm_andnot_si128(crBefore, isLf));
+    __m128i dashAfter = _mm_cmpeq_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 1)), vdash);
+    dashAcc = _mm_or_si128(dashAcc, _mm_and_si128(isLf, dashAfter));
+  }
+  __m128i s = _mm_sad_epu8(acc, _mm_setzero_si128());
+  sums.lf += static_cast<std::size_t>(_mm_cvtsi128_si32(s)) + static_cast<std::size_t>(_mm_extract_epi16(s, 4));
+  sums.bare = sums.bare || _mm_movemask_epi8(bareAcc) != 0;
+  sums.dash = sums.dash || _mm_movemask_epi8(dashAcc) != 0;
+  sums.i = i;
+}
+#endif
+
+#if defined(MB_LINESCAN_WIDE)
+__attribute__((target("avx2"))) void avx2Blocks(const char* d, std::size_t end, std::size_t n, BlockSums& sums) {
+  const __m256i vlf = _mm256_set1_epi8('\n');
+  const __m256i vcr = _mm256_set1_epi8('\r');
+  const __m256i vdash = _mm256_set1_epi8('-');
+  std::size_t i = sums.i;
+  // kStride / 32 < 255 keeps the byte-lane counts exact.
+  __m256i acc = _mm256_setzero_si256();
+  __m256i bareAcc = _mm256_setzero_si256();
+  __m256i dashAcc = _mm256_setzero_si256();
+  for (; i + 32 <= end && i + 33 <= n; i += 32) {
+    const char* p = d + i;
+    __m256i isLf = _mm256_cmpeq_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), vlf);
+    acc = _mm256_sub_epi8(acc, isLf);
+    __m256i crBefore = _mm256_cmpeq_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p - 1)), vcr);
+    bareAcc = _mm256_or_si256(bareAcc, _mm256_andnot_si256(crBefore, isLf));
+    __m256i dashAfter = _mm256_cmpeq_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 1)), vdash);
+    dashAcc = _mm256_or_si256(dashAcc, _mm256_and_si256(isLf, dashAfter));
+  }
+  __m256i s = _mm256_sad_epu8(acc, _mm256_setzero_si256());
+  __m128i s2 = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+  sums.lf += static_cast<std::size_t>(_mm_cvtsi128_si32(s2)) + static_cast<std::size_t>(_mm_extract_epi16(s2, 4));
+  sums.bare = sums.bare || !_mm256_testz_si256(bareAcc, bareAcc);
+  sums.dash = sums.dash || !_mm256_testz_si256(dashAcc, dashAcc);
+  sums.i = i;
+}
+
+__attribute__((target("avx512f,avx512bw,popcnt"))) void avx512Blocks(const char* d, std::size_t end, std::size_t n,
+                                                                    BlockSums& sums) {
+  const __m512i vlf = _mm512_set1_epi8('\n');
+  const __m512i vcr = _mm512_set1_epi8('\r');
+  const __m512i vdash = _mm512_set1_epi8('-');
+  std::size_t i = sums.i;
+  std::size_t lf = 0;
+  __mmask64 bare = 0;
+  __mmask64 dash = 0;
+  for (; i + 64 <= end && i + 65 <= n; i += 64) {
+    const char* p = d + i;
+    __mmask64 isLf = _mm512_cmpeq_epi8_mask(_mm512_loadu_si512(p), vlf);
+    lf += static_cast<std::size_t>(__builtin_popcountll(isLf));
+    bare |= isLf & ~_mm512_cmpeq_epi8_mask(_mm512_loadu_si512(p - 1), vcr);
+    dash |= isLf & _mm512_cmpeq_epi8_mask(_mm512_loadu_si512(p + 1), vdash);
+  }
+  sums.lf += lf;
+  sums.bare = sums.bare || bare != 0;
+  sums.dash = sums.dash || dash != 0;
+  sums.i = i;
+}
+#endif
+
+// Widest first; the narrower ones take what is left of a stride, so only a
+// few bytes per stride go byte by byte.
+std::span<const BlockFn> kernelsFor(detail::ScanPath path) {
+#if defined(__SSE2__)
+  static constexpr BlockFn sse2[] = {sse2Blocks};
+#if defined(MB_LINESCAN_WIDE)
+  static constexpr BlockFn avx2[] = {avx2Blocks, sse2Blocks};
+  static constexpr BlockFn avx512[] = {avx512Blocks, avx2Blocks, sse2Blocks};
+  if (path == detail::ScanPath::Avx512) return avx512;
+  if (path == detail::ScanPath::Avx2) return avx2;
+#endif
+  if (path != detail::ScanPath::Scalar) return sse2;
+#endif
+  (void)path;
+  return {};
+}
+
+detail::ScanPath bestScanPath() {
+  static const detail::ScanPath best = detail::lineScanPaths().back();
+  return best;
+}
+
+}  // namespace
+
+namespace detail {
+
+std::vector<ScanPath> lineScanPaths() {
+  std::vector<ScanPath> paths{ScanPath::Scalar};
+#if defined(__SSE2__)
+  paths.push_back(ScanPath::Sse2);
+#if defined(MB_LINESCAN_WIDE)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2")) {
+    paths.push_back(ScanPath::Avx2);
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("popcnt"))
+      paths.push_back(ScanPath::Avx512);
+  }
+#endif
+#endif
+  return paths;
+}
+
+}  // namespace detail
+
+LineScan::LineScan(std::string_view s) : LineScan(s, bestScanPath()) {}
+
+LineScan::LineScan(std::string_view s, detail::ScanPath path) : s_(s) {
+  const std::span<const BlockFn> kernels = kernelsFor(path);
   const char* d = s.data();
   const std::size_t n = s.size();
   lfAt_.reserve(n / kStride + 1);
   std::size_t lf = 0;
   bool bare = false;
   auto dashAt = [&](std::size_t lfPos) { return lfPos + 2 < n && d[lfPos + 1] == '-' && d[lfPos + 2] == '-'; };
-  // One byte as the vector loop sees sixteen: LF counted, bare if no CR
+  // One byte as the vector kernels see a block: LF counted, bare if no CR
   // before it, a dash line if "--" follows.
   auto scalar = [&](std::size_t i) {
     if (d[i] != '\n') return;
@@ -120,9 +265,9 @@ LineScan::LineScan(std::string_view s) : s_(s) {
     if (i == 0 || d[i - 1] != '\r') bare = true;
     if (dashAt(i)) dashLines_.push_back(i + 1);
   };
-  // "\n--" is rare (boundaries, signatures): the vector loop only notes that
-  // its blocks had an LF before a '-', and then their LFs are visited again
-  // here, so the loop keeps its sums in registers and calls nothing.
+  // "\n--" is rare (boundaries, signatures): the kernels only note that
+  // their blocks had an LF before a '-', and then their LFs are visited again
+  // here, so the kernels keep their sums in registers and call nothing.
   auto dashLinesIn = [&](std::size_t begin, std::size_t end) {
     while (begin < end) {
       const void* hit = std::memchr(d + begin, '\n', end - begin);
@@ -132,37 +277,20 @@ LineScan::LineScan(std::string_view s) : s_(s) {
       begin = at + 1;
     }
   };
-#if defined(__SSE2__)
-  const __m128i vlf = _mm_set1_epi8('\n');
-  const __m128i vcr = _mm_set1_epi8('\r');
-  const __m128i vdash = _mm_set1_epi8('-');
-#endif
   for (std::size_t begin = 0;; begin += kStride) {
     lfAt_.push_back(lf);
     if (begin >= n) break;
     const std::size_t end = std::min(n, begin + kStride);
     std::size_t i = begin;
     if (i == 0) scalar(i++);
-    [[maybe_unused]] const std::size_t vectorBegin = i;
-#if defined(__SSE2__)
-    // Blocks read d[i-1 .. i+16]; kStride / 16 < 255 keeps the lane counts exact.
-    __m128i acc = _mm_setzero_si128();
-    __m128i bareAcc = _mm_setzero_si128();
-    __m128i dashAcc = _mm_setzero_si128();
-    for (; i + 16 <= end && i + 17 <= n; i += 16) {
-      const char* p = d + i;
-      __m128i isLf = _mm_cmpeq_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)), vlf);
-      acc = _mm_sub_epi8(acc, isLf);
-      __m128i crBefore = _mm_cmpeq_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p - 1)), vcr);
-      bareAcc = _mm_or_si128(bareAcc, _mm_andnot_si128(crBefore, isLf));
-      __m128i dashAfter = _mm_cmpeq_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 1)), vdash);
-      dashAcc = _mm_or_si128(dashAcc, _mm_and_si128(isLf, dashAfter));
+    if (!kernels.empty()) {
+      BlockSums sums{i};
+      for (BlockFn blocks : kernels) blocks(d, end, n, sums);
+      lf += sums.lf;
+      bare = bare || sums.bare;
+      if (sums.dash) dashLinesIn(i, sums.i);
+      i = sums.i;
     }
-    __m128i sums = _mm_sad_epu8(acc, _mm_setzero_si128());
-    lf += static_cast<std::size_t>(_mm_cvtsi128_si32(sums)) + static_cast<std::size_t>(_mm_extract_epi16(sums, 4));
-    if (_mm_movemask_epi8(bareAcc) != 0) bare = true;
-    if (_mm_movemask_epi8(dashAcc) != 0) dashLinesIn(vectorBegin, i);
-#endif
     for (; i < end; ++i) scalar(i);
   }
   lfTotal_ = lf;

@@ -40,8 +40,16 @@ std::string unfold(std::string_view value);
 // Number of LF bytes, sixteen a step (SSE2 where built for it).
 std::size_t countLf(std::string_view s);
 
+namespace detail {
+// Test seam: the vector width of LineScan's pass. The widest the CPU has is
+// picked once at run time, so the binary keeps the baseline x86-64 flags.
+enum class ScanPath { Scalar, Sse2, Avx2, Avx512 };
+// The paths this build and CPU can run, Scalar first, widest last.
+std::vector<ScanPath> lineScanPaths();
+}  // namespace detail
+
 // What the analysis needs to know of every byte of a message, from one pass
-// (SSE2 where built for it): the LF count of any range, the lines that start
+// (SSE2, AVX2 or AVX-512 as the CPU allows): the LF count of any range, the lines that start
 // with "--" (the boundary candidates) and whether an LF lacks its CR. Each
 // byte is read once: counting each part's lines, checking for bare LFs and
 // looking for boundaries in separate passes read a part once per enclosing
@@ -49,6 +57,10 @@ std::size_t countLf(std::string_view s);
 class LineScan {
  public:
   explicit LineScan(std::string_view s);
+  // The same answers from a given path; `path` must be one of lineScanPaths().
+  LineScan(std::string_view s, detail::ScanPath path);
+  // Same bytes and same tables: how the paths are checked against each other.
+  friend bool operator==(const LineScan&, const LineScan&) = default;
 
   std::size_t lfCount() const { return lfTotal_; }
   // LF bytes in [0, pos), pos <= s.size(): a table lookup and at most

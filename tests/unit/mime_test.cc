@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "protocols/mime/address.h"
 #include "protocols/mime/analysis.h"
@@ -119,6 +120,109 @@ TEST(MimeLineScan, MatchesByteLoops) {
   EXPECT_FALSE(LineScan(std::string(40, 'a') + "\r\n" + std::string(40, 'b')).hasBareLf());
   EXPECT_TRUE(LineScan(std::string(40, 'a') + "\n").hasBareLf());
   EXPECT_TRUE(LineScan(std::string(4000, 'a') + "\n" + std::string(4000, 'b')).hasBareLf());
+}
+
+// Every vector path the CPU has against the scalar one: same LF table, total,
+// bare-LF flag and dash lines. The scalar one is checked against byte loops.
+void expectPathsAgree(std::string_view s, const std::string& what) {
+  LineScan ref(s, detail::ScanPath::Scalar);
+  size_t lf = 0, next = 0;
+  bool bare = false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '\n') continue;
+    ++lf;
+    bare = bare || i == 0 || s[i - 1] != '\r';
+    if (i + 2 < s.size() && s[i + 1] == '-' && s[i + 2] == '-') {
+      ASSERT_EQ(ref.nextDashLine(next), i + 1) << what;
+      next = i + 1;
+    }
+  }
+  ASSERT_EQ(ref.nextDashLine(next), s.size()) << what;
+  ASSERT_EQ(ref.lfCount(), lf) << what;
+  ASSERT_EQ(ref.hasBareLf(), bare) << what;
+  for (detail::ScanPath path : detail::lineScanPaths()) {
+    LineScan scan(s, path);
+    ASSERT_EQ(scan.lfCount(), lf) << what << " path " << static_cast<int>(path);
+    ASSERT_EQ(scan.hasBareLf(), bare) << what << " path " << static_cast<int>(path);
+    ASSERT_TRUE(scan == ref) << what << " path " << static_cast<int>(path);
+  }
+}
+
+// An exact-size heap copy, so a read past either end is one ASan sees.
+void expectPathsAgreeExact(std::string_view s, const std::string& what) {
+  std::vector<char> exact(s.begin(), s.end());
+  expectPathsAgree(std::string_view(exact.data(), exact.size()), what);
+}
+
+TEST(MimeLineScan, PathsMatchScalar) {
+  auto paths = detail::lineScanPaths();
+  ASSERT_FALSE(paths.empty());
+  EXPECT_EQ(paths.front(), detail::ScanPath::Scalar);
+  const size_t k = LineScan::kStride;
+  std::string bytes;
+  uint32_t x = 987654321;
+  for (size_t i = 0; i < 4 * k; ++i) {
+    x = x * 1103515245 + 12345;
+    bytes += "\r\n\n---aaaa"[(x >> 16) % 10];
+  }
+  // Every length up to three strides and a block, each from its own offset.
+  for (size_t len = 0; len <= 3 * k + 70; ++len) {
+    std::string_view s = std::string_view(bytes).substr(len % 67, len);
+    expectPathsAgreeExact(s, "random len " + std::to_string(len));
+    if (HasFatalFailure()) return;
+  }
+  // The widest path is the default one.
+  EXPECT_TRUE(LineScan(bytes) == LineScan(bytes, paths.back()));
+
+  // One LF, CR or dash pattern at each block and stride edge, over a plain
+  // or a CRLF background, in buffers that end on and just past those edges.
+  std::vector<size_t> edges;
+  for (size_t base : {size_t{0}, k, 2 * k})
+    for (size_t w : {size_t{0}, size_t{16}, size_t{32}, size_t{48}, size_t{64}, size_t{128}, k - 64, k - 32, k - 16})
+      for (int d = -3; d <= 3; ++d)
+        if (base + w + d < 3 * k + 80) edges.push_back(base + w + d);
+  for (size_t n : {size_t{1}, size_t{2}, size_t{3}, size_t{16}, size_t{17}, size_t{33}, size_t{64}, size_t{65},
+                   size_t{66}, size_t{67}, size_t{129}, k - 1, k, k + 1, k + 2, k + 65, 2 * k + 3, 3 * k,
+                   3 * k + 66}) {
+    for (const char* background : {"a", "\r\n", "-"}) {
+      std::string base;
+      while (base.size() < n) base += background;
+      base.resize(n);
+      for (std::string_view pat : {"\n", "\r\n", "\n-", "\n--", "\r\n--", "-", "\r", "\n\n", "\n--\n--"}) {
+        std::vector<size_t> at = edges;
+        for (size_t back = 1; back <= pat.size() + 1 && back <= n; ++back) at.push_back(n - back);
+        for (size_t pos : at) {
+          if (pos >= n) continue;
+          std::string s = base;
+          s.replace(pos, std::min(pat.size(), n - pos), pat.substr(0, n - pos));
+          expectPathsAgreeExact(s, "len " + std::to_string(n) + " bg " + background + " at " + std::to_string(pos));
+          if (HasFatalFailure()) return;
+        }
+      }
+    }
+  }
+
+  // Uniform buffers: all LF (every one bare, a count past any lane limit),
+  // all CRLF, all "\n--" lines.
+  for (size_t n : {size_t{1}, size_t{63}, size_t{64}, size_t{65}, k - 1, k, k + 1, 300 * k + 5}) {
+    expectPathsAgreeExact(std::string(n, '\n'), "all LF " + std::to_string(n));
+    std::string crlf, dashes;
+    while (crlf.size() < n) crlf += "\r\n";
+    while (dashes.size() < n) dashes += "\n--";
+    crlf.resize(n);
+    dashes.resize(n);
+    expectPathsAgreeExact(crlf, "all CRLF " + std::to_string(n));
+    expectPathsAgreeExact(dashes, "all dash lines " + std::to_string(n));
+    if (HasFatalFailure()) return;
+  }
+
+  // A view inside a larger buffer, with an LF just before it and "\n--" just
+  // after: a path that read outside the view would count them.
+  for (size_t len : {size_t{0}, size_t{1}, size_t{64}, size_t{65}, k, 2 * k + 37}) {
+    std::string outer = "\n" + bytes.substr(100, len) + "\n--\n";
+    expectPathsAgree(std::string_view(outer).substr(1, len), "view len " + std::to_string(len));
+    if (HasFatalFailure()) return;
+  }
 }
 
 TEST(MimeAnalysis, NestedOffsets) {
