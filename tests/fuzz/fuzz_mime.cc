@@ -1,7 +1,8 @@
 // libFuzzer target for MIME analysis: analyse any bytes (LineScan checked
-// against byte loops, analyzeForStore against analyzeMessage), store and reload the
-// result, resolve sections and decode, read the Message-ID as the sync engine
-// does; none of it may crash or read out of bounds.
+// against byte loops and each vector path against the scalar one,
+// analyzeForStore against analyzeMessage), store and reload the result,
+// resolve sections and decode, read the Message-ID as the sync engine does;
+// none of it may crash or read out of bounds.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -39,6 +40,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (scan.nextDashLine(next) != size || scan.lfCount() != lf || scan.lfBefore(size) != lf ||
       scan.hasBareLf() != bare)
     __builtin_trap();
+  // Every vector path the CPU has gives the scalar path's tables.
+  mb::mime::LineScan scalar(raw, mb::mime::detail::ScanPath::Scalar);
+  for (mb::mime::detail::ScanPath path : mb::mime::detail::lineScanPaths())
+    if (!(mb::mime::LineScan(raw, path) == scalar)) __builtin_trap();
   std::string blob = mb::mime::serializeAnalysis(*a);
   // The store's path: the same analysis of the input, or of its CRLF form.
   auto stored = mb::mime::analyzeForStore(raw);
