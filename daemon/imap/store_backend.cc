@@ -171,7 +171,7 @@ Status StoreBackend::messageBytes(int64_t mailboxId, uint32_t uid, std::string& 
   return store::messageBytes(store_, mailboxId, uid, out);
 }
 
-Result<std::string> StoreBackend::messageAnalysis(int64_t mailboxId, uint32_t uid) {
+Result<std::optional<mime::MessageAnalysis>> StoreBackend::messageAnalysis(int64_t mailboxId, uint32_t uid) {
   return store::messageAnalysis(store_, mailboxId, uid);
 }
 

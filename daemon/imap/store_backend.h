@@ -31,7 +31,7 @@ class StoreBackend final : public Backend {
   Result<AppendInfo> append(std::string_view name, std::span<const AppendItem> messages) override;
   Result<std::vector<MessageInfo>> messages(int64_t mailboxId, std::span<const uint32_t> uids) override;
   Status messageBytes(int64_t mailboxId, uint32_t uid, std::string& out) override;
-  Result<std::string> messageAnalysis(int64_t mailboxId, uint32_t uid) override;
+  Result<std::optional<mime::MessageAnalysis>> messageAnalysis(int64_t mailboxId, uint32_t uid) override;
   Result<HeaderFields> headerFields(int64_t mailboxId, uint32_t uid) override;
   Result<std::vector<uint32_t>> bodilessUids(int64_t mailboxId, std::span<const uint32_t> uids) override;
   Result<std::vector<StoredStructure>> structures(int64_t mailboxId, std::span<const uint32_t> uids) override;

@@ -157,13 +157,21 @@ Result<std::string> messageBytes(Store& store, int64_t mailboxId, uint32_t uid) 
   return out;
 }
 
-Result<std::string> messageAnalysis(Store& store, int64_t mailboxId, uint32_t uid) {
-  auto st = store.db().prepare("SELECT analysis FROM messages WHERE mailbox_id = ?1 AND uid = ?2");
+Result<std::optional<mime::MessageAnalysis>> messageAnalysis(Store& store, int64_t mailboxId, uint32_t uid) {
+  auto st = store.db().prepare(
+      "SELECT analysis, envelope, bodystructure, message_id, subject, from_text, to_text, cc_text, bcc_text, sent_at "
+      "FROM messages WHERE mailbox_id = ?1 AND uid = ?2");
   if (!st) return propagate(st);
   auto row = st->bind(1, mailboxId).bind(2, uid).step();
   if (!row) return propagate(row);
   if (!*row) return fail(ErrorKind::NotFound, "no message with uid " + std::to_string(uid));
-  return st->columnText(0);
+  std::string blob = st->columnText(0);
+  if (blob.empty()) return std::optional<mime::MessageAnalysis>();
+  auto a = mime::restoreAnalysis(
+      blob, {st->columnText(1), st->columnText(2), st->columnText(3), st->columnText(4), st->columnText(5),
+             st->columnText(6), st->columnText(7), st->columnText(8), st->columnOptInt64(9)});
+  if (!a) return propagate(a);
+  return std::optional<mime::MessageAnalysis>(std::move(*a));
 }
 
 Result<HeaderColumns> headerColumns(Store& store, int64_t mailboxId, uint32_t uid) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "daemon/store/store.h"
+#include "protocols/mime/analysis.h"
 
 namespace mb::store {
 
@@ -35,9 +36,9 @@ Result<std::string> messageBytes(Store& store, int64_t mailboxId, uint32_t uid);
 // The given ascending UIDs whose body is not stored yet (header-only
 // messages of a bodies "on_demand" account).
 Result<std::vector<uint32_t>> bodilessUids(Store& store, int64_t mailboxId, std::span<const uint32_t> uids);
-// The serialized mime::MessageAnalysis (mime::deserializeAnalysis), or an
-// empty string for rows stored before analysis existed.
-Result<std::string> messageAnalysis(Store& store, int64_t mailboxId, uint32_t uid);
+// The stored mime::MessageAnalysis (blob and columns, mime::restoreAnalysis),
+// or nullopt for rows stored before analysis existed and header-only rows.
+Result<std::optional<mime::MessageAnalysis>> messageAnalysis(Store& store, int64_t mailboxId, uint32_t uid);
 
 // Batch reads for FETCH ENVELOPE/BODYSTRUCTURE and SEARCH HEADER: the given
 // ascending UIDs that have the stored item (gone ones and rows stored before

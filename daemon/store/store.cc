@@ -560,7 +560,7 @@ Result<std::vector<AppendResult>> Store::commitMessages(int64_t mailboxId, std::
       std::string serialized;
       if (p.analysis) {
         const mime::QuickFields& q = p.analysis->quick;
-        if (!headerOnly) serialized = mime::serializeAnalysis(*p.analysis);
+        if (!headerOnly) serialized = mime::serializeStoredAnalysis(*p.analysis);
         ins->bind(10, nullIfEmpty(q.messageId))
             .bind(11, p.analysis->envelope);
         // Of a header alone only the ENVELOPE is the message's; BODYSTRUCTURE
@@ -645,7 +645,7 @@ Result<size_t> Store::attachBodies(int64_t mailboxId, std::span<const uint32_t> 
     auto tx = Transaction::begin(db_);
     if (!tx) return propagate(tx);
     auto sel = db_.prepare(
-        "SELECT size, message_id, upstream_id, source_mailbox_id, source_upstream_id, bodystructure FROM messages "
+        "SELECT size, message_id, upstream_id, source_mailbox_id, source_upstream_id FROM messages "
         "WHERE mailbox_id = ?1 AND uid = ?2 AND body_missing = 1");
     // The same body for every other body-less row of the same upstream
     // message: the source of a header-only copy, its other copies, or the
@@ -698,17 +698,10 @@ Result<size_t> Store::attachBodies(int64_t mailboxId, std::span<const uint32_t> 
       }
       // The provider's BODYSTRUCTURE stored with the header stays the one
       // served (a client may have cached it), by FETCH BODYSTRUCTURE alone
-      // and with other analysis items alike.
+      // and with other analysis items alike: the column keeps it (coalesce)
+      // and the stored analysis takes its BODYSTRUCTURE from the column.
       std::string serialized;
-      if (p.analysis) {
-        if (auto upstream = sel->columnOptText(5); upstream && *upstream != p.analysis->bodyStructure) {
-          mime::MessageAnalysis kept = *p.analysis;
-          kept.bodyStructure = *upstream;
-          serialized = mime::serializeAnalysis(kept);
-        } else {
-          serialized = mime::serializeAnalysis(*p.analysis);
-        }
-      }
+      if (p.analysis) serialized = mime::serializeStoredAnalysis(*p.analysis);
       upd->reset();
       upd->bind(1, mailboxId).bind(2, uids[i]).bind(3, p.blobId).bind(4, blobSize);
       if (p.analysis) {

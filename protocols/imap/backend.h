@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "protocols/common/result.h"
+#include "protocols/mime/analysis.h"
 
 namespace mb::imap {
 
@@ -139,8 +140,8 @@ class Backend {
   // Appends the message's bytes to `out` (FETCH reads them straight into its
   // output buffer); `out` is unchanged on error.
   virtual Status messageBytes(int64_t mailboxId, uint32_t uid, std::string& out) = 0;
-  // mime::serializeAnalysis() form; "" when none was stored.
-  virtual Result<std::string> messageAnalysis(int64_t mailboxId, uint32_t uid) = 0;
+  // The analysis stored with the message; nullopt when none was stored.
+  virtual Result<std::optional<mime::MessageAnalysis>> messageAnalysis(int64_t mailboxId, uint32_t uid) = 0;
   virtual Result<HeaderFields> headerFields(int64_t mailboxId, uint32_t uid) = 0;
   // The given UIDs (ascending) whose body is not stored yet (an account whose
   // bodies are fetched on demand): only their metadata, stored ENVELOPE and

@@ -200,11 +200,14 @@ Result<std::vector<uint32_t>> MemoryBackend::bodilessUids(int64_t mailboxId, std
   return out;
 }
 
-Result<std::string> MemoryBackend::messageAnalysis(int64_t mailboxId, uint32_t uid) {
+Result<std::optional<mime::MessageAnalysis>> MemoryBackend::messageAnalysis(int64_t mailboxId, uint32_t uid) {
   auto* b = byId(mailboxId);
   if (!b || !b->messages.count(uid)) return fail(ErrorKind::NotFound, "no message");
-  if (b->messages[uid].bodyMissing) return std::string();
-  return b->messages[uid].analysis;
+  const auto& m = b->messages[uid];
+  if (m.bodyMissing || m.analysis.empty()) return std::optional<mime::MessageAnalysis>();
+  auto a = mime::deserializeAnalysis(m.analysis);
+  if (!a) return std::unexpected(a.error());
+  return std::optional<mime::MessageAnalysis>(std::move(*a));
 }
 
 Result<HeaderFields> MemoryBackend::headerFields(int64_t mailboxId, uint32_t uid) {

@@ -465,10 +465,7 @@ Session::FetchResult Session::fetchOne(uint32_t seq, MessageInfo& m, const Store
   if (wantAnalysis) {
     auto a = backend_.messageAnalysis(selectedId_, m.uid);
     std::optional<mime::MessageAnalysis> parsed;
-    if (a && !a->empty()) {
-      auto d = mime::deserializeAnalysis(*a);
-      if (d) parsed = std::move(*d);
-    }
+    if (a) parsed = std::move(*a);
     if (!parsed) {
       // No stored analysis (or a damaged one): compute it from the bytes.
       if (!wantBytes) {
@@ -642,10 +639,7 @@ bool Session::matches(const SearchKey& k, SearchContext& c) {
   };
   auto analysis = [&]() -> const mime::MessageAnalysis& {
     if (!c.analysis) {
-      auto a = backend_.messageAnalysis(selectedId_, m.uid);
-      if (a && !a->empty()) {
-        if (auto d = mime::deserializeAnalysis(*a)) c.analysis = std::move(*d);
-      }
+      if (auto a = backend_.messageAnalysis(selectedId_, m.uid)) c.analysis = std::move(*a);
       if (!c.analysis) {
         auto d = mime::analyzeMessage(raw());
         c.analysis = d ? std::move(*d) : mime::MessageAnalysis{};

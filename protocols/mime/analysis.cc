@@ -232,6 +232,54 @@ std::string serializeAnalysis(const MessageAnalysis& a) {
   return out;
 }
 
+namespace {
+
+constexpr std::string_view kStoredMagic = "MBMA2";
+
+// The tail both forms share: what no column holds.
+bool readTail(Reader& r, MessageAnalysis& a, std::uint64_t& att) {
+  return r.num(a.quick.size) && r.num(a.quick.lines) && r.num(att) && att <= 1;
+}
+
+}  // namespace
+
+std::string serializeStoredAnalysis(const MessageAnalysis& a) {
+  std::string out;
+  out.reserve(a.body.size() + 128);
+  put(out, kStoredMagic);
+  put(out, a.body);
+  put(out, a.quick.date);
+  putNum(out, a.quick.size);
+  putNum(out, a.quick.lines);
+  putNum(out, a.quick.hasAttachments ? 1 : 0);
+  putPart(out, a.root);
+  return out;
+}
+
+Result<MessageAnalysis> restoreAnalysis(std::string_view blob, AnalysisColumns columns) {
+  Reader r(blob);
+  std::string magic;
+  if (!r.str(magic)) return fail(ErrorKind::Corrupt, "not a stored MIME analysis");
+  if (magic == kMagic) return deserializeAnalysis(blob);
+  if (magic != kStoredMagic) return fail(ErrorKind::Corrupt, "not a stored MIME analysis (MBMA1/MBMA2)");
+  MessageAnalysis a;
+  QuickFields& q = a.quick;
+  std::uint64_t att = 0;
+  if (!r.str(a.body) || !r.str(q.date) || !readTail(r, a, att) || !r.part(a.root, q.size, 0) || !r.done())
+    return fail(ErrorKind::Corrupt, "stored MIME analysis is damaged");
+  q.hasAttachments = att == 1;
+  a.envelope = std::move(columns.envelope);
+  a.bodyStructure = std::move(columns.bodyStructure);
+  q.messageId = std::move(columns.messageId);
+  q.subject = std::move(columns.subject);
+  q.from = std::move(columns.from);
+  q.to = std::move(columns.to);
+  q.cc = std::move(columns.cc);
+  q.bcc = std::move(columns.bcc);
+  q.sentAt = columns.sentAt;
+  return a;
+}
+
 Result<MessageAnalysis> deserializeAnalysis(std::string_view data) {
   Reader r(data);
   MessageAnalysis a;
@@ -242,7 +290,7 @@ Result<MessageAnalysis> deserializeAnalysis(std::string_view data) {
   if (!r.str(magic) || magic != kMagic) return fail(ErrorKind::Corrupt, "not a stored MIME analysis (MBMA1)");
   if (!r.str(a.envelope) || !r.str(a.bodyStructure) || !r.str(a.body) || !r.str(q.messageId) ||
       !r.str(q.subject) || !r.str(q.from) || !r.str(q.to) || !r.str(q.cc) || !r.str(q.bcc) || !r.str(q.date) ||
-      !r.str(sentAt) || !r.num(q.size) || !r.num(q.lines) || !r.num(att) || att > 1)
+      !r.str(sentAt) || !readTail(r, a, att))
     return corrupt();
   q.hasAttachments = att == 1;
   if (!sentAt.empty()) {

@@ -62,9 +62,25 @@ std::string messageIdOf(std::string_view headerBlock);
 // One Message-ID field value, as above.
 std::string messageIdValue(std::string_view rawValue);
 
-// One string for the store. Binary-safe, versioned ("MBMA1"), validated on
-// the way back: a damaged value is ErrorKind::Corrupt, never a crash.
+// The whole analysis as one string ("MBMA1"): binary-safe, validated on the
+// way back (a damaged value is ErrorKind::Corrupt, never a crash). Stores
+// written before MBMA2 hold it; golden and fuzz tests compare it.
 std::string serializeAnalysis(const MessageAnalysis& analysis);
 Result<MessageAnalysis> deserializeAnalysis(std::string_view data);
+
+// The parts of an analysis the store keeps in columns of their own (FETCH
+// ENVELOPE/BODYSTRUCTURE and SEARCH read them without the blob). The stored
+// blob leaves them out: each byte of a row is written to the WAL and again to
+// the database file, so saying them twice cost CPU on every synced message.
+struct AnalysisColumns {
+  std::string envelope, bodyStructure;
+  std::string messageId, subject, from, to, cc, bcc;
+  std::optional<std::int64_t> sentAt;
+};
+// The rest of the analysis ("MBMA2"), for storing beside those columns.
+std::string serializeStoredAnalysis(const MessageAnalysis& analysis);
+// The analysis of a stored row: an MBMA2 blob plus the row's columns, or an
+// MBMA1 blob alone (which has everything; columns are not consulted).
+Result<MessageAnalysis> restoreAnalysis(std::string_view blob, AnalysisColumns columns);
 
 }  // namespace mb::mime

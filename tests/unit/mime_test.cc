@@ -359,6 +359,45 @@ TEST(MimeSerialize, RoundTripsEveryFixture) {
   }
 }
 
+AnalysisColumns columnsOf(const MessageAnalysis& a) {
+  const QuickFields& q = a.quick;
+  return {a.envelope, a.bodyStructure, q.messageId, q.subject, q.from, q.to, q.cc, q.bcc, q.sentAt};
+}
+
+// The store keeps the lean form beside its columns; stores written before it
+// hold MBMA1 blobs. Both must give back the analysis they were made from.
+TEST(MimeSerialize, StoredFormWithColumnsAndOldFormRestoreTheSameAnalysis) {
+  for (const char* name : {"simple_text.eml", "nested_rfc822.eml", "signed.eml", "digest.eml", "empty.eml",
+                           "params_quirks.eml"}) {
+    std::string raw = loadRaw(name);
+    auto a = analyze(raw);
+    std::string full = serializeAnalysis(a);
+    std::string lean = serializeStoredAnalysis(a);
+    EXPECT_EQ(lean.rfind("5:MBMA2,", 0), 0u) << name;
+    if (!a.envelope.empty()) EXPECT_EQ(lean.find(a.envelope), std::string::npos) << name;
+    EXPECT_LT(lean.size(), full.size()) << name;
+    auto back = restoreAnalysis(lean, columnsOf(a));
+    ASSERT_TRUE(back) << name;
+    EXPECT_EQ(serializeAnalysis(*back), full) << name;
+    EXPECT_EQ(fetch(raw, *back, "1"), fetch(raw, a, "1"));
+    // An MBMA1 blob has everything: the row's columns are not consulted.
+    auto old = restoreAnalysis(full, {});
+    ASSERT_TRUE(old) << name;
+    EXPECT_EQ(serializeAnalysis(*old), full) << name;
+  }
+}
+
+TEST(MimeSerialize, DamagedStoredFormIsCorrupt) {
+  auto a = analyze(loadRaw("nested_rfc822.eml"));
+  std::string lean = serializeStoredAnalysis(a);
+  for (std::size_t cut = 0; cut < lean.size(); cut += 5) {
+    auto r = restoreAnalysis(lean.substr(0, cut), columnsOf(a));
+    ASSERT_FALSE(r) << cut;
+    EXPECT_EQ(r.error().kind, ErrorKind::Corrupt);
+  }
+  EXPECT_FALSE(restoreAnalysis("5:MBMA9,", columnsOf(a)));
+}
+
 TEST(MimeSerialize, DamageIsCorruptNotACrash) {
   std::string blob = serializeAnalysis(analyze(loadRaw("nested_rfc822.eml")));
   for (std::size_t cut = 0; cut < blob.size(); cut += 7) {
