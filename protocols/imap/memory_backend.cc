@@ -159,7 +159,7 @@ Result<AppendInfo> MemoryBackend::append(std::string_view name, std::span<const 
     m.info.internalDate = item.internalDate ? item.internalDate : store_.clock;
     m.info.size = normalized.size();
     m.info.modseq = ++b->highestModseq;
-    if (analysed) m.analysis = mime::serializeAnalysis(analysed->analysis);
+    if (analysed) m.analysis = std::move(analysed->analysis);
     m.bytes = std::move(normalized);
     ev.messages.push_back(m.info);
     out.uids.push_back(m.info.uid);
@@ -204,16 +204,14 @@ Result<std::optional<mime::MessageAnalysis>> MemoryBackend::messageAnalysis(int6
   auto* b = byId(mailboxId);
   if (!b || !b->messages.count(uid)) return fail(ErrorKind::NotFound, "no message");
   const auto& m = b->messages[uid];
-  if (m.bodyMissing || m.analysis.empty()) return std::optional<mime::MessageAnalysis>();
-  auto a = mime::deserializeAnalysis(m.analysis);
-  if (!a) return std::unexpected(a.error());
-  return std::optional<mime::MessageAnalysis>(std::move(*a));
+  if (m.bodyMissing) return std::optional<mime::MessageAnalysis>();
+  return m.analysis;
 }
 
 Result<HeaderFields> MemoryBackend::headerFields(int64_t mailboxId, uint32_t uid) {
   auto* b = byId(mailboxId);
   if (!b || !b->messages.count(uid)) return fail(ErrorKind::NotFound, "no message");
-  auto a = mime::deserializeAnalysis(b->messages[uid].analysis);
+  const auto& a = b->messages[uid].analysis;
   HeaderFields h;
   if (a) {
     h.messageId = a->quick.messageId;
@@ -234,7 +232,7 @@ Result<std::vector<StoredStructure>> MemoryBackend::structures(int64_t mailboxId
   for (uint32_t u : uids) {
     auto it = b->messages.find(u);
     if (it == b->messages.end()) continue;
-    auto a = mime::deserializeAnalysis(it->second.analysis);
+    const auto& a = it->second.analysis;
     if (!a) continue;
     if (!it->second.bodyMissing) out.push_back({u, a->envelope, a->bodyStructure});
     else if (!it->second.upstreamBodyStructure.empty()) out.push_back({u, a->envelope, it->second.upstreamBodyStructure});
@@ -249,7 +247,7 @@ Result<std::vector<StoredHeader>> MemoryBackend::topHeaders(int64_t mailboxId, s
   for (uint32_t u : uids) {
     auto it = b->messages.find(u);
     if (it == b->messages.end()) continue;
-    auto a = mime::deserializeAnalysis(it->second.analysis);
+    const auto& a = it->second.analysis;
     if (a) out.push_back({u, std::string(mime::topHeader(it->second.bytes, a->root))});
   }
   return out;

@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,7 +19,7 @@ class MemoryMailStore {
   struct Message {
     MessageInfo info;
     std::string bytes;
-    std::string analysis;  // serialized
+    std::optional<mime::MessageAnalysis> analysis;
     // Simulates a message synced without its body (bodies "on_demand"):
     // bytes and analysis stay (they stand for the upstream's copy), but only
     // its metadata and header block can be read until a test clears it.
