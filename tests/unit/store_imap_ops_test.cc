@@ -12,6 +12,7 @@
 #include "daemon/store/message_index.h"
 #include "daemon/store/message_ops.h"
 #include "tests/unit/store_fixture.h"
+#include "protocols/imap/session.h"
 #include "protocols/mime/analysis.h"
 
 namespace mb::store {
@@ -98,6 +99,53 @@ TEST_F(StoreImapOpsTest, LeanAndMbma1RowsReadBackAsTheMessagesAnalysis) {
   auto fromOld = messageAnalysis(*store_, inbox_, uid).value();
   ASSERT_TRUE(fromOld);
   EXPECT_EQ(mime::serializeAnalysis(*fromOld), expected);
+}
+
+// What a client sees must not depend on the form the row keeps its analysis
+// in: a lean row, the same row with an MBMA1 blob, and with none at all (the
+// session then analyses the bytes) answer FETCH and SEARCH alike.
+TEST_F(StoreImapOpsTest, FetchAndSearchAnswerAlikeFromLeanMbma1AndNoAnalysis) {
+  std::string raw =
+      "From: Ann <ann@x.org>\r\nTo: Bob <bob@y.org>\r\nSubject: =?utf-8?q?caf=C3=A9?=\r\n"
+      "Date: Mon, 7 Feb 1994 21:52:25 -0800\r\nMessage-ID: <m3@x>\r\nMIME-Version: 1.0\r\n"
+      "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
+      "--b\r\nContent-Type: application/pdf; name=a.pdf\r\nContent-Disposition: attachment\r\n\r\nxx\r\n--b--\r\n";
+  uint32_t uid = append(raw);
+  MessageIndex index(*store_);
+  imap::StoreBackend backend(*store_, index);
+  auto transcript = [&] {
+    imap::Session session(backend, {});
+    session.start();
+    session.takeOutput();
+    session.feed(
+        "a LOGIN u p\r\nb SELECT INBOX\r\n"
+        "c UID FETCH 1 (ENVELOPE BODYSTRUCTURE BODY BODY.PEEK[2.MIME] BODY.PEEK[1] RFC822.SIZE)\r\n"
+        "d UID SEARCH FROM ann SUBJECT caf SENTON 8-Feb-1994 LARGER 10\r\ne UID SEARCH TO nobody\r\n");
+    std::string out;
+    for (int guard = 0; guard < 100; ++guard) {
+      if (session.pendingLogin()) {
+        session.loginDone(account_);
+        continue;
+      }
+      out += session.takeOutput();
+      if (!session.wantsResume()) break;
+      session.resume();
+    }
+    return out.substr(out.find("* 1 FETCH"));
+  };
+  std::string lean = transcript();
+  EXPECT_NE(lean.find("\"application\" \"pdf\""), std::string::npos) << lean;
+  EXPECT_NE(lean.find("BODY[2.MIME] {"), std::string::npos) << lean;
+  EXPECT_NE(lean.find("* SEARCH 1\r\nd OK"), std::string::npos) << lean;
+  EXPECT_NE(lean.find("* SEARCH\r\ne OK"), std::string::npos) << lean;
+
+  std::string mbma1 = mime::serializeAnalysis(mime::analyzeMessage(raw).value());
+  auto set = store_->db().prepare("UPDATE messages SET analysis = ?1 WHERE mailbox_id = ?2 AND uid = ?3");
+  ASSERT_TRUE(set->bindBlob(1, std::as_bytes(std::span(mbma1.data(), mbma1.size()))).bind(2, inbox_).bind(3, uid).run());
+  EXPECT_EQ(transcript(), lean);
+  auto none = store_->db().prepare("UPDATE messages SET analysis = NULL WHERE mailbox_id = ?1 AND uid = ?2");
+  ASSERT_TRUE(none->bind(1, inbox_).bind(2, uid).run());
+  EXPECT_EQ(transcript(), lean);
 }
 
 TEST_F(StoreImapOpsTest, AppendJournalLearnsUidAndMessageId) {
