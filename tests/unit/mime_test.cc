@@ -341,9 +341,11 @@ TEST(MimeSearch, AttachmentsAndDates) {
   EXPECT_FALSE(parseDate("not a date").has_value());
 }
 
+constexpr const char* kSerializedFixtures[] = {"simple_text.eml", "nested_rfc822.eml", "signed.eml",
+                                               "digest.eml",      "empty.eml",         "params_quirks.eml"};
+
 TEST(MimeSerialize, RoundTripsEveryFixture) {
-  for (const char* name : {"simple_text.eml", "nested_rfc822.eml", "signed.eml", "digest.eml", "empty.eml",
-                           "params_quirks.eml"}) {
+  for (const char* name : kSerializedFixtures) {
     std::string raw = loadRaw(name);
     auto a = analyze(raw);
     std::string blob = serializeAnalysis(a);
@@ -367,14 +369,15 @@ AnalysisColumns columnsOf(const MessageAnalysis& a) {
 // The store keeps the lean form beside its columns; stores written before it
 // hold MBMA1 blobs. Both must give back the analysis they were made from.
 TEST(MimeSerialize, StoredFormWithColumnsAndOldFormRestoreTheSameAnalysis) {
-  for (const char* name : {"simple_text.eml", "nested_rfc822.eml", "signed.eml", "digest.eml", "empty.eml",
-                           "params_quirks.eml"}) {
+  for (const char* name : kSerializedFixtures) {
     std::string raw = loadRaw(name);
     auto a = analyze(raw);
     std::string full = serializeAnalysis(a);
     std::string lean = serializeStoredAnalysis(a);
     EXPECT_EQ(lean.rfind("5:MBMA2,", 0), 0u) << name;
-    if (!a.envelope.empty()) EXPECT_EQ(lean.find(a.envelope), std::string::npos) << name;
+    if (!a.envelope.empty()) {
+      EXPECT_EQ(lean.find(a.envelope), std::string::npos) << name;
+    }
     EXPECT_LT(lean.size(), full.size()) << name;
     auto back = restoreAnalysis(lean, columnsOf(a));
     ASSERT_TRUE(back) << name;
