@@ -65,14 +65,7 @@ void OutboxRelay::schedule(uint64_t delayMs) {
 }
 
 const AccountConfig* OutboxRelay::accountConfig(int64_t accountId) {
-  auto rows = store_.listAccounts();
-  if (!rows) return nullptr;
-  for (const auto& row : *rows) {
-    if (row.id != accountId) continue;
-    for (const auto& a : config_.accounts)
-      if (a.name == row.name) return &a;
-  }
-  return nullptr;
+  return accountConfigOf(config_, store_, accountId);
 }
 
 void OutboxRelay::tick() {

@@ -48,12 +48,12 @@ Status deliverLocal(store::Store& store, int64_t accountId, std::string_view mai
   return {};
 }
 
-const AccountConfig* Submission::accountConfig(int64_t accountId) {
-  auto rows = store_.listAccounts();
+const AccountConfig* accountConfigOf(const Config& config, store::Store& store, int64_t accountId) {
+  auto rows = store.listAccounts();
   if (!rows) return nullptr;
   for (const auto& row : *rows) {
     if (row.id != accountId) continue;
-    for (const auto& a : config_.accounts)
+    for (const auto& a : config.accounts)
       if (a.name == row.name) return &a;
   }
   return nullptr;

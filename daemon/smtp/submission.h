@@ -30,6 +30,10 @@ Result<int64_t> ensureMailbox(store::Store& store, int64_t accountId, std::strin
 Status deliverLocal(store::Store& store, int64_t accountId, std::string_view mailbox, std::string_view specialUse,
                     std::string_view bytes, uint32_t flags = 0);
 
+// The account config of a store account id (matched by name), nullptr if it
+// is not (or no longer) configured.
+const AccountConfig* accountConfigOf(const Config& config, store::Store& store, int64_t accountId);
+
 class Submission {
  public:
   // `config` and `store` must outlive it; `onQueued` runs after each outbox
@@ -39,7 +43,7 @@ class Submission {
 
   // The account config of a store account id, nullptr if it is not (or no
   // longer) configured.
-  const AccountConfig* accountConfig(int64_t accountId);
+  const AccountConfig* accountConfig(int64_t accountId) { return accountConfigOf(config_, store_, accountId); }
 
   // May this account use sender as MAIL FROM? Its address and aliases, any case.
   Result<bool> senderAllowed(int64_t accountId, std::string_view sender);
