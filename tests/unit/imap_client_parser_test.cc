@@ -27,25 +27,30 @@ struct Outcome {
   bool operator==(const Outcome&) const = default;
 };
 
+// Every response or error the parser can give from what it holds now.
+void drain(ResponseParser& p, std::vector<Outcome>& out) {
+  while (true) {
+    Ev ev = p.next();
+    if (ev == Ev::NeedMore) break;
+    Outcome o;
+    if (ev == Ev::Response) {
+      o.response = p.takeResponse();
+    } else {
+      o.kind = p.error().error.kind;
+      o.tag = p.error().tag;
+      o.message = p.error().error.message;
+      o.fatal = p.error().fatal;
+    }
+    out.push_back(std::move(o));
+  }
+}
+
 std::vector<Outcome> runChunks(const std::vector<std::string>& chunks, ResponseParserOptions opt = {}) {
   ResponseParser p(opt);
   std::vector<Outcome> out;
   for (const auto& c : chunks) {
     p.feed(c);
-    while (true) {
-      Ev ev = p.next();
-      if (ev == Ev::NeedMore) break;
-      Outcome o;
-      if (ev == Ev::Response) {
-        o.response = p.takeResponse();
-      } else {
-        o.kind = p.error().error.kind;
-        o.tag = p.error().tag;
-        o.message = p.error().error.message;
-        o.fatal = p.error().fatal;
-      }
-      out.push_back(std::move(o));
-    }
+    drain(p, out);
   }
   return out;
 }
@@ -527,20 +532,7 @@ std::vector<Outcome> runInPlace(std::string_view wire, size_t step, size_t minWi
       p.feed(wire.substr(off, n));
     }
     off += n;
-    while (true) {
-      Ev ev = p.next();
-      if (ev == Ev::NeedMore) break;
-      Outcome o;
-      if (ev == Ev::Response) {
-        o.response = p.takeResponse();
-      } else {
-        o.kind = p.error().error.kind;
-        o.tag = p.error().tag;
-        o.message = p.error().error.message;
-        o.fatal = p.error().fatal;
-      }
-      out.push_back(std::move(o));
-    }
+    drain(p, out);
   }
   return out;
 }
