@@ -292,6 +292,8 @@ void SyncEngine::onReady() {
 void SyncEngine::onLost(const ConnectorFailure& f) {
   connected_ = false;
   busy_ = false;
+  cycleEnding_ = false;
+  readPaused_ = false;  // the next connection reads from the start
   uv_timer_stop(timer_);
   // The connector is destroyed on the next loop turn, not inside its callback.
   auto* dying = conn_.release();
@@ -353,13 +355,15 @@ SyncEngine::Folder* SyncEngine::folderByName(const std::string& localName) {
 // ---- one cycle: list (when full), replay, sync folders
 
 void SyncEngine::cycle() {
-  if (downloading_) {
+  if (!downloads_.empty()) {
     // The last download (of a connection that is gone) still stores what it
     // received: the new cycle must see those rows, or it fetches them again.
     cycleWanted_ = true;
     return;
   }
   busy_ = true;
+  cycleEnding_ = false;
+  storeError_.reset();
   uv_timer_stop(timer_);
   bool full = wantFull_ || folders_.empty();
   wantFull_ = false;
@@ -491,7 +495,15 @@ Status SyncEngine::mapFolders(std::vector<RemoteFolder> remote) {
 
 void SyncEngine::syncNextFolder() {
   if (!connected_) return;
-  if (todo_.empty()) return cycleDone();
+  if (storeError_) return endCycle();
+  if (todo_.empty()) {
+    // The last mailboxes' tails are still being stored: the cycle ends with them.
+    if (!downloads_.empty()) {
+      cycleEnding_ = true;
+      return;
+    }
+    return endCycle();
+  }
   size_t idx = todo_.front();
   todo_.erase(todo_.begin());
   if (idx >= folders_.size()) return syncNextFolder();
@@ -623,6 +635,15 @@ Status SyncEngine::saveFolderState(store::Db& db, int64_t mailboxId, const Folde
 // once their bodies are durable (Store::commitMessages), as the SMTP outbox's
 // OutboxWriter does. A kill at any moment leaves committed rows with durable
 // bodies and, at worst, unreferenced blobs that the next open deletes.
+//
+// Mailboxes overlap: once a mailbox's stream has ended the connection moves
+// on to the next mailbox while the last batches of this one are still being
+// prepared and committed (downloads_ holds every download still storing).
+// Without it each mailbox ended in a bubble: the upstream waited for our
+// tail, then our pool for the next mailbox's first batch. A mailbox's state
+// is marked complete only once all its rows are in; the cycle ends once
+// every download is stored. The pool slots and the read-ahead bound
+// (onPool_, queuedBytes_) are the engine's, shared by all downloads.
 struct SyncEngine::Download {
   struct Job {
     uv_work_t work{};
@@ -639,26 +660,21 @@ struct SyncEngine::Download {
   std::shared_ptr<bool> alive;  // the engine's
   store::BlobStore* blobs = nullptr;
   int64_t mailboxId = 0;
+  FolderState finalState;
   std::deque<std::unique_ptr<Job>> jobs;  // on the pool or prepared, in upstream order
   std::unique_ptr<Job> filling;           // being received
-  uint64_t queuedBytes = 0;               // received, not yet committed
-  size_t onPool = 0;
-  bool paused = false;
   std::optional<Error> error;     // a store failure: nothing after it is committed
   std::optional<Status> fetched;  // fetchMessages finished, with this
-  std::function<void(Status)> done;
 };
 
 void SyncEngine::download(Folder& f, std::vector<uint32_t> uids, FolderState finalState, std::function<void(Status)> done) {
   int64_t mailboxId = f.mailboxId;
-  auto finish = [this, mailboxId, finalState](std::function<void(Status)>& done) {
+  if (uids.empty()) {
     auto tx = store::Transaction::begin(store_.db());
     if (!tx) return done(std::unexpected(tx.error()));
     if (auto s = saveFolderState(store_.db(), mailboxId, finalState, true); !s) return done(s);
-    if (auto s = tx->commit(); !s) return done(s);
-    done({});
-  };
-  if (uids.empty()) return finish(done);
+    return done(tx->commit());
+  }
   // Bind the UIDVALIDITY before the first message lands, so a restart knows
   // what the stored upstream ids refer to.
   {
@@ -673,23 +689,24 @@ void SyncEngine::download(Folder& f, std::vector<uint32_t> uids, FolderState fin
   d->alive = alive_;
   d->blobs = &store_.blobs();
   d->mailboxId = mailboxId;
-  d->done = [finish, done = std::move(done)](Status s) mutable {
-    // What arrived is kept even when the rest failed: a restart goes on from there.
-    if (!s) return done(s);
-    finish(done);
-  };
-  downloading_ = true;
+  d->finalState = finalState;
+  downloads_.push_back(d);
   conn_->fetchMessages(
       f.remote.id, std::move(uids), cfg_.bodies == BodyPolicy::OnDemand,
       [d](RemoteMessage&& m) {
         if (!*d->alive || d->error) return;
         d->engine->received(d, std::move(m));
       },
-      [d](Status s) {
+      [d, done = std::move(done)](Status s) {
         if (!*d->alive) return;
-        d->fetched = std::move(s);
-        d->engine->submit(d);
-        d->engine->drain(d);
+        d->fetched = s;
+        SyncEngine* engine = d->engine;
+        engine->submit();
+        engine->drain(d);
+        // The connection is free: the next mailbox starts while this one's
+        // tail is still stored. A store failure already seen ends the cycle.
+        if (s && d->error) s = std::unexpected(*d->error);
+        done(std::move(s));
       });
 }
 
@@ -697,80 +714,88 @@ void SyncEngine::received(const std::shared_ptr<Download>& d, RemoteMessage&& m)
   if (!d->filling) d->filling = std::make_unique<Download::Job>();
   uint64_t n = m.bytes->size();
   d->filling->bytes += n;
-  d->queuedBytes += n;
+  queuedBytes_ += n;
   d->filling->messages.push_back(std::move(m));
-  if (d->filling->messages.size() >= kBatchMessages || d->filling->bytes >= kBatchBytes) submit(d);
-  if (!d->paused && d->queuedBytes >= kMaxQueuedBytes && conn_) {
-    d->paused = true;
+  if (d->filling->messages.size() >= kBatchMessages || d->filling->bytes >= kBatchBytes) {
+    d->jobs.push_back(std::move(d->filling));
+    submit();
+  }
+  if (!readPaused_ && queuedBytes_ >= kMaxQueuedBytes && conn_) {
+    readPaused_ = true;
     conn_->pauseReading(true);
   }
 }
 
-void SyncEngine::submit(const std::shared_ptr<Download>& d) {
-  if (d->filling && !d->filling->messages.empty()) d->jobs.push_back(std::move(d->filling));
-  d->filling.reset();
-  for (auto& jp : d->jobs) {
-    if (d->onPool >= kMaxBatchesOnPool) break;
-    if (jp->started) continue;
-    Download::Job* job = jp.get();
-    if (d->error) {  // it would only be discarded
-      job->started = job->ready = true;
-      continue;
+void SyncEngine::submit() {
+  std::vector<std::shared_ptr<Download>> failed;  // a batch that could not be queued
+  for (auto& d : downloads_) {
+    // A finished stream's last, partial batch goes too.
+    if (d->fetched && d->filling) {
+      if (!d->filling->messages.empty()) d->jobs.push_back(std::move(d->filling));
+      d->filling.reset();
     }
-    job->started = true;
-    job->owner = d;
-    job->work.data = job;
-    ++d->onPool;
-    int rc = uv_queue_work(
-        loop_, &job->work,
-        [](uv_work_t* w) {
-          auto* j = static_cast<Download::Job*>(w->data);
-          j->prepared.reserve(j->messages.size());
-          for (const auto& m : j->messages) {
-            auto p = m.headersOnly ? Result<store::PreparedMessage>(store::Store::prepareHeader(*m.bytes))
-                                   : store::Store::prepareMessage(*j->owner->blobs, *m.bytes, true,
-                                                                  store::BlobStore::Sync::Batch);
-            if (!p) {
-              j->error = p.error();
-              break;
+    if (d->error) continue;  // its batches would only be discarded (drain does)
+    for (auto& jp : d->jobs) {
+      if (onPool_ >= kMaxBatchesOnPool) break;
+      if (jp->started) continue;
+      Download::Job* job = jp.get();
+      job->started = true;
+      job->owner = d;
+      job->work.data = job;
+      ++onPool_;
+      int rc = uv_queue_work(
+          loop_, &job->work,
+          [](uv_work_t* w) {
+            auto* j = static_cast<Download::Job*>(w->data);
+            j->prepared.reserve(j->messages.size());
+            for (const auto& m : j->messages) {
+              auto p = m.headersOnly ? Result<store::PreparedMessage>(store::Store::prepareHeader(*m.bytes))
+                                     : store::Store::prepareMessage(*j->owner->blobs, *m.bytes, true,
+                                                                    store::BlobStore::Sync::Batch);
+              if (!p) {
+                j->error = p.error();
+                break;
+              }
+              j->prepared.push_back(std::move(*p));
             }
-            j->prepared.push_back(std::move(*p));
-          }
-          // Header-only rows have no blob to sync.
-          if (std::none_of(j->prepared.begin(), j->prepared.end(), [](const auto& p) { return !p.blobId.empty(); }))
-            return;
-          // No row before its body is durable: a failed sync commits none.
-          if (auto s = j->owner->blobs->syncBatch(); !s) {
-            j->error = s.error();
-            j->unsynced = std::move(j->prepared);
+            // Header-only rows have no blob to sync.
+            if (std::none_of(j->prepared.begin(), j->prepared.end(), [](const auto& p) { return !p.blobId.empty(); }))
+              return;
+            // No row before its body is durable: a failed sync commits none.
+            if (auto s = j->owner->blobs->syncBatch(); !s) {
+              j->error = s.error();
+              j->unsynced = std::move(j->prepared);
+              j->prepared.clear();
+            }
+          },
+          [](uv_work_t* w, int) {
+            auto* j = static_cast<Download::Job*>(w->data);
+            std::shared_ptr<Download> d = std::move(j->owner);
+            j->ready = true;
+            if (*d->alive) {
+              --d->engine->onPool_;
+              d->engine->submit();
+              return d->engine->drain(d);
+            }
+            // The engine is gone (account removed, shutdown): the bodies are
+            // orphans for the next open's GC; only the pins must go.
+            for (const auto& p : j->prepared)
+              if (!p.blobId.empty()) d->blobs->unpin(p.blobId);
+            for (const auto& p : j->unsynced)
+              if (!p.blobId.empty()) d->blobs->unpin(p.blobId);
             j->prepared.clear();
-          }
-        },
-        [](uv_work_t* w, int) {
-          auto* j = static_cast<Download::Job*>(w->data);
-          std::shared_ptr<Download> d = std::move(j->owner);
-          j->ready = true;
-          --d->onPool;
-          if (*d->alive) {
-            d->engine->submit(d);
-            return d->engine->drain(d);
-          }
-          // The engine is gone (account removed, shutdown): the bodies are
-          // orphans for the next open's GC; only the pins must go.
-          for (const auto& p : j->prepared)
-            if (!p.blobId.empty()) d->blobs->unpin(p.blobId);
-          for (const auto& p : j->unsynced)
-            if (!p.blobId.empty()) d->blobs->unpin(p.blobId);
-          j->prepared.clear();
-          j->unsynced.clear();
-        });
-    if (rc != 0) {
-      --d->onPool;
-      job->owner.reset();
-      job->error = Error{ErrorKind::Internal, std::string("uv_queue_work: ") + uv_strerror(rc)};
-      job->ready = true;
+            j->unsynced.clear();
+          });
+      if (rc != 0) {
+        --onPool_;
+        job->owner.reset();
+        job->error = Error{ErrorKind::Internal, std::string("uv_queue_work: ") + uv_strerror(rc)};
+        job->ready = true;
+        failed.push_back(d);
+      }
     }
   }
+  for (const auto& d : failed) drain(d);
 }
 
 void SyncEngine::drain(const std::shared_ptr<Download>& d) {
@@ -783,7 +808,7 @@ void SyncEngine::drain(const std::shared_ptr<Download>& d) {
   std::vector<store::NewMessage> rows;
   std::vector<store::PreparedMessage> prepared;
   for (auto& job : ready) {
-    d->queuedBytes -= job->bytes;
+    queuedBytes_ -= job->bytes;
     store_.discardPrepared(job->unsynced);
     if (d->error) {
       store_.discardPrepared(job->prepared);
@@ -814,23 +839,54 @@ void SyncEngine::drain(const std::shared_ptr<Download>& d) {
     else status_.messagesDone += rows.size();
     publish();
   }
-  if (d->paused && d->queuedBytes < kMaxQueuedBytes / 2 && conn_) {
-    d->paused = false;
+  if (d->error) {
+    // Nothing after a failure is stored: the batches not on the pool go now
+    // (those on it come back here), and the cycle stops at its next mailbox.
+    std::erase_if(d->jobs, [this](const std::unique_ptr<Download::Job>& j) {
+      if (j->started) return false;
+      queuedBytes_ -= j->bytes;
+      return true;
+    });
+    if (!storeError_) storeError_ = d->error;
+  }
+  if (readPaused_ && queuedBytes_ < kMaxQueuedBytes / 2 && conn_) {
+    readPaused_ = false;
     conn_->pauseReading(false);
   }
-  if (!d->fetched || !d->jobs.empty()) return;
-  if (d->paused && conn_) conn_->pauseReading(false);
-  d->paused = false;
-  downloading_ = false;
-  auto done = std::move(d->done);
-  if (d->error) done(std::unexpected(*d->error));
-  else done(std::move(*d->fetched));
+  if (!d->fetched || d->filling || !d->jobs.empty()) return;
+  // Everything of this download is stored (or discarded after a failure).
+  std::erase(downloads_, d);
+  if (!d->error && *d->fetched) {
+    // What arrived is kept even when the rest failed: a restart goes on from
+    // there; only a whole mailbox is marked complete.
+    auto tx = store::Transaction::begin(store_.db());
+    Status s = tx ? saveFolderState(store_.db(), d->mailboxId, d->finalState, true) : Status(std::unexpected(tx.error()));
+    if (s) s = tx->commit();
+    if (!s) d->error = s.error();
+  }
+  if (d->error && !storeError_) storeError_ = d->error;
+  if (!downloads_.empty()) return;
+  if (readPaused_ && conn_) conn_->pauseReading(false);
+  readPaused_ = false;
+  if (cycleEnding_) {
+    cycleEnding_ = false;
+    endCycle();
+  }
   // A cycle asked for while the last download was still storing (after a
   // reconnect) starts now that nothing of it can land any more.
-  if (cycleWanted_ && !downloading_ && !busy_ && connected_) {
+  if (cycleWanted_ && downloads_.empty() && !busy_ && connected_) {
     cycleWanted_ = false;
     cycle();
   }
+}
+
+void SyncEngine::endCycle() {
+  if (storeError_) {
+    Error e = std::move(*storeError_);
+    storeError_.reset();
+    return cycleFailed(e);
+  }
+  cycleDone();
 }
 
 void SyncEngine::cycleDone() {

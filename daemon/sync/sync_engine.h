@@ -86,8 +86,10 @@ class SyncEngine {
   void download(Folder& f, std::vector<uint32_t> uids, FolderState finalState, std::function<void(Status)> done);
   struct Download;
   void received(const std::shared_ptr<Download>& d, RemoteMessage&& m);
-  void submit(const std::shared_ptr<Download>& d);
+  void submit();
   void drain(const std::shared_ptr<Download>& d);
+  // The cycle's mailboxes are fetched and stored: done, or failed with storeError_.
+  void endCycle();
   Status saveFolderState(store::Db& db, int64_t mailboxId, const FolderState& state, bool complete);
   void cycleDone();
   // bodies "full" after "on_demand": the bodies still missing, 200 at a
@@ -118,7 +120,12 @@ class SyncEngine {
   bool wantFull_ = true;              // the next cycle lists folders
   bool wantReplay_ = true;
   bool watching_ = false;
-  bool downloading_ = false;          // a download's batches are still being stored
+  std::vector<std::shared_ptr<Download>> downloads_;  // still storing, in start order
+  size_t onPool_ = 0;                 // their batches on the thread pool
+  uint64_t queuedBytes_ = 0;          // received, not committed yet
+  bool readPaused_ = false;           // the connection's reading, for queuedBytes_
+  std::optional<Error> storeError_;   // a download of this cycle failed to store
+  bool cycleEnding_ = false;          // every mailbox fetched; waiting for downloads_
   bool cycleWanted_ = false;          // cycle() was called meanwhile
   uint32_t failures_ = 0;
   uv_timer_t* timer_ = nullptr;       // retry / poll / kick; freed by its close callback

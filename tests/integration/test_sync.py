@@ -13,6 +13,7 @@ import base64
 import collections
 import email.utils
 import imaplib
+import json
 import os
 import re
 import signal
@@ -164,7 +165,8 @@ class _SyncBase:
     @classmethod
     def setUpClass(cls):
         cls.dc = Dovecot(condstore=cls.condstore, tls=cls.tls, uidplus=cls.uidplus,
-                         users={"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw", "dave": "dave-pw"},
+                         users={"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw", "dave": "dave-pw",
+                                "erin": "erin-pw"},
                          **cls.dovecot_options).start()
 
     @classmethod
@@ -369,6 +371,43 @@ class SyncTest(_SyncBase, unittest.TestCase):
         self.assertEqual(self._local_uids(d, "bob"), before)
         self.assertIn("sync.remapped", d.log())
         self.assertIn("kept=900", d.log())
+
+    def test_store_failure_mid_download_fails_the_cycle_and_the_next_completes_it(self):
+        # Mailboxes are downloaded overlapped: the next one streams while the
+        # last batches of the one before are still stored. A row that cannot
+        # be stored (a trigger refuses one message) must fail the cycle, leave
+        # that mailbox incomplete, and the next cycle (trigger gone) must
+        # bring both mailboxes to the upstream's state without a duplicate.
+        d = self.daemon("erin")
+        d.start()
+        wait_idle(d, "erin", 60)
+        d.stop()
+        load_generated(self.dc, "erin", {"INBOX": 700, "Later": 500})
+        db_path = os.path.join(d.state_dir, "mailbridge.db")
+        db = sqlite3.connect(db_path, timeout=10)
+        db.execute("CREATE TRIGGER inject_failure BEFORE INSERT ON messages "
+                   "WHEN NEW.message_id = '<INBOX.450@gen.example.test>' "
+                   "BEGIN SELECT RAISE(ABORT, 'injected store failure'); END")
+        db.commit()
+        db.close()
+        d.start()
+        wait_for(lambda: "injected store failure" in d.log(), 60, 0.05, "the injected failure")
+        wait_for(lambda: "sync.cycle_failed" in d.log(), 60, 0.05, "the cycle to fail")
+        stored = len(local_flags(d.state_dir, "erin", "INBOX"))
+        self.assertLess(stored, 700, "rows after the refused one were stored")
+        db = sqlite3.connect(db_path, timeout=10)
+        state = db.execute("SELECT b.upstream_state FROM mailboxes b JOIN accounts a ON b.account_id = a.id "
+                           "WHERE a.name = 'erin' AND b.name = 'INBOX'").fetchone()[0]
+        state = json.loads(state or "{}")  # the empty mailbox's state of the first cycle may stay
+        self.assertFalse(state.get("complete") and state.get("messages") == 700, "INBOX marked complete: %s" % state)
+        db.execute("DROP TRIGGER inject_failure")
+        db.commit()
+        db.close()
+        wait_for(lambda: "sync.cycle_done" in d.log().split("sync.cycle_failed", 1)[1], 60, 0.1,
+                 "a cycle after the failure to finish")
+        wait_idle(d, "erin", 60)
+        self.assert_same(d, "erin", "INBOX")
+        self.assert_same(d, "erin", "Later")
 
     def _local_uids(self, d, user):
         db = sqlite3.connect("file:%s?mode=ro" % os.path.join(d.state_dir, "mailbridge.db"), uri=True)
