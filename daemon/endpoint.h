@@ -8,14 +8,17 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "daemon/config/config.h"
 #include "daemon/loop/tcp_stream.h"
 #include "daemon/status_board.h"
 #include "daemon/tls/tls_context.h"
+#include "daemon/tls/tls_engine.h"
 #include "protocols/common/result.h"
 
 namespace mb {
@@ -36,5 +39,77 @@ struct EndpointBinding {
 // any other failure is an error naming the address.
 Status bindEndpoint(const EndpointBinding& binding, const EndpointConfig& endpoint,
                     std::vector<std::unique_ptr<TcpListener>>& out);
+
+// What a local server (IMAP, SMTP) keeps of its endpoint: the TLS identity,
+// the listeners and the open connections, which it owns until each removes
+// itself. Connection: start(), and close(args...) for shutdown().
+template <class Connection>
+class Endpoint {
+ public:
+  using Factory = std::function<std::unique_ptr<Connection>(std::unique_ptr<TcpStream>, bool implicitTls)>;
+
+  Endpoint() = default;
+  Endpoint(const Endpoint&) = delete;
+  Endpoint& operator=(const Endpoint&) = delete;
+  ~Endpoint() {
+    listeners_.clear();
+    connections_.clear();
+  }
+
+  // Loads the TLS identity (loadServerIdentity) and binds every listener of
+  // `endpoint`; an accepted stream (TLS started on the implicit-TLS ones)
+  // becomes make(stream, implicitTls), started at once.
+  Status start(uv_loop_t* loop, std::string_view proto, const Config& cfg, const EndpointConfig& endpoint,
+               const std::string& certPath, const std::string& keyPath,
+               std::function<Status(ListenerStatus)> addListener, Factory make) {
+    auto ctx = loadServerIdentity(cfg, certPath, keyPath);
+    if (!ctx) return std::unexpected(ctx.error());
+    tls_ = std::move(*ctx);
+    make_ = std::move(make);
+    EndpointBinding binding{loop, proto,
+                            [this](std::unique_ptr<TcpStream> s, bool implicitTls) { accept(std::move(s), implicitTls); },
+                            std::move(addListener)};
+    return bindEndpoint(binding, endpoint, listeners_);
+  }
+
+  // No new connections; every open one is closed with close(why...).
+  template <class... Why>
+  void shutdown(const Why&... why) {
+    listeners_.clear();
+    std::vector<Connection*> open;
+    for (auto& [p, c] : connections_) open.push_back(p);
+    for (auto* c : open) c->close(why...);
+  }
+
+  // Destroys the connection: its last act.
+  void remove(Connection* connection) { connections_.erase(connection); }
+
+  // The identity for STARTTLS; null before start().
+  const tls::ServerTlsContext* tls() const { return tls_ ? &*tls_ : nullptr; }
+
+  template <class Pred>
+  size_t count(Pred pred) const {
+    size_t n = 0;
+    for (const auto& [p, c] : connections_) n += pred(*c) ? 1 : 0;
+    return n;
+  }
+
+ private:
+  void accept(std::unique_ptr<TcpStream> stream, bool implicitTls) {
+    if (implicitTls) {
+      auto engine = tls::TlsEngine::server(*tls_);
+      if (!engine || !stream->startTls(std::move(*engine))) return;  // dropping the stream closes it
+    }
+    auto conn = make_(std::move(stream), implicitTls);
+    Connection* raw = conn.get();
+    connections_.emplace(raw, std::move(conn));
+    raw->start();
+  }
+
+  std::optional<tls::ServerTlsContext> tls_;
+  std::vector<std::unique_ptr<TcpListener>> listeners_;
+  std::unordered_map<Connection*, std::unique_ptr<Connection>> connections_;
+  Factory make_;
+};
 
 }  // namespace mb

@@ -172,7 +172,8 @@ void ImapConnection::pump() {
       continue;                 // done ran inside the call
     }
     if (session_.startTlsRequested() && !handshaking_) {
-      auto engine = server_.tls_ ? tls::TlsEngine::server(*server_.tls_) : fail(ErrorKind::Internal, "no TLS");
+      auto* identity = server_.endpoint_.tls();
+      auto engine = identity ? tls::TlsEngine::server(*identity) : fail(ErrorKind::Internal, "no TLS");
       if (!engine || !stream_->startTls(std::move(*engine))) {
         closing_ = true;
         stream_->close();
@@ -204,23 +205,20 @@ void ImapConnection::pump() {
 
 void ImapConnection::finished() {
   authTicket_.reset();
-  server_.remove(this);  // destroys *this: nothing may follow
+  server_.endpoint_.remove(this);  // destroys *this: nothing may follow
 }
 
 // ---------------------------------------------------------------- server
 
 ImapServer::ImapServer(ImapServerDeps deps) : deps_(std::move(deps)), index_(*deps_.store) {}
 
-ImapServer::~ImapServer() {
-  listeners_.clear();
-  connections_.clear();
-}
+ImapServer::~ImapServer() = default;
 
 SessionOptions ImapServer::sessionOptions(bool implicitTls) const {
   SessionOptions o;
   const Config& cfg = *deps_.config;
   o.tlsActive = implicitTls;
-  o.startTlsAvailable = !implicitTls && tls_.has_value();
+  o.startTlsAvailable = !implicitTls && endpoint_.tls() != nullptr;
   o.requireTls = cfg.imap.requireTls;
   o.limits.maxLineLength = cfg.imapLimits.maxLineLength;
   o.limits.maxLiteralSize = cfg.imapLimits.maxLiteralSize;
@@ -230,40 +228,16 @@ SessionOptions ImapServer::sessionOptions(bool implicitTls) const {
 }
 
 size_t ImapServer::connectionsOf(int64_t accountId) const {
-  size_t n = 0;
-  for (const auto& [p, c] : connections_) n += c->accountId() == accountId;
-  return n;
+  return endpoint_.count([accountId](const ImapConnection& c) { return c.accountId() == accountId; });
 }
 
 Status ImapServer::start() {
-  const Config& cfg = *deps_.config;
-  auto ctx = loadServerIdentity(cfg, deps_.certPath, deps_.keyPath);
-  if (!ctx) return std::unexpected(ctx.error());
-  tls_ = std::move(*ctx);
-  EndpointBinding binding{deps_.loop, "imap",
-                          [this](std::unique_ptr<TcpStream> s, bool implicitTls) { accept(std::move(s), implicitTls); },
-                          deps_.addListener};
-  return bindEndpoint(binding, cfg.imap, listeners_);
+  return endpoint_.start(deps_.loop, "imap", *deps_.config, deps_.config->imap, deps_.certPath, deps_.keyPath,
+                         deps_.addListener, [this](std::unique_ptr<TcpStream> s, bool implicitTls) {
+                           return std::make_unique<ImapConnection>(*this, std::move(s), implicitTls);
+                         });
 }
 
-void ImapServer::shutdown() {
-  listeners_.clear();
-  std::vector<ImapConnection*> open;
-  for (auto& [p, c] : connections_) open.push_back(p);
-  for (auto* c : open) c->close("server shutting down");
-}
-
-void ImapServer::accept(std::unique_ptr<TcpStream> stream, bool implicitTls) {
-  if (implicitTls) {
-    auto engine = tls::TlsEngine::server(*tls_);
-    if (!engine || !stream->startTls(std::move(*engine))) return;  // dropping the stream closes it
-  }
-  auto conn = std::make_unique<ImapConnection>(*this, std::move(stream), implicitTls);
-  ImapConnection* raw = conn.get();
-  connections_.emplace(raw, std::move(conn));
-  raw->start();
-}
-
-void ImapServer::remove(ImapConnection* connection) { connections_.erase(connection); }
+void ImapServer::shutdown() { endpoint_.shutdown(std::string_view("server shutting down")); }
 
 }  // namespace mb::imap

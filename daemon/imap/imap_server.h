@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "daemon/config/config.h"
+#include "daemon/endpoint.h"
 #include "daemon/imap/store_backend.h"
 #include "daemon/loop/tcp_stream.h"
 #include "daemon/status_board.h"
@@ -100,16 +101,12 @@ class ImapServer {
 
  private:
   friend class ImapConnection;
-  void accept(std::unique_ptr<TcpStream> stream, bool implicitTls);
-  void remove(ImapConnection* connection);
   SessionOptions sessionOptions(bool implicitTls) const;
   size_t connectionsOf(int64_t accountId) const;
 
   ImapServerDeps deps_;
   store::MessageIndex index_;  // shared by the connections' backends (declared before them)
-  std::optional<tls::ServerTlsContext> tls_;
-  std::vector<std::unique_ptr<TcpListener>> listeners_;
-  std::unordered_map<ImapConnection*, std::unique_ptr<ImapConnection>> connections_;
+  Endpoint<ImapConnection> endpoint_;  // after index_: its connections use it
 };
 
 }  // namespace mb::imap

@@ -168,11 +168,12 @@ bool SmtpConnection::handle(Request& request) {
   }
   // STARTTLS: the 220 goes out in plaintext, then the handshake; onSecure answers.
   flush();
-  if (!server_.tls_) {
+  const tls::ServerTlsContext* identity = server_.endpoint_.tls();
+  if (!identity) {
     (void)session_.answer(Verdict::Reject);
     return true;
   }
-  auto engine = tls::TlsEngine::server(*server_.tls_);
+  auto engine = tls::TlsEngine::server(*identity);
   if (!engine || !stream_->startTls(std::move(*engine))) {
     (void)session_.answer(Verdict::Reject);
     return true;
@@ -184,7 +185,7 @@ bool SmtpConnection::handle(Request& request) {
 
 void SmtpConnection::finished() {
   authTicket_.reset();
-  server_.remove(this);  // destroys *this: nothing may follow
+  server_.endpoint_.remove(this);  // destroys *this: nothing may follow
 }
 
 // ---------------------------------------------------------------- server
@@ -192,10 +193,7 @@ void SmtpConnection::finished() {
 SmtpServer::SmtpServer(SmtpServerDeps deps)
     : deps_(std::move(deps)), submission_(deps_.loop, *deps_.config, *deps_.store, deps_.onQueued) {}
 
-SmtpServer::~SmtpServer() {
-  listeners_.clear();
-  connections_.clear();
-}
+SmtpServer::~SmtpServer() = default;
 
 SessionOptions SmtpServer::sessionOptions(bool implicitTls) const {
   SessionOptions o;
@@ -203,41 +201,19 @@ SessionOptions SmtpServer::sessionOptions(bool implicitTls) const {
   o.maxMessageSize = deps_.config->smtpLimits.maxMessageSize;
   o.maxRecipients = deps_.config->smtpLimits.maxRecipients;
   o.tlsActive = implicitTls;
-  o.startTlsAvailable = !implicitTls && tls_.has_value();
+  o.startTlsAvailable = !implicitTls && endpoint_.tls() != nullptr;
   o.authRequiresTls = deps_.config->smtp.requireTls;
   o.requireAuth = true;
   return o;
 }
 
 Status SmtpServer::start() {
-  const Config& cfg = *deps_.config;
-  auto ctx = loadServerIdentity(cfg, deps_.certPath, deps_.keyPath);
-  if (!ctx) return std::unexpected(ctx.error());
-  tls_ = std::move(*ctx);
-  EndpointBinding binding{deps_.loop, "smtp",
-                          [this](std::unique_ptr<TcpStream> s, bool implicitTls) { accept(std::move(s), implicitTls); },
-                          deps_.addListener};
-  return bindEndpoint(binding, cfg.smtp, listeners_);
+  return endpoint_.start(deps_.loop, "smtp", *deps_.config, deps_.config->smtp, deps_.certPath, deps_.keyPath,
+                         deps_.addListener, [this](std::unique_ptr<TcpStream> s, bool implicitTls) {
+                           return std::make_unique<SmtpConnection>(*this, std::move(s), implicitTls);
+                         });
 }
 
-void SmtpServer::shutdown() {
-  listeners_.clear();
-  std::vector<SmtpConnection*> open;
-  for (auto& [p, c] : connections_) open.push_back(p);
-  for (auto* c : open) c->close();
-}
-
-void SmtpServer::accept(std::unique_ptr<TcpStream> stream, bool implicitTls) {
-  if (implicitTls) {
-    auto engine = tls::TlsEngine::server(*tls_);
-    if (!engine || !stream->startTls(std::move(*engine))) return;  // dropping the stream closes it
-  }
-  auto conn = std::make_unique<SmtpConnection>(*this, std::move(stream), implicitTls);
-  SmtpConnection* raw = conn.get();
-  connections_.emplace(raw, std::move(conn));
-  raw->start();
-}
-
-void SmtpServer::remove(SmtpConnection* connection) { connections_.erase(connection); }
+void SmtpServer::shutdown() { endpoint_.shutdown(); }
 
 }  // namespace mb::smtp

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "daemon/config/config.h"
+#include "daemon/endpoint.h"
 #include "daemon/loop/tcp_stream.h"
 #include "daemon/smtp/submission.h"
 #include "daemon/status_board.h"
@@ -87,15 +88,11 @@ class SmtpServer {
 
  private:
   friend class SmtpConnection;
-  void accept(std::unique_ptr<TcpStream> stream, bool implicitTls);
-  void remove(SmtpConnection* connection);
   SessionOptions sessionOptions(bool implicitTls) const;
 
   SmtpServerDeps deps_;
   Submission submission_;
-  std::optional<tls::ServerTlsContext> tls_;
-  std::vector<std::unique_ptr<TcpListener>> listeners_;
-  std::unordered_map<SmtpConnection*, std::unique_ptr<SmtpConnection>> connections_;
+  Endpoint<SmtpConnection> endpoint_;  // after submission_: its connections use it
 };
 
 }  // namespace mb::smtp
