@@ -8,6 +8,7 @@
 
 #include "protocols/common/base64.h"
 #include "protocols/imap/framer.h"
+#include "protocols/imap/lexical.h"
 #include "protocols/imap/mutf7.h"
 #include "protocols/imap/writer.h"
 
@@ -18,13 +19,6 @@ namespace {
 constexpr uint64_t kLiteralMinusMax = 4096;
 // Literal data above this size gets a chunk of its own (moved, not copied).
 constexpr size_t kOwnChunk = 16 * 1024;
-
-char upper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 32) : c; }
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return upper(x) == upper(y); });
-}
 
 // No control characters, no space, nothing that starts another token.
 bool isSafeAtom(std::string_view a) {

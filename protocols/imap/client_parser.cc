@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "protocols/imap/framer.h"
+#include "protocols/imap/lexical.h"
 #include "protocols/imap/mutf7.h"
 
 namespace mb::imap::client {
@@ -24,53 +25,8 @@ constexpr size_t kSnippet = 80;
 constexpr int kEnd = -1;      // no more text in this response
 constexpr int kLiteral = -2;  // a literal starts here
 
-char upper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 32) : c; }
-
-std::string toUpper(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = upper(c);
-  return out;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (upper(a[i]) != upper(b[i])) return false;
-  }
-  return true;
-}
-
-bool isDigit(int c) { return c >= '0' && c <= '9'; }
-
-bool isTagChar(unsigned char c) {
-  // tag = 1*<any ASTRING-CHAR except "+"> (RFC 3501 9).
-  if (c <= 0x20 || c >= 0x7F) return false;
-  switch (c) {
-    case '(': case ')': case '{': case '%': case '*': case '"': case '\\': case '+':
-      return false;
-    default:
-      return true;
-  }
-}
-
 bool isStatusWord(std::string_view w) {
   return iequals(w, "OK") || iequals(w, "NO") || iequals(w, "BAD") || iequals(w, "BYE") || iequals(w, "PREAUTH");
-}
-
-// True when the line ends inside a quoted string, so a trailing "{N}" is
-// quoted text, not a literal header.
-bool endsInsideQuote(std::string_view line) {
-  bool inQuote = false;
-  for (size_t i = 0; i < line.size(); ++i) {
-    char c = line[i];
-    if (inQuote) {
-      if (c == '\\' && i + 1 < line.size()) ++i;
-      else if (c == '"') inQuote = false;
-    } else if (c == '"') {
-      inQuote = true;
-    }
-  }
-  return inQuote;
 }
 
 // Control characters would break a log line; a long line only needs its start.
@@ -1020,7 +976,7 @@ Result<Response> parseResponse(std::vector<std::string>& lines, std::vector<std:
     out = parseUntagged(r, lines, literals, greeting);
   } else {
     if (greeting) return bad(c, "expected a greeting, got a tagged response");
-    if (!std::all_of(tag.begin(), tag.end(), [](char ch) { return isTagChar(static_cast<unsigned char>(ch)); }))
+    if (!std::all_of(tag.begin(), tag.end(), [](char ch) { return isTagChar(ch); }))
       return bad(c, "invalid tag");
     std::string t(tag);
     if (auto s = r.sp(); !s) return std::unexpected(s.error());
@@ -1112,7 +1068,7 @@ std::string ResponseParser::currentTag() const {
   std::string_view first = lines_.empty() ? std::string_view(line_) : std::string_view(lines_[0]);
   if (!first.empty() && first[0] == '+') return "+";
   size_t n = 0;
-  while (n < first.size() && (first[n] == '*' || isTagChar(static_cast<unsigned char>(first[n])))) ++n;
+  while (n < first.size() && (first[n] == '*' || isTagChar(first[n]))) ++n;
   if (n == 0 || n >= first.size() || first[n] != ' ') return "";
   return std::string(first.substr(0, n));
 }

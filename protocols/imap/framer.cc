@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "protocols/imap/lexical.h"
+
 namespace mb::imap {
 namespace {
 
@@ -12,33 +14,6 @@ namespace {
 constexpr uint64_t kLiteralMinusMax = 4096;
 // Enough of a dropped line to see its trailing "~{NNNNNNNNNNNNNNNNNNNN+}".
 constexpr size_t kTailKeep = 40;
-
-bool isTagChar(unsigned char c) {
-  // tag = 1*<any ASTRING-CHAR except "+"> (RFC 3501 9).
-  if (c <= 0x20 || c >= 0x7F) return false;
-  switch (c) {
-    case '(': case ')': case '{': case '%': case '*': case '"': case '\\': case '+':
-      return false;
-    default:
-      return true;
-  }
-}
-
-// True when the line ends inside a quoted string, so a trailing "{N}" would
-// be quoted text, not a literal header.
-bool endsInsideQuote(std::string_view line) {
-  bool inQuote = false;
-  for (size_t i = 0; i < line.size(); ++i) {
-    char c = line[i];
-    if (inQuote) {
-      if (c == '\\' && i + 1 < line.size()) ++i;
-      else if (c == '"') inQuote = false;
-    } else if (c == '"') {
-      inQuote = true;
-    }
-  }
-  return inQuote;
-}
 
 }  // namespace
 

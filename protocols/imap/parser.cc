@@ -7,30 +7,13 @@
 #include <array>
 #include <utility>
 
+#include "protocols/imap/lexical.h"
 #include "protocols/imap/mutf7.h"
 
 namespace mb::imap {
 namespace {
 
 std::unexpected<Error> bad(std::string message) { return fail(ErrorKind::Syntax, std::move(message)); }
-
-char upper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 32) : c; }
-
-std::string toUpper(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = upper(c);
-  return out;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (upper(a[i]) != upper(b[i])) return false;
-  }
-  return true;
-}
-
-bool isDigit(char c) { return c >= '0' && c <= '9'; }
 
 // Digits only, already length-checked by the caller; std::sto* would throw.
 uint64_t digitsValue(std::string_view d) {
@@ -39,21 +22,7 @@ uint64_t digitsValue(std::string_view d) {
   return v;
 }
 
-// ATOM-CHAR: any CHAR except atom-specials (RFC 3501 9).
-bool isAtomChar(char ch) {
-  auto c = static_cast<unsigned char>(ch);
-  if (c <= 0x20 || c >= 0x7F) return false;
-  switch (c) {
-    case '(': case ')': case '{': case '%': case '*': case '"': case '\\': case ']':
-      return false;
-    default:
-      return true;
-  }
-}
-
-bool isAstringChar(char c) { return isAtomChar(c) || c == ']'; }
 bool isListChar(char c) { return isAtomChar(c) || c == '%' || c == '*' || c == ']'; }
-bool isTagChar(char c) { return isAstringChar(c) && c != '+'; }
 bool isSeqChar(char c) { return isDigit(c) || c == ':' || c == ',' || c == '*' || c == '$'; }
 
 class Reader {
@@ -859,7 +828,7 @@ Result<CommandBody> parseSearch(Reader& r, bool uid, const ParserOptions& opt) {
 Result<Section> section(Reader& r, bool binary) {
   Section sec;
   MB_CHECK(r.expect('[', "to open section"));
-  std::string_view spec = r.takeWhile([](char c) { return isDigit(c) || c == '.' || (upper(c) >= 'A' && upper(c) <= 'Z'); });
+  std::string_view spec = r.takeWhile([](char c) { return isDigit(c) || c == '.' || (asciiUpper(c) >= 'A' && asciiUpper(c) <= 'Z'); });
   size_t i = 0;
   while (i < spec.size() && isDigit(spec[i])) {
     size_t j = i;
@@ -1085,7 +1054,7 @@ bool isBase64(std::string_view s) {
   size_t pad = 0;
   for (size_t i = 0; i < s.size(); ++i) {
     char c = s[i];
-    bool b64 = isDigit(c) || (upper(c) >= 'A' && upper(c) <= 'Z') || c == '+' || c == '/';
+    bool b64 = isDigit(c) || (asciiUpper(c) >= 'A' && asciiUpper(c) <= 'Z') || c == '+' || c == '/';
     if (c == '=') {
       if (i + 2 < s.size()) return false;
       ++pad;
@@ -1224,7 +1193,7 @@ Result<Command> parseCommand(const RawCommand& raw, const ParserOptions& options
   if (!r.atLineEnd() && r.peek() != ' ') return bad(r.describe("Invalid character in tag"));
   tag = std::string(t);
   MB_CHECK(r.sp("command name"));
-  std::string_view name = r.takeWhile([](char c) { return (upper(c) >= 'A' && upper(c) <= 'Z'); });
+  std::string_view name = r.takeWhile([](char c) { return (asciiUpper(c) >= 'A' && asciiUpper(c) <= 'Z'); });
   if (name.empty() || (!r.atLineEnd() && r.peek() != ' ')) return bad(r.describe("Invalid command name"));
   MB_TRY(body, parseBody(r, std::string(name), options));
   MB_CHECK(r.end());

@@ -2,20 +2,11 @@
 // wire, so handlers cannot produce a response a client would misparse.
 #include "protocols/imap/writer.h"
 
+#include "protocols/imap/lexical.h"
 #include "protocols/imap/mutf7.h"
 
 namespace mb::imap {
 namespace {
-
-bool isAtomChar(unsigned char c) {
-  if (c <= 0x20 || c >= 0x7F) return false;
-  switch (c) {
-    case '(': case ')': case '{': case '%': case '*': case '"': case '\\': case ']':
-      return false;
-    default:
-      return true;
-  }
-}
 
 bool isNil(std::string_view s) {
   return s.size() == 3 && (s[0] | 0x20) == 'n' && (s[1] | 0x20) == 'i' && (s[2] | 0x20) == 'l';

@@ -1,0 +1,67 @@
+// The IMAP grammar's character classes and ASCII case rules (RFC 3501 9,
+// RFC 9051 9), shared by the server's command parser, the framer, the
+// client's response parser and command builder, and the response writer: one
+// definition, so the two directions cannot disagree on what a tag or an atom is.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace mb::imap {
+
+constexpr char asciiUpper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 32) : c; }
+
+// ASCII case-insensitive equality (keywords, status words, charset names).
+constexpr bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (asciiUpper(a[i]) != asciiUpper(b[i])) return false;
+  }
+  return true;
+}
+
+inline std::string toUpper(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = asciiUpper(c);
+  return out;
+}
+
+// int: also takes a reader's end-of-input value (negative).
+constexpr bool isDigit(int c) { return c >= '0' && c <= '9'; }
+
+// ATOM-CHAR: any CHAR except atom-specials (CTL, SP, ( ) { % * " \ ]).
+constexpr bool isAtomChar(char ch) {
+  auto c = static_cast<unsigned char>(ch);
+  if (c <= 0x20 || c >= 0x7F) return false;
+  switch (c) {
+    case '(': case ')': case '{': case '%': case '*': case '"': case '\\': case ']':
+      return false;
+    default:
+      return true;
+  }
+}
+
+// ASTRING-CHAR: ATOM-CHAR or resp-specials ("]").
+constexpr bool isAstringChar(char c) { return isAtomChar(c) || c == ']'; }
+
+// tag = 1*<any ASTRING-CHAR except "+">.
+constexpr bool isTagChar(char c) { return isAstringChar(c) && c != '+'; }
+
+// True when the line ends inside a quoted string, so a trailing "{N}" is
+// quoted text, not a literal header.
+constexpr bool endsInsideQuote(std::string_view line) {
+  bool inQuote = false;
+  for (size_t i = 0; i < line.size(); ++i) {
+    char c = line[i];
+    if (inQuote) {
+      if (c == '\\' && i + 1 < line.size()) ++i;
+      else if (c == '"') inQuote = false;
+    } else if (c == '"') {
+      inQuote = true;
+    }
+  }
+  return inQuote;
+}
+
+}  // namespace mb::imap
