@@ -21,8 +21,9 @@ namespace mb::store {
 class Stmt;
 class StmtCache;
 
-// One connection. Not thread-safe by contract: the owner thread uses it, other
-// threads open their own connection. Must outlive every Stmt and Transaction
+// One connection. Not thread-safe: the owner thread uses it, other threads
+// open their own connection (it is opened without SQLite's per-connection
+// mutex, so a second thread using it would corrupt it). Must outlive every Stmt and Transaction
 // made from it.
 class Db {
  public:
@@ -101,6 +102,11 @@ class Stmt {
   }
   Stmt& bindNull(int index);
   Stmt& bindBlob(int index, std::span<const std::byte> value);
+  // bind/bindBlob without SQLite's copy of the bytes, for the large values of
+  // a row written thousands of times (a sync's messages): the bytes must stay
+  // live and unchanged until this Stmt is reset or destroyed.
+  Stmt& bindBorrowed(int index, std::string_view value);
+  Stmt& bindBlobBorrowed(int index, std::span<const std::byte> value);
 
   // true: a row is available through column*(); false: the statement is done.
   Result<bool> step();
@@ -146,6 +152,8 @@ class Stmt {
   void release();  // back to the cache, or finalized
   Stmt& bindInt64(int index, int64_t value);
   Stmt& bindOverflow(int index);
+  Stmt& bindText(int index, std::string_view value, bool copy);
+  Stmt& bindBytes(int index, std::span<const std::byte> value, bool copy);
   Stmt& noteBind(int rc, int index);
 
   const Db* db_ = nullptr;
