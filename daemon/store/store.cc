@@ -479,6 +479,7 @@ PreparedMessage normalizedAndAnalysed(std::string_view bytes) {
 
 Result<PreparedMessage> Store::prepareMessage(BlobStore& blobs, std::string_view bytes, bool pin, BlobStore::Sync sync) {
   PreparedMessage p = normalizedAndAnalysed(bytes);
+  if (p.analysis) p.storedAnalysis = mime::serializeStoredAnalysis(*p.analysis);
   auto blobId = blobs.put(p.bytes(), pin, sync);
   if (!blobId) return propagate(blobId);
   p.blobId = std::move(*blobId);
@@ -546,6 +547,8 @@ Result<std::vector<AppendResult>> Store::commitMessages(int64_t mailboxId, std::
         return fail(ErrorKind::Internal, "commitMessages: a header-only message needs prepareHeader, and only it");
       bool headerOnly = message.fullSize.has_value();
       ++modseq;
+      // The text and blob values are borrowed (no copy per row): message and
+      // p outlive the statements.
       ins->reset();
       ins->bind(1, mailboxId)
           .bind(2, uid)
@@ -554,32 +557,32 @@ Result<std::vector<AppendResult>> Store::commitMessages(int64_t mailboxId, std::
           .bind(5, message.internalDate)
           .bind(6, headerOnly ? *message.fullSize : p.bytes().size())
           .bind(7, modseq)
-          .bind(8, message.upstreamId)
-          .bind(9, p.blobId)
+          .bindBorrowed(9, p.blobId)
           .bind(20, headerOnly ? 1 : 0);
-      std::string serialized;
+      if (message.upstreamId) ins->bindBorrowed(8, *message.upstreamId);
+      else ins->bindNull(8);
       if (p.analysis) {
         const mime::QuickFields& q = p.analysis->quick;
-        if (!headerOnly) serialized = mime::serializeStoredAnalysis(*p.analysis);
-        ins->bind(10, nullIfEmpty(q.messageId))
-            .bind(11, p.analysis->envelope);
+        if (q.messageId.empty()) ins->bindNull(10);
+        else ins->bindBorrowed(10, q.messageId);
+        ins->bindBorrowed(11, p.analysis->envelope);
         // Of a header alone only the ENVELOPE is the message's; BODYSTRUCTURE
         // is the provider's when it sent one (kept by attachBodies), the part
         // offsets wait for the body.
         if (headerOnly) {
-          ins->bind(12, message.bodyStructure).bind(13, std::optional<std::string>());
+          ins->bind(12, message.bodyStructure).bindNull(13);
         } else {
-          ins->bind(12, p.analysis->bodyStructure)
-              .bindBlob(13, std::as_bytes(std::span(serialized.data(), serialized.size())));
+          ins->bindBorrowed(12, p.analysis->bodyStructure)
+              .bindBlobBorrowed(13, std::as_bytes(std::span(p.storedAnalysis.data(), p.storedAnalysis.size())));
         }
-        ins->bind(14, q.subject)
-            .bind(15, q.from)
-            .bind(16, q.to)
-            .bind(17, q.cc)
-            .bind(18, q.bcc)
+        ins->bindBorrowed(14, q.subject)
+            .bindBorrowed(15, q.from)
+            .bindBorrowed(16, q.to)
+            .bindBorrowed(17, q.cc)
+            .bindBorrowed(18, q.bcc)
             .bind(19, q.sentAt);
       } else {
-        for (int c = 10; c <= 19; ++c) ins->bind(c, std::optional<std::string>());
+        for (int c = 10; c <= 19; ++c) ins->bindNull(c);
       }
       if (auto s = ins->run(); !s) return propagate(s);
       int64_t messageId = db_.lastInsertRowid();
@@ -587,7 +590,10 @@ Result<std::vector<AppendResult>> Store::commitMessages(int64_t mailboxId, std::
         std::string_view header = mime::topHeader(p.bytes(), p.analysis->root);
         if (header.data() == nullptr) header = std::string_view("", 0);  // a zero-length blob, not NULL
         hdr->reset();
-        if (auto s = hdr->bind(1, messageId).bindBlob(2, std::as_bytes(std::span(header.data(), header.size()))).run(); !s)
+        if (auto s = hdr->bind(1, messageId)
+                         .bindBlobBorrowed(2, std::as_bytes(std::span(header.data(), header.size())))
+                         .run();
+            !s)
           return propagate(s);
       }
 
@@ -700,14 +706,12 @@ Result<size_t> Store::attachBodies(int64_t mailboxId, std::span<const uint32_t> 
       // served (a client may have cached it), by FETCH BODYSTRUCTURE alone
       // and with other analysis items alike: the column keeps it (coalesce)
       // and the stored analysis takes its BODYSTRUCTURE from the column.
-      std::string serialized;
-      if (p.analysis) serialized = mime::serializeStoredAnalysis(*p.analysis);
       upd->reset();
       upd->bind(1, mailboxId).bind(2, uids[i]).bind(3, p.blobId).bind(4, blobSize);
       if (p.analysis) {
         upd->bind(5, p.analysis->envelope)
             .bind(6, p.analysis->bodyStructure)
-            .bindBlob(7, std::as_bytes(std::span(serialized.data(), serialized.size())));
+            .bindBlob(7, std::as_bytes(std::span(p.storedAnalysis.data(), p.storedAnalysis.size())));
       } else {
         upd->bind(5, std::optional<std::string>()).bind(6, std::optional<std::string>()).bind(7, std::optional<std::string>());
       }
@@ -719,7 +723,7 @@ Result<size_t> Store::attachBodies(int64_t mailboxId, std::span<const uint32_t> 
         if (p.analysis) {
           siblings->bind(5, p.analysis->envelope)
               .bind(6, p.analysis->bodyStructure)
-              .bindBlob(7, std::as_bytes(std::span(serialized.data(), serialized.size())));
+              .bindBlob(7, std::as_bytes(std::span(p.storedAnalysis.data(), p.storedAnalysis.size())));
         } else {
           siblings->bind(5, std::nullopt).bind(6, std::nullopt).bind(7, std::nullopt);
         }

@@ -87,6 +87,10 @@ struct PreparedMessage {
   std::string_view input;                 // the caller's bytes; must stay live until the commit
   std::optional<std::string> normalized;  // a CRLF copy when input had a bare LF
   std::optional<mime::MessageAnalysis> analysis;
+  // The analysis as messages.analysis stores it (serializeStoredAnalysis),
+  // made here rather than on the owner thread; prepareMessage only (a
+  // header-only row stores none).
+  std::string storedAnalysis;
   std::string blobId;     // empty for a header-only message (prepareHeader)
   bool pinned = false;  // put with pin: the commit (or its failure) unpins
   std::string_view bytes() const { return normalized ? std::string_view(*normalized) : input; }
