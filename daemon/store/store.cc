@@ -24,6 +24,9 @@ namespace {
 // Other connections (REST snapshot readers, sqlite3 CLI) can hold the db
 // briefly; wait rather than fail a client's command.
 constexpr int kBusyTimeoutMs = 5000;
+// The WAL is copied back into the database file (on the Checkpointer's
+// thread) once it holds this many pages.
+constexpr int kCheckpointPages = 4000;
 
 std::optional<AccountSource> parseSource(std::string_view text) {
   if (text == "config") return AccountSource::Config;
@@ -172,8 +175,9 @@ Result<std::unique_ptr<Store>> Store::open(const std::filesystem::path& stateDir
   // places: with SQLite's defaults (2 MB cache, a checkpoint every 1,000
   // pages) the same index pages were read back and checkpointed again every
   // few batches (checkpoint ~4% of the sync's CPU). 16 MB of cache and a
-  // checkpoint every 4,000 pages (the WAL stays under ~20 MB).
-  if (auto s = db->exec("PRAGMA cache_size = -16384; PRAGMA wal_autocheckpoint = 4000"); !s) return propagate(s);
+  // checkpoint every 4,000 pages (kCheckpointPages below; the WAL stays
+  // under ~20 MB).
+  if (auto s = db->exec("PRAGMA cache_size = -16384"); !s) return propagate(s);
   if (auto s = migrate(*db); !s) return propagate(s);
 
   auto blobs = BlobStore::open(stateDir / "blobs");
@@ -182,6 +186,9 @@ Result<std::unique_ptr<Store>> Store::open(const std::filesystem::path& stateDir
   std::function<int64_t()> clock = options.clock ? std::move(options.clock) : [] { return static_cast<int64_t>(::time(nullptr)); };
   std::unique_ptr<Store> store(new Store(stateDir, std::move(*db), std::move(*blobs), std::move(clock)));
   if (auto s = store->collectGarbage(); !s) return propagate(s);
+  auto checkpointer = Checkpointer::start(store->db_, kCheckpointPages);
+  if (!checkpointer) return propagate(checkpointer);
+  store->checkpointer_ = std::move(*checkpointer);
   logInfo("store.opened").kv("path", store->db_.path()).kv("schema", latestSchemaVersion());
   return store;
 }
@@ -316,7 +323,9 @@ Status Store::removeAccount(int64_t accountId) {
   // After the commit: a crash here leaves unreferenced blobs for the next GC,
   // never a row without its body.
   for (const auto& id : blobIds) removeBlobIfUnreferenced(id);
+  auto paused = checkpointer_->pause();
   auto busy = db_.queryInt("PRAGMA wal_checkpoint(TRUNCATE)");
+  paused.unlock();
   if (!busy || *busy != 0)
     logWarn("store.checkpoint_incomplete").kv("after", "account removal").kv("note", "the WAL is emptied by a later checkpoint");
   logInfo("store.account_removed").kv("account_id", accountId).kv("blobs", static_cast<uint64_t>(blobIds.size()));

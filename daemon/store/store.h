@@ -15,6 +15,7 @@
 
 #include "daemon/store/blob_store.h"
 #include "daemon/store/change_hub.h"
+#include "daemon/store/checkpointer.h"
 #include "daemon/store/sqlite.h"
 #include "protocols/mime/analysis.h"
 #include "protocols/common/result.h"
@@ -242,6 +243,7 @@ class Store {
   BlobStore blobs_;
   std::function<int64_t()> clock_;
   ChangeHub changes_;
+  std::unique_ptr<Checkpointer> checkpointer_;  // after db_: goes first
 };
 
 const char* accountSourceName(AccountSource source);
