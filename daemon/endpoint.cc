@@ -13,6 +13,15 @@ Result<tls::ServerTlsContext> loadServerIdentity(const Config& cfg, const std::s
                                              configured ? cfg.tls.key : generatedKey);
 }
 
+std::string peerHost(const std::string& peer) {
+  if (!peer.empty() && peer[0] == '[') {
+    auto close = peer.find(']');
+    return close == std::string::npos ? peer : peer.substr(1, close - 1);
+  }
+  auto colon = peer.rfind(':');
+  return colon == std::string::npos ? peer : peer.substr(0, colon);
+}
+
 Status bindEndpoint(const EndpointBinding& binding, const EndpointConfig& endpoint,
                     std::vector<std::unique_ptr<TcpListener>>& out) {
   auto bindAll = [&](const std::vector<ListenAddress>& addrs, bool implicitTls) -> Status {

@@ -27,6 +27,10 @@ namespace mb {
 Result<tls::ServerTlsContext> loadServerIdentity(const Config& cfg, const std::string& generatedCert,
                                                  const std::string& generatedKey);
 
+// "127.0.0.1:5312" -> "127.0.0.1", "[::1]:5312" -> "::1": what login
+// failures are counted by (per host, not per source port) and logs name.
+std::string peerHost(const std::string& peerAddress);
+
 struct EndpointBinding {
   uv_loop_t* loop = nullptr;
   std::string_view proto;  // "imap", "smtp": names "imap", "imap-2", ..., "imaps", "imaps-2", ...

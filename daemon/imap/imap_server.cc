@@ -17,15 +17,6 @@ namespace {
 // client can make us buffer.
 constexpr size_t kMaxQueued = 1 << 20;
 
-std::string hostOf(const std::string& peer) {
-  if (!peer.empty() && peer[0] == '[') {
-    auto close = peer.find(']');
-    return close == std::string::npos ? peer : peer.substr(1, close - 1);
-  }
-  auto colon = peer.rfind(':');
-  return colon == std::string::npos ? peer : peer.substr(0, colon);
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------- connection
@@ -37,7 +28,7 @@ ImapConnection::ImapConnection(ImapServer& server, std::unique_ptr<TcpStream> st
       session_(backend_, server.sessionOptions(implicitTls)) {
   static uint64_t lastConn = 0;  // loop thread only
   conn_ = ++lastConn;
-  peerHost_ = hostOf(stream_->peerAddress());
+  peerHost_ = peerHost(stream_->peerAddress());
 }
 
 ImapConnection::~ImapConnection() {

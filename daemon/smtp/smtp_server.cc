@@ -2,27 +2,12 @@
 // answers to its requests (see smtp_server.h).
 #include "daemon/smtp/smtp_server.h"
 
-
 #include "daemon/auth/authenticator.h"
 #include "daemon/endpoint.h"
 #include "daemon/log/log.h"
 #include "daemon/tls/tls_engine.h"
 
 namespace mb::smtp {
-namespace {
-
-// "127.0.0.1:5312" -> "127.0.0.1", "[::1]:5312" -> "::1": failures are
-// counted per host, not per source port.
-std::string hostOf(const std::string& peer) {
-  if (!peer.empty() && peer[0] == '[') {
-    auto close = peer.find(']');
-    return close == std::string::npos ? peer : peer.substr(1, close - 1);
-  }
-  auto colon = peer.rfind(':');
-  return colon == std::string::npos ? peer : peer.substr(0, colon);
-}
-
-}  // namespace
 
 // ---------------------------------------------------------------- connection
 
@@ -30,7 +15,7 @@ SmtpConnection::SmtpConnection(SmtpServer& server, std::unique_ptr<TcpStream> st
     : server_(server), stream_(std::move(stream)), session_(server.sessionOptions(implicitTls)) {
   static uint64_t lastConn = 0;  // loop thread only
   conn_ = ++lastConn;
-  peerHost_ = hostOf(stream_->peerAddress());
+  peerHost_ = peerHost(stream_->peerAddress());
 }
 
 SmtpConnection::~SmtpConnection() = default;
