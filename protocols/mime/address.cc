@@ -1,6 +1,9 @@
 // Dovecot-compatible RFC 5322 address list parser for ENVELOPE.
 #include "protocols/mime/address.h"
 
+#include <optional>
+
+#include "protocols/mime/header.h"
 #include "protocols/mime/imap_quote.h"
 #include "protocols/mime/rfc822_lexer.h"
 
@@ -8,14 +11,34 @@ namespace mb::mime {
 
 namespace {
 
-constexpr const char* kMissingMailbox = "MISSING_MAILBOX";
-constexpr const char* kMissingDomain = "MISSING_DOMAIN";
+constexpr std::string_view kMissingMailbox = "MISSING_MAILBOX";
+constexpr std::string_view kMissingDomain = "MISSING_DOMAIN";
 
+// One address field of the entry being parsed: set or NIL. The text keeps
+// its capacity from one address to the next.
+struct Slot {
+  std::string text;
+  bool set = false;
+
+  void assign(std::string_view s) {
+    text.assign(s);
+    set = true;
+  }
+  void reset() {
+    text.clear();
+    set = false;
+  }
+  std::optional<std::string_view> value() const {
+    return set ? std::optional<std::string_view>(text) : std::nullopt;
+  }
+};
+
+// Parses one field value and writes each entry as it is complete.
 class AddressParser {
  public:
-  explicit AddressParser(std::string_view text) : lex_(text) {}
+  AddressParser(std::string_view text, std::string& out) : lex_(text), out_(out) {}
 
-  std::vector<Address> run() {
+  void run() {
     lex_.skipCfws();
     while (!lex_.atEnd()) {
       parseAddress();
@@ -23,7 +46,6 @@ class AddressParser {
       lex_.advance();
       lex_.skipCfws();
     }
-    return std::move(list_);
   }
 
  private:
@@ -36,13 +58,12 @@ class AddressParser {
 
   // group = display-name ":" [mailbox-list / CFWS] ";" [CFWS]
   bool parseGroup() {
-    std::string name;
+    std::string& name = phrase_;
+    name.clear();
     if (!lex_.phrase(name) || lex_.peek() != ':') return false;
     lex_.advance();
     lex_.skipCfws();
-    Address start;
-    start.mailbox = std::move(name);
-    list_.push_back(std::move(start));
+    writeEntry(std::nullopt, std::nullopt, name, std::nullopt);
     if (!lex_.atEnd() && lex_.peek() != ';') {
       for (;;) {
         if (!parseMailbox()) break;
@@ -56,32 +77,58 @@ class AddressParser {
       lex_.advance();
       lex_.skipCfws();
     }
-    list_.push_back(Address{});  // end of group
+    writeEntry(std::nullopt, std::nullopt, std::nullopt, std::nullopt);  // end of group
     return true;
   }
 
   // mailbox = name-addr / addr-spec; always adds an entry, filling the gaps.
   bool parseMailbox() {
-    current_ = Address{};
+    clearCurrent();
     std::size_t start = lex_.pos();
     bool ok = parseNameAddr();
     if (!ok) {
       lex_.seek(start);
-      current_ = Address{};
+      clearCurrent();
       ok = parseAddrSpec();
     }
-    if (!current_.mailbox || current_.mailbox->empty()) current_.mailbox = kMissingMailbox;
-    if (!current_.host || current_.host->empty()) current_.host = kMissingDomain;
-    list_.push_back(std::move(current_));
+    if (!mailbox_.set || mailbox_.text.empty()) mailbox_.assign(kMissingMailbox);
+    if (!host_.set || host_.text.empty()) host_.assign(kMissingDomain);
+    writeEntry(name_.value(), adl_.value(), mailbox_.value(), host_.value());
     return ok;
   }
 
+  void clearCurrent() {
+    name_.reset();
+    adl_.reset();
+    mailbox_.reset();
+    host_.reset();
+  }
+
+  // "(name adl mailbox host)"
+  void writeEntry(std::optional<std::string_view> name, std::optional<std::string_view> adl,
+                  std::optional<std::string_view> mailbox, std::optional<std::string_view> host) {
+    out_ += '(';
+    if (name) {
+      appendImapHumanString(out_, *name);
+    } else {
+      out_ += "NIL";
+    }
+    out_ += ' ';
+    appendImapNStringNoLf(out_, adl);
+    out_ += ' ';
+    appendImapNStringNoLf(out_, mailbox);
+    out_ += ' ';
+    appendImapNStringNoLf(out_, host);
+    out_ += ')';
+  }
+
   bool parseNameAddr() {
-    std::string name;
+    std::string& name = phrase_;
+    name.clear();
     if (lex_.peek() != '<') {
       if (!lex_.phrase(name) || lex_.peek() != '<') return false;
     }
-    if (!name.empty()) current_.name = std::move(name);
+    if (!name.empty()) name_.assign(name);
     lex_.advance();  // '<'
     lex_.skipCfws();
     if (lex_.peek() == '>') {  // <>: the null address, reported as missing
@@ -93,7 +140,8 @@ class AddressParser {
       std::string route;
       while (lex_.peek() == '@') {
         lex_.advance();
-        std::string d;
+        std::string& d = domain_;
+        d.clear();
         if (!lex_.domain(d)) return false;
         if (!route.empty()) route += ',';
         route += '@';
@@ -106,7 +154,7 @@ class AddressParser {
       if (lex_.peek() != ':') return false;
       lex_.advance();
       lex_.skipCfws();
-      current_.adl = std::move(route);
+      adl_.assign(route);
     }
     if (!parseAddrSpec()) return false;
     if (lex_.peek() != '>') return false;
@@ -120,34 +168,39 @@ class AddressParser {
   bool parseAddrSpec() {
     lex_.clearLastComment();
     bool quoted = lex_.peek() == '"';
-    std::string local;
+    std::string& local = mailbox_.text;
+    local.clear();
     bool ok = quoted ? lex_.quotedString(local) : lex_.dotAtom(local);
     if (!ok) return false;
-    current_.mailbox = local;
+    mailbox_.set = true;
     bool haveDomain = false;
     if (lex_.peek() == '@') {
       lex_.advance();
-      std::string d;
+      std::string& d = host_.text;
+      d.clear();
       if (!lex_.domain(d)) {
+        d.clear();
         ok = false;
       } else {
-        current_.host = std::move(d);
+        host_.set = true;
       }
       haveDomain = true;
     }
     if (!lex_.lastComment().empty()) {
-      if (!current_.name) current_.name = lex_.lastComment();
+      if (!name_.set) name_.assign(lex_.lastComment());
       if (!haveDomain) ok = false;
     } else if (!haveDomain) {
-      std::string more = local + ' ';
+      std::string& more = phrase_;
+      more.assign(local);
+      more += ' ';
       std::size_t before = more.size();
       lex_.phrase(more);
       if (more.size() != before) {
-        current_.mailbox.reset();
-        current_.name = std::move(more);
+        mailbox_.reset();
+        name_.assign(more);
       } else if (quoted) {
-        current_.mailbox.reset();
-        current_.name = std::move(local);
+        name_.assign(local);
+        mailbox_.reset();
       }
       ok = false;
     }
@@ -155,36 +208,28 @@ class AddressParser {
   }
 
   Rfc822Lexer lex_;
-  std::vector<Address> list_;
-  Address current_;
+  std::string& out_;
+  Slot name_, adl_, mailbox_, host_;
+  std::string phrase_, domain_;  // scratch, kept for their capacity
 };
 
 }  // namespace
 
-std::vector<Address> parseAddressList(std::string_view value) { return AddressParser(value).run(); }
+AddressListWriter::AddressListWriter(std::string& out) : out_(out), begin_(out.size()) { out_ += '('; }
 
-void appendAddressList(std::string& out, const std::vector<Address>& list) {
-  if (list.empty()) {
-    out += "NIL";
-    return;
+void AddressListWriter::add(std::string_view rawValue) {
+  unfoldInto(unfolded_, rawValue);
+  AddressParser(unfolded_, out_).run();
+}
+
+bool AddressListWriter::finish() {
+  if (out_.size() == begin_ + 1) {
+    out_.resize(begin_);
+    out_ += "NIL";
+    return false;
   }
-  out += '(';
-  for (const auto& a : list) {
-    out += '(';
-    if (a.name) {
-      appendImapHumanString(out, *a.name);
-    } else {
-      out += "NIL";
-    }
-    out += ' ';
-    appendImapNStringNoLf(out, a.adl);
-    out += ' ';
-    appendImapNStringNoLf(out, a.mailbox);
-    out += ' ';
-    appendImapNStringNoLf(out, a.host);
-    out += ')';
-  }
-  out += ')';
+  out_ += ')';
+  return true;
 }
 
 }  // namespace mb::mime

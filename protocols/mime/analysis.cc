@@ -165,7 +165,7 @@ MessageAnalysis analyze(std::string_view raw, const LineScan& scan) {
     addEnvelopeField(envelope, f);
     addQuickField(q, f);
   }
-  a.envelope = formatEnvelope(envelope);
+  appendEnvelope(a.envelope, envelope);
   formatBodyStructures(root, raw, a.bodyStructure, a.body);
   a.root = toPart(root);
   q.size = raw.size();

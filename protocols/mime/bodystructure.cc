@@ -144,7 +144,7 @@ class Writer {
     } else if (node.kind == PartKind::Message && !node.children.empty()) {
       const Node& inner = node.children.front();
       ext_ += ' ';
-      ext_ += formatEnvelope(parseEnvelope(raw_.substr(inner.headerBegin, inner.headerEnd - inner.headerBegin)));
+      appendEnvelope(ext_, parseEnvelope(raw_.substr(inner.headerBegin, inner.headerEnd - inner.headerBegin)));
       ext_ += " (";
       copySince(from);
       part(inner);

@@ -155,13 +155,13 @@ ContentInfo parseContentInfo(std::string_view headerBlock) {
       std::string token;
       if (lex.mimeToken(token)) info.encoding = std::move(token);
     } else if (equalsIgnoreCase(what, "id")) {
-      if (!info.id) info.id = std::string(f.value);
+      if (!info.id) info.id = f.value;
     } else if (equalsIgnoreCase(what, "description")) {
-      if (!info.description) info.description = std::string(f.value);
+      if (!info.description) info.description = f.value;
     } else if (equalsIgnoreCase(what, "md5")) {
-      if (!info.md5) info.md5 = std::string(f.value);
+      if (!info.md5) info.md5 = f.value;
     } else if (equalsIgnoreCase(what, "location")) {
-      if (!info.location) info.location = std::string(f.value);
+      if (!info.location) info.location = f.value;
     } else if (equalsIgnoreCase(what, "disposition")) {
       if (haveDisposition) continue;
       haveDisposition = true;

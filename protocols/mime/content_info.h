@@ -20,11 +20,12 @@ struct ContentInfo {
   std::string type;       // as written, possibly empty
   std::string subtype;
   std::vector<Param> params;
-  std::optional<std::string> id;
-  std::optional<std::string> description;
+  // Raw values: views into the header block, which must outlive the ContentInfo.
+  std::optional<std::string_view> id;
+  std::optional<std::string_view> description;
   std::optional<std::string> encoding;
-  std::optional<std::string> md5;
-  std::optional<std::string> location;
+  std::optional<std::string_view> md5;
+  std::optional<std::string_view> location;
   std::optional<std::string> disposition;
   std::vector<Param> dispositionParams;
   std::vector<std::string> language;

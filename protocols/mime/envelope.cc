@@ -1,6 +1,7 @@
 // ENVELOPE construction from raw header fields.
 #include "protocols/mime/envelope.h"
 
+#include "protocols/mime/address.h"
 #include "protocols/mime/header.h"
 #include "protocols/mime/imap_quote.h"
 
@@ -8,25 +9,17 @@ namespace mb::mime {
 
 void addEnvelopeField(Envelope& env, const HeaderField& f) {
   if (!f.hasColon) return;
-  auto addTo = [&](std::vector<Address>& list) {
-    std::vector<Address> more = parseAddressList(unfold(f.value));
-    if (list.empty()) {
-      list = std::move(more);
-    } else {
-      for (auto& a : more) list.push_back(std::move(a));
-    }
-  };
   std::string_view n = f.name;
-  if (equalsIgnoreCase(n, "date")) env.date = std::string(f.value);
-  else if (equalsIgnoreCase(n, "subject")) env.subject = std::string(f.value);
-  else if (equalsIgnoreCase(n, "from")) addTo(env.from);
-  else if (equalsIgnoreCase(n, "sender")) addTo(env.sender);
-  else if (equalsIgnoreCase(n, "reply-to")) addTo(env.replyTo);
-  else if (equalsIgnoreCase(n, "to")) addTo(env.to);
-  else if (equalsIgnoreCase(n, "cc")) addTo(env.cc);
-  else if (equalsIgnoreCase(n, "bcc")) addTo(env.bcc);
-  else if (equalsIgnoreCase(n, "in-reply-to")) env.inReplyTo = std::string(f.value);
-  else if (equalsIgnoreCase(n, "message-id")) env.messageId = std::string(f.value);
+  if (equalsIgnoreCase(n, "date")) env.date = f.value;
+  else if (equalsIgnoreCase(n, "subject")) env.subject = f.value;
+  else if (equalsIgnoreCase(n, "from")) env.from.add(f.value);
+  else if (equalsIgnoreCase(n, "sender")) env.sender.add(f.value);
+  else if (equalsIgnoreCase(n, "reply-to")) env.replyTo.add(f.value);
+  else if (equalsIgnoreCase(n, "to")) env.to.add(f.value);
+  else if (equalsIgnoreCase(n, "cc")) env.cc.add(f.value);
+  else if (equalsIgnoreCase(n, "bcc")) env.bcc.add(f.value);
+  else if (equalsIgnoreCase(n, "in-reply-to")) env.inReplyTo = f.value;
+  else if (equalsIgnoreCase(n, "message-id")) env.messageId = f.value;
 }
 
 Envelope parseEnvelope(std::string_view headerBlock) {
@@ -37,8 +30,20 @@ Envelope parseEnvelope(std::string_view headerBlock) {
   return env;
 }
 
-std::string formatEnvelope(const Envelope& env) {
-  std::string out = "(";
+namespace {
+
+// The list of every occurrence's addresses; false (and NIL written) when
+// there is none.
+bool appendAddresses(std::string& out, const RawValues& values) {
+  AddressListWriter list(out);
+  values.forEach([&](std::string_view v) { list.add(v); });
+  return list.finish();
+}
+
+}  // namespace
+
+void appendEnvelope(std::string& out, const Envelope& env) {
+  out += '(';
   appendImapNStringNoLf(out, env.date);
   out += ' ';
   if (env.subject) {
@@ -49,26 +54,27 @@ std::string formatEnvelope(const Envelope& env) {
   out += ' ';
   // Sender and Reply-To default to From: its text is written once and copied.
   std::size_t fromBegin = out.size();
-  appendAddressList(out, env.from);
+  appendAddresses(out, env.from);
   std::size_t fromSize = out.size() - fromBegin;
+  for (const RawValues* defaulted : {&env.sender, &env.replyTo}) {
+    out += ' ';
+    std::size_t at = out.size();
+    if (!appendAddresses(out, *defaulted)) {
+      out.resize(at);
+      out.append(out, fromBegin, fromSize);
+    }
+  }
   out += ' ';
-  if (env.sender.empty()) out.append(out, fromBegin, fromSize);
-  else appendAddressList(out, env.sender);
+  appendAddresses(out, env.to);
   out += ' ';
-  if (env.replyTo.empty()) out.append(out, fromBegin, fromSize);
-  else appendAddressList(out, env.replyTo);
+  appendAddresses(out, env.cc);
   out += ' ';
-  appendAddressList(out, env.to);
-  out += ' ';
-  appendAddressList(out, env.cc);
-  out += ' ';
-  appendAddressList(out, env.bcc);
+  appendAddresses(out, env.bcc);
   out += ' ';
   appendImapNStringNoLf(out, env.inReplyTo);
   out += ' ';
   appendImapNStringNoLf(out, env.messageId);
   out += ')';
-  return out;
 }
 
 }  // namespace mb::mime

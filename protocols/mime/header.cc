@@ -74,8 +74,8 @@ std::size_t findHeaderEnd(std::string_view raw, std::size_t begin) {
   return raw.size();
 }
 
-std::string unfold(std::string_view value) {
-  std::string out;
+void unfoldInto(std::string& out, std::string_view value) {
+  out.clear();
   out.reserve(value.size());
   std::size_t from = 0;
   for (std::size_t i = 0; i < value.size(); ++i) {
@@ -84,6 +84,11 @@ std::string unfold(std::string_view value) {
     from = i + 1;
   }
   out.append(value.substr(from));
+}
+
+std::string unfold(std::string_view value) {
+  std::string out;
+  unfoldInto(out, value);
   return out;
 }
 

@@ -2,15 +2,22 @@
 #include "protocols/mime/imap_quote.h"
 
 #include <algorithm>
+#include <charconv>
 
 namespace mb::mime {
 
 namespace {
 
-void appendLiteral(std::string& out, std::string_view value) {
+void appendLiteralHead(std::string& out, std::size_t size) {
+  char buf[20];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, size);
   out += '{';
-  out += std::to_string(value.size());
+  out.append(buf, end);
   out += "}\r\n";
+}
+
+void appendLiteral(std::string& out, std::string_view value) {
+  appendLiteralHead(out, value.size());
   std::size_t from = out.size();
   out += value;
   for (std::size_t i = from; i < out.size(); ++i)
@@ -43,7 +50,7 @@ void appendImapString(std::string& out, std::string_view value) {
   out += '"';
 }
 
-void appendImapNString(std::string& out, const std::optional<std::string>& value) {
+void appendImapNString(std::string& out, std::optional<std::string_view> value) {
   if (!value) {
     out += "NIL";
     return;
@@ -51,7 +58,7 @@ void appendImapNString(std::string& out, const std::optional<std::string>& value
   appendImapString(out, *value);
 }
 
-void appendImapNStringNoLf(std::string& out, const std::optional<std::string>& value) {
+void appendImapNStringNoLf(std::string& out, std::optional<std::string_view> value) {
   if (!value) {
     out += "NIL";
     return;
@@ -70,40 +77,53 @@ void appendImapNStringNoLf(std::string& out, const std::optional<std::string>& v
 }
 
 void appendImapHumanString(std::string& out, std::string_view value) {
-  std::string clean;
-  clean.reserve(value.size());
+  auto blank = [](unsigned char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
+  // Text with nothing to collapse or trim and nothing a quoted string
+  // cannot carry (the common case) goes out as it is, with no copy made.
+  bool asIs = !value.empty() && value.front() != ' ' && value.back() != ' ';
+  char prev = 0;
+  for (std::size_t i = 0; asIs && i < value.size(); prev = value[i++]) {
+    unsigned char c = static_cast<unsigned char>(value[i]);
+    asIs = !(c == '\t' || c == '\r' || c == '\n' || c == 0 || c == '"' || c == '\\' || c >= 0x80 ||
+             (c == ' ' && prev == ' '));
+  }
+  if (asIs) {
+    out += '"';
+    out += value;
+    out += '"';
+    return;
+  }
+  // Otherwise whitespace runs become one space and the ends are trimmed;
+  // Dovecot then sends a literal whenever that changed anything or the text
+  // has " \ or 8-bit, which is every case that gets here with text left.
+  std::size_t size = 0;
   bool lastSpace = true;  // true at the start so leading whitespace goes
-  bool literal = false;
   for (char ch : value) {
-    unsigned char c = static_cast<unsigned char>(ch);
-    if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
-      if (c != ' ') literal = true;
-      if (!lastSpace) clean += ' ';
+    if (blank(static_cast<unsigned char>(ch))) {
+      if (!lastSpace) ++size;
       lastSpace = true;
       continue;
     }
     lastSpace = false;
-    if (c == 0) {
-      clean += static_cast<char>(0x80);
-      literal = true;
-    } else {
-      if (c == '"' || c == '\\' || c >= 0x80) literal = true;
-      clean += ch;
-    }
+    ++size;
   }
-  if (!clean.empty() && clean.back() == ' ') clean.pop_back();
-  if (clean.size() != value.size()) literal = true;
-  if (clean.empty()) {
+  if (size > 0 && lastSpace) --size;  // the trailing space
+  if (size == 0) {
     out += "\"\"";
     return;
   }
-  if (!literal) {
-    out += '"';
-    out += clean;
-    out += '"';
-    return;
+  appendLiteralHead(out, size);
+  std::size_t end = out.size() + size;
+  lastSpace = true;
+  for (char ch : value) {
+    if (blank(static_cast<unsigned char>(ch))) {
+      if (!lastSpace && out.size() < end) out += ' ';
+      lastSpace = true;
+      continue;
+    }
+    lastSpace = false;
+    out += ch == '\0' ? static_cast<char>(0x80) : ch;
   }
-  appendLiteral(out, clean);
 }
 
 }  // namespace mb::mime

@@ -415,14 +415,20 @@ TEST(MimeSerialize, DamageIsCorruptNotACrash) {
 }
 
 TEST(MimeAddress, GroupsAndMissingParts) {
-  std::string out;
-  appendAddressList(out, parseAddressList("G: a@b;, \"x y\" <c@d>, e"));
-  EXPECT_EQ(out,
+  auto list = [](std::initializer_list<std::string_view> values) {
+    std::string out;
+    AddressListWriter writer(out);
+    for (std::string_view v : values) writer.add(v);
+    writer.finish();
+    return out;
+  };
+  EXPECT_EQ(list({"G: a@b;, \"x y\" <c@d>, e"}),
             "((NIL NIL \"G\" NIL)(NIL NIL \"a\" \"b\")(NIL NIL NIL NIL)(\"x y\" NIL \"c\" \"d\")"
             "(NIL NIL \"e\" \"MISSING_DOMAIN\"))");
-  out.clear();
-  appendAddressList(out, parseAddressList(""));
-  EXPECT_EQ(out, "NIL");
+  EXPECT_EQ(list({""}), "NIL");
+  EXPECT_EQ(list({}), "NIL");
+  // Every occurrence of a field adds to one list.
+  EXPECT_EQ(list({"a@b", "", "d@e (c)"}), "((NIL NIL \"a\" \"b\")(\"c\" NIL \"d\" \"e\"))");
 }
 
 TEST(MimeQuote, OneRuleForStrings) {
