@@ -7,6 +7,7 @@
 #include <iterator>
 #include <mutex>
 
+#include "protocols/common/base64.h"
 #include "protocols/mime/header.h"
 
 namespace mb::mime {
@@ -46,10 +47,111 @@ bool plainHeaderText(std::string_view raw) {
 
 }  // namespace
 
+namespace {
+
+int hexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+// RFC 2047 "Q" payload (no '?', every '=' with two hex digits) appended to out.
+bool appendQDecoded(std::string& out, std::string_view payload) {
+  for (std::size_t i = 0; i < payload.size(); ++i) {
+    char c = payload[i];
+    if (c == '_') {
+      out += ' ';
+    } else if (c == '=') {
+      int hi = i + 2 < payload.size() ? hexValue(payload[i + 1]) : -1;
+      int lo = hi >= 0 ? hexValue(payload[i + 2]) : -1;
+      if (lo < 0) return false;
+      out += static_cast<char>(hi * 16 + lo);
+      i += 2;
+    } else if (c > 0x20 && c < 0x7f) {
+      out += c;
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+namespace detail {
+
+// The header text most mail has beyond plain ASCII, decoded without GMime:
+// blank-separated words, each either printable ASCII without "=?" or one
+// whole encoded word "=?utf-8?B|Q?...?=" whose payload is well formed and
+// decodes to UTF-8 without NUL. GMime's answer for such text is known
+// (blanks between two encoded words dropped, all else kept as it is; pinned
+// by MimeDecode.EncodedWordsAsGMime); anything else (other charsets, words
+// glued to other text, broken payloads, 8-bit bytes) returns false and is
+// GMime's to decode. GMime decodes a run of adjacent base64 words as one
+// stream, so padding before the end of such a run is left to it too.
+bool decodeUtf8Words(std::string_view text, std::string& out) {
+  out.clear();
+  out.reserve(text.size());
+  bool prevEncoded = false, prevPadded = false;
+  std::size_t i = 0;
+  const std::size_t n = text.size();
+  while (i < n) {
+    std::size_t blanks = i;
+    while (i < n && (text[i] == ' ' || text[i] == '\t')) ++i;
+    std::string_view lwsp = text.substr(blanks, i - blanks);
+    std::size_t start = i;
+    while (i < n && text[i] != ' ' && text[i] != '\t') ++i;
+    std::string_view word = text.substr(start, i - start);
+    if (!word.starts_with("=?")) {
+      char prev = 0;
+      for (char c : word) {
+        if (c < 0x21 || c > 0x7e || (c == '?' && prev == '=')) return false;
+        prev = c;
+      }
+      out += lwsp;
+      out += word;
+      prevEncoded = prevPadded = false;
+      continue;
+    }
+    // =?charset?E?payload?=
+    if (word.size() < 8 || !word.ends_with("?=")) return false;
+    std::string_view inner = word.substr(2, word.size() - 4);
+    std::size_t q = inner.find('?');
+    if (q == std::string_view::npos || !equalsIgnoreCase(inner.substr(0, q), "utf-8") || q + 2 >= inner.size() ||
+        inner[q + 2] != '?')
+      return false;
+    char enc = inner[q + 1];
+    std::string_view payload = inner.substr(q + 3);
+    if (payload.empty() || payload.find('?') != std::string_view::npos) return false;
+    bool base64 = enc == 'B' || enc == 'b';
+    if (!base64 && enc != 'Q' && enc != 'q') return false;
+    if (base64 && prevPadded) return false;
+    if (!prevEncoded) out += lwsp;  // RFC 2047: blanks between encoded words go
+    std::size_t from = out.size();
+    if (base64) {
+      auto bytes = base64Decode(payload);
+      if (!bytes) return false;
+      out += *bytes;
+    } else if (!appendQDecoded(out, payload)) {
+      return false;
+    }
+    std::string_view decoded = std::string_view(out).substr(from);
+    if (decoded.find('\0') != std::string_view::npos || !isUtf8(decoded)) return false;
+    prevEncoded = true;
+    prevPadded = base64 && payload.back() == '=';
+  }
+  return true;
+}
+
+}  // namespace detail
+
 std::string decodeHeaderText(std::string_view raw) {
   if (plainHeaderText(raw)) return unfold(raw);
-  ensureGMime();
   std::string text = unfold(raw);
+  std::string fast;
+  if (detail::decodeUtf8Words(text, fast)) return fast;
+  ensureGMime();
   for (char& c : text) {
     if (c == '\0') c = ' ';  // GMime takes C strings
   }

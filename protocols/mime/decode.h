@@ -20,6 +20,13 @@ void ensureGMime();
 // Unfolded header text with encoded words decoded, as UTF-8.
 std::string decodeHeaderText(std::string_view raw);
 
+namespace detail {
+// Test seam: decodeHeaderText's own decoder for the encoded words most mail
+// has (UTF-8, well formed, blank-separated). Takes unfolded text; false
+// means "GMime's to decode", true that `out` holds GMime's answer.
+bool decodeUtf8Words(std::string_view text, std::string& out);
+}  // namespace detail
+
 // Seconds since the epoch for an RFC 5322 date (obsolete forms too), if it parses.
 std::optional<std::int64_t> parseDate(std::string_view value);
 
