@@ -130,6 +130,12 @@ struct BlockSums {
 // i + W < n: a block reads d[i-1 .. i+W], so i >= 1 on entry.
 using BlockFn = void (*)(const char* d, std::size_t end, std::size_t n, BlockSums& sums);
 
+// How far ahead the kernels ask for the bytes they will read next. A stored
+// message is mostly not in any cache and the hardware prefetcher starts each
+// message cold: asking 2 KiB ahead cut the pass over the bench corpus by a
+// sixth (a prefetch past the end of the bytes is harmless: it never faults).
+constexpr std::size_t kPrefetchAhead = 2048;
+
 #if defined(__SSE2__)
 void sse2Blocks(const char* d, std::size_t end, std::size_t n, BlockSums& sums) {
   const __m128i vlf = _mm_set1_epi8('\n');
@@ -142,6 +148,7 @@ void sse2Blocks(const char* d, std::size_t end, std::size_t n, BlockSums& sums) 
   __m128i dashAcc = _mm_setzero_si128();
   for (; i + 16 <= end && i + 17 <= n; i += 16) {
     const char* p = d + i;
+    __builtin_prefetch(p + kPrefetchAhead);
     __m128i isLf = _mm_cmpeq_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)), vlf);
     acc = _mm_sub_epi8(acc, isLf);
     __m128i crBefore = _mm_cmpeq_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p - 1)), vcr);
@@ -169,6 +176,7 @@ __attribute__((target("avx2"))) void avx2Blocks(const char* d, std::size_t end, 
   __m256i dashAcc = _mm256_setzero_si256();
   for (; i + 32 <= end && i + 33 <= n; i += 32) {
     const char* p = d + i;
+    __builtin_prefetch(p + kPrefetchAhead);
     __m256i isLf = _mm256_cmpeq_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), vlf);
     acc = _mm256_sub_epi8(acc, isLf);
     __m256i crBefore = _mm256_cmpeq_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p - 1)), vcr);
@@ -195,6 +203,7 @@ __attribute__((target("avx512f,avx512bw,popcnt"))) void avx512Blocks(const char*
   __mmask64 dash = 0;
   for (; i + 64 <= end && i + 65 <= n; i += 64) {
     const char* p = d + i;
+    __builtin_prefetch(p + kPrefetchAhead);
     __mmask64 isLf = _mm512_cmpeq_epi8_mask(_mm512_loadu_si512(p), vlf);
     lf += static_cast<std::size_t>(__builtin_popcountll(isLf));
     bare |= isLf & ~_mm512_cmpeq_epi8_mask(_mm512_loadu_si512(p - 1), vcr);
