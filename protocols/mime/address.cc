@@ -58,12 +58,10 @@ class AddressParser {
 
   // group = display-name ":" [mailbox-list / CFWS] ";" [CFWS]
   bool parseGroup() {
-    std::string& name = phrase_;
-    name.clear();
-    if (!lex_.phrase(name) || lex_.peek() != ':') return false;
+    if (!phraseHere() || lex_.peek() != ':') return false;
     lex_.advance();
     lex_.skipCfws();
-    writeEntry(std::nullopt, std::nullopt, name, std::nullopt);
+    writeEntry(std::nullopt, std::nullopt, phrase_, std::nullopt);
     if (!lex_.atEnd() && lex_.peek() != ';') {
       for (;;) {
         if (!parseMailbox()) break;
@@ -122,13 +120,27 @@ class AddressParser {
     out_ += ')';
   }
 
-  bool parseNameAddr() {
-    std::string& name = phrase_;
-    name.clear();
-    if (lex_.peek() != '<') {
-      if (!lex_.phrase(name) || lex_.peek() != '<') return false;
+  // The phrase at the current position into phrase_, as lex_.phrase() reads
+  // it. Each address is tried as a group and then as a name-addr, both
+  // starting with the same phrase (the display name): it is read once.
+  bool phraseHere() {
+    std::size_t start = lex_.pos();
+    if (start == phraseStart_) {
+      lex_.seek(phraseEnd_);
+      return phraseOk_;
     }
-    if (!name.empty()) name_.assign(name);
+    phrase_.clear();
+    phraseOk_ = lex_.phrase(phrase_);
+    phraseStart_ = start;
+    phraseEnd_ = lex_.pos();
+    return phraseOk_;
+  }
+
+  bool parseNameAddr() {
+    if (lex_.peek() != '<') {
+      if (!phraseHere() || lex_.peek() != '<') return false;
+      if (!phrase_.empty()) name_.assign(phrase_);
+    }
     lex_.advance();  // '<'
     lex_.skipCfws();
     if (lex_.peek() == '>') {  // <>: the null address, reported as missing
@@ -190,7 +202,7 @@ class AddressParser {
       if (!name_.set) name_.assign(lex_.lastComment());
       if (!haveDomain) ok = false;
     } else if (!haveDomain) {
-      std::string& more = phrase_;
+      std::string& more = more_;
       more.assign(local);
       more += ' ';
       std::size_t before = more.size();
@@ -210,7 +222,10 @@ class AddressParser {
   Rfc822Lexer lex_;
   std::string& out_;
   Slot name_, adl_, mailbox_, host_;
-  std::string phrase_, domain_;  // scratch, kept for their capacity
+  std::string phrase_;
+  std::size_t phraseStart_ = std::string_view::npos, phraseEnd_ = 0;
+  bool phraseOk_ = false;
+  std::string more_, domain_;  // scratch, kept for their capacity
 };
 
 }  // namespace
@@ -218,8 +233,7 @@ class AddressParser {
 AddressListWriter::AddressListWriter(std::string& out) : out_(out), begin_(out.size()) { out_ += '('; }
 
 void AddressListWriter::add(std::string_view rawValue) {
-  unfoldInto(unfolded_, rawValue);
-  AddressParser(unfolded_, out_).run();
+  AddressParser(unfoldedView(rawValue, unfolded_), out_).run();
 }
 
 bool AddressListWriter::finish() {

@@ -28,9 +28,15 @@ std::string_view trimBlanks(std::string_view s) {
   return s;
 }
 
+// A raw single-valued field as the quick fields keep it: unfolded, blanks trimmed.
+std::string unfoldedTrimmed(std::string_view rawValue) {
+  std::string scratch;
+  return std::string(trimBlanks(unfoldedView(rawValue, scratch)));
+}
+
 }  // namespace
 
-std::string messageIdValue(std::string_view rawValue) { return std::string(trimBlanks(unfold(rawValue))); }
+std::string messageIdValue(std::string_view rawValue) { return unfoldedTrimmed(rawValue); }
 
 std::string messageIdOf(std::string_view headerBlock) {
   std::string id;
@@ -52,7 +58,7 @@ void addQuickField(QuickFields& q, const HeaderField& f) {
   };
   if (equalsIgnoreCase(f.name, "message-id")) q.messageId = messageIdValue(f.value);
   else if (equalsIgnoreCase(f.name, "subject")) q.subject = decodeHeaderText(f.value);
-  else if (equalsIgnoreCase(f.name, "date")) q.date = std::string(trimBlanks(unfold(f.value)));
+  else if (equalsIgnoreCase(f.name, "date")) q.date = unfoldedTrimmed(f.value);
   else if (equalsIgnoreCase(f.name, "from")) join(q.from);
   else if (equalsIgnoreCase(f.name, "to")) join(q.to);
   else if (equalsIgnoreCase(f.name, "cc")) join(q.cc);

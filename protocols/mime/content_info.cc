@@ -125,14 +125,14 @@ ContentInfo parseContentInfo(std::string_view headerBlock) {
   HeaderReader reader(headerBlock);
   HeaderField f;
   bool haveDisposition = false, haveLanguage = false;
+  std::string unfolded;
   while (reader.next(f)) {
     if (!f.hasColon || f.name.size() < 9 || !equalsIgnoreCase(f.name.substr(0, 8), "content-")) continue;
     std::string_view what = f.name.substr(8);
     if (equalsIgnoreCase(what, "type")) {
       if (info.hasType) continue;
       info.hasType = true;
-      std::string value = unfold(f.value);
-      Rfc822Lexer lex(value);
+      Rfc822Lexer lex(unfoldedView(f.value, unfolded));
       lex.skipCfws();
       bool ok = lex.mimeToken(info.type);
       if (ok && lex.peek() == '/') {
@@ -149,8 +149,7 @@ ContentInfo parseContentInfo(std::string_view headerBlock) {
       info.params = parseParams(lex.rest());
     } else if (equalsIgnoreCase(what, "transfer-encoding")) {
       if (info.encoding) continue;
-      std::string value = unfold(f.value);
-      Rfc822Lexer lex(value);
+      Rfc822Lexer lex(unfoldedView(f.value, unfolded));
       lex.skipCfws();
       std::string token;
       if (lex.mimeToken(token)) info.encoding = std::move(token);
@@ -165,8 +164,7 @@ ContentInfo parseContentInfo(std::string_view headerBlock) {
     } else if (equalsIgnoreCase(what, "disposition")) {
       if (haveDisposition) continue;
       haveDisposition = true;
-      std::string value = unfold(f.value);
-      Rfc822Lexer lex(value);
+      Rfc822Lexer lex(unfoldedView(f.value, unfolded));
       lex.skipCfws();
       std::string token;
       if (!lex.mimeToken(token)) continue;
@@ -175,8 +173,7 @@ ContentInfo parseContentInfo(std::string_view headerBlock) {
     } else if (equalsIgnoreCase(what, "language")) {
       if (haveLanguage) continue;
       haveLanguage = true;
-      std::string value = unfold(f.value);
-      Rfc822Lexer lex(value);
+      Rfc822Lexer lex(unfoldedView(f.value, unfolded));
       lex.skipCfws();
       for (;;) {
         std::string lang;

@@ -147,11 +147,13 @@ bool decodeUtf8Words(std::string_view text, std::string& out) {
 }  // namespace detail
 
 std::string decodeHeaderText(std::string_view raw) {
-  if (plainHeaderText(raw)) return unfold(raw);
-  std::string text = unfold(raw);
+  std::string scratch;
+  std::string_view unfolded = unfoldedView(raw, scratch);
+  if (plainHeaderText(unfolded)) return std::string(unfolded);
   std::string fast;
-  if (detail::decodeUtf8Words(text, fast)) return fast;
+  if (detail::decodeUtf8Words(unfolded, fast)) return fast;
   ensureGMime();
+  std::string text(unfolded);
   for (char& c : text) {
     if (c == '\0') c = ' ';  // GMime takes C strings
   }

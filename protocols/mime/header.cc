@@ -74,6 +74,8 @@ std::size_t findHeaderEnd(std::string_view raw, std::size_t begin) {
   return raw.size();
 }
 
+namespace {
+
 void unfoldInto(std::string& out, std::string_view value) {
   out.clear();
   out.reserve(value.size());
@@ -86,10 +88,18 @@ void unfoldInto(std::string& out, std::string_view value) {
   out.append(value.substr(from));
 }
 
+}  // namespace
+
 std::string unfold(std::string_view value) {
   std::string out;
   unfoldInto(out, value);
   return out;
+}
+
+std::string_view unfoldedView(std::string_view value, std::string& scratch) {
+  if (std::none_of(value.begin(), value.end(), [](char c) { return c == '\r' || c == '\n'; })) return value;
+  unfoldInto(scratch, value);
+  return scratch;
 }
 
 std::size_t countLf(std::string_view s) {

@@ -36,9 +36,9 @@ std::size_t findHeaderEnd(std::string_view raw, std::size_t begin);
 
 // RFC 5322 unfolding: CR and LF removed, the blanks of continuation lines kept.
 std::string unfold(std::string_view value);
-// The same into `out` (replacing what it held): a caller that unfolds one
-// value after another reuses one buffer.
-void unfoldInto(std::string& out, std::string_view value);
+// The same without a copy when there is nothing to remove (nearly every
+// value): `value` itself, else the unfolded text, kept in `scratch`.
+std::string_view unfoldedView(std::string_view value, std::string& scratch);
 
 // Number of LF bytes, sixteen a step (SSE2 where built for it).
 std::size_t countLf(std::string_view s);

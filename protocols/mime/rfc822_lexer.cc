@@ -15,16 +15,19 @@ struct ByteSet {
   }
   constexpr bool operator()(unsigned char c) const { return has[c]; }
 };
-constexpr ByteSet kAtextSpecials("!#$%&'*+-/=?^_`{|}~");
 constexpr ByteSet kTspecials("()<>@,;:\\\"/[]?=");
+
+// Letters, digits, the specials of RFC 5322 atext, and 8-bit bytes (8-bit
+// names happen; Dovecot takes them as atoms).
+constexpr ByteSet kAtext = [] {
+  ByteSet set("!#$%&'*+-/=?^_`{|}~abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789");
+  for (int c = 0x80; c < 0x100; ++c) set.has[c] = true;
+  return set;
+}();
 
 }  // namespace
 
-bool Rfc822Lexer::isAtext(unsigned char c) {
-  if (c >= 0x80) return true;  // 8-bit names happen; Dovecot takes them as atoms
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
-  return kAtextSpecials(c);
-}
+bool Rfc822Lexer::isAtext(unsigned char c) { return kAtext(c); }
 
 void Rfc822Lexer::skipCfws() {
   while (!atEnd()) {
