@@ -48,9 +48,14 @@ std::string base64Encode(std::string_view bytes) {
 }
 
 Result<std::string> base64Decode(std::string_view text) {
-  if (text.size() % 4 != 0) return fail(ErrorKind::Syntax, "base64 length is not a multiple of 4");
   std::string out;
-  out.reserve(text.size() / 4 * 3);
+  if (!appendBase64Decoded(out, text)) return fail(ErrorKind::Syntax, "not strict base64");
+  return out;
+}
+
+bool appendBase64Decoded(std::string& out, std::string_view text) {
+  if (text.size() % 4 != 0) return false;  // length not a multiple of 4
+  out.reserve(out.size() + text.size() / 4 * 3);
   for (size_t i = 0; i < text.size(); i += 4) {
     bool last = i + 4 == text.size();
     int pad = 0;
@@ -62,17 +67,15 @@ Result<std::string> base64Decode(std::string_view text) {
         continue;
       }
       int8_t d = kDecode[static_cast<unsigned char>(text[i + k])];
-      if (d < 0) return fail(ErrorKind::Syntax, "invalid base64 character");
+      if (d < 0) return false;  // not in the alphabet
       v = (v << 6) | uint32_t(d);
     }
     // Non-zero bits under the padding would let two texts decode alike.
-    if ((pad == 1 && (v & 0xff) != 0) || (pad == 2 && (v & 0xffff) != 0))
-      return fail(ErrorKind::Syntax, "non-canonical base64 padding");
-    out += char((v >> 16) & 0xff);
-    if (pad < 2) out += char((v >> 8) & 0xff);
-    if (pad < 1) out += char(v & 0xff);
+    if ((pad == 1 && (v & 0xff) != 0) || (pad == 2 && (v & 0xffff) != 0)) return false;
+    char bytes[3] = {char((v >> 16) & 0xff), char((v >> 8) & 0xff), char(v & 0xff)};
+    out.append(bytes, static_cast<size_t>(3 - pad));
   }
-  return out;
+  return true;
 }
 
 }  // namespace mb

@@ -16,5 +16,8 @@ std::string base64Encode(std::string_view bytes);
 // (RFC 4954 section 4) expects exactly that, and being strict keeps one
 // text from having two meanings.
 Result<std::string> base64Decode(std::string_view text);
+// The same, appended to `out`; false (and `out` left with some of the bytes
+// appended) when the text is not strict base64.
+bool appendBase64Decoded(std::string& out, std::string_view text);
 
 }  // namespace mb

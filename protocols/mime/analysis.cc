@@ -86,6 +86,14 @@ void putNum(std::string& out, std::uint64_t n) {
   put(out, decimal(buf, n));
 }
 
+// What putPart writes at most, so the blob is sized once: ten numbers of up
+// to 20 digits with their "<len>:...," framing, and the strings.
+std::size_t partBytes(const Part& p) {
+  std::size_t n = 10 * 24 + 4 * 8 + p.mediaType.size() + p.charset.size() + p.encoding.size() + p.filename.size();
+  for (const auto& c : p.children) n += partBytes(c);
+  return n;
+}
+
 void putPart(std::string& out, const Part& p) {
   putNum(out, static_cast<std::uint64_t>(p.kind));
   putNum(out, p.headerBegin);
@@ -217,12 +225,14 @@ std::string normalizeLineEndings(std::string_view raw) {
 
 std::string serializeAnalysis(const MessageAnalysis& a) {
   std::string out;
-  out.reserve(a.envelope.size() + a.bodyStructure.size() + a.body.size() + 256);
+  const QuickFields& q = a.quick;
+  out.reserve(a.envelope.size() + a.bodyStructure.size() + a.body.size() + q.messageId.size() + q.subject.size() +
+              q.from.size() + q.to.size() + q.cc.size() + q.bcc.size() + q.date.size() + 16 * 24 +
+              partBytes(a.root));
   put(out, kMagic);
   put(out, a.envelope);
   put(out, a.bodyStructure);
   put(out, a.body);
-  const QuickFields& q = a.quick;
   put(out, q.messageId);
   put(out, q.subject);
   put(out, q.from);
@@ -251,7 +261,7 @@ bool readTail(Reader& r, MessageAnalysis& a, std::uint64_t& att) {
 
 std::string serializeStoredAnalysis(const MessageAnalysis& a) {
   std::string out;
-  out.reserve(a.body.size() + 128);
+  out.reserve(a.body.size() + a.quick.date.size() + 6 * 24 + partBytes(a.root));
   put(out, kStoredMagic);
   put(out, a.body);
   put(out, a.quick.date);

@@ -130,9 +130,7 @@ bool decodeUtf8Words(std::string_view text, std::string& out) {
     if (!prevEncoded) out += lwsp;  // RFC 2047: blanks between encoded words go
     std::size_t from = out.size();
     if (base64) {
-      auto bytes = base64Decode(payload);
-      if (!bytes) return false;
-      out += *bytes;
+      if (!appendBase64Decoded(out, payload)) return false;
     } else if (!appendQDecoded(out, payload)) {
       return false;
     }

@@ -97,7 +97,8 @@ std::string unfold(std::string_view value) {
 }
 
 std::string_view unfoldedView(std::string_view value, std::string& scratch) {
-  if (std::none_of(value.begin(), value.end(), [](char c) { return c == '\r' || c == '\n'; })) return value;
+  // (two memchr passes beat one byte loop looking for either)
+  if (!std::memchr(value.data(), '\n', value.size()) && !std::memchr(value.data(), '\r', value.size())) return value;
   unfoldInto(scratch, value);
   return scratch;
 }
