@@ -128,13 +128,20 @@ std::size_t countLf(std::string_view s) {
 
 namespace {
 
-// What a run of whole blocks of one stride adds up to. `dash`: some LF in
-// [begin, i) is followed by '-'; those LFs are visited again by the caller.
+// What a run of whole blocks of one stride adds up to. The blocks with an
+// LF followed by '-' lie in [dashBegin, dashEnd) (empty if none); the caller
+// visits the LFs of that range again, which is usually one block.
 struct BlockSums {
   std::size_t i;
   std::size_t lf = 0;
   bool bare = false;
-  bool dash = false;
+  std::size_t dashBegin = static_cast<std::size_t>(-1);
+  std::size_t dashEnd = 0;
+
+  void dashBlock(std::size_t begin, std::size_t end) {
+    dashBegin = std::min(dashBegin, begin);
+    dashEnd = end;  // blocks come in ascending order
+  }
 };
 
 // Each kernel scans W-byte blocks from sums.i while i + W <= end and
@@ -156,7 +163,6 @@ void sse2Blocks(const char* d, std::size_t end, std::size_t n, BlockSums& sums) 
   // kStride / 16 < 255 keeps the byte-lane counts exact.
   __m128i acc = _mm_setzero_si128();
   __m128i bareAcc = _mm_setzero_si128();
-  __m128i dashAcc = _mm_setzero_si128();
   for (; i + 16 <= end && i + 17 <= n; i += 16) {
     const char* p = d + i;
     __builtin_prefetch(p + kPrefetchAhead);
@@ -165,12 +171,12 @@ void sse2Blocks(const char* d, std::size_t end, std::size_t n, BlockSums& sums) 
     __m128i crBefore = _mm_cmpeq_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p - 1)), vcr);
     bareAcc = _mm_or_si128(bareAcc, _mm_andnot_si128(crBefore, isLf));
     __m128i dashAfter = _mm_cmpeq_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 1)), vdash);
-    dashAcc = _mm_or_si128(dashAcc, _mm_and_si128(isLf, dashAfter));
+    if (_mm_movemask_epi8(_mm_and_si128(isLf, dashAfter)) != 0) [[unlikely]]
+      sums.dashBlock(i, i + 16);
   }
   __m128i s = _mm_sad_epu8(acc, _mm_setzero_si128());
   sums.lf += static_cast<std::size_t>(_mm_cvtsi128_si32(s)) + static_cast<std::size_t>(_mm_extract_epi16(s, 4));
   sums.bare = sums.bare || _mm_movemask_epi8(bareAcc) != 0;
-  sums.dash = sums.dash || _mm_movemask_epi8(dashAcc) != 0;
   sums.i = i;
 }
 #endif
@@ -184,7 +190,6 @@ __attribute__((target("avx2"))) void avx2Blocks(const char* d, std::size_t end, 
   // kStride / 32 < 255 keeps the byte-lane counts exact.
   __m256i acc = _mm256_setzero_si256();
   __m256i bareAcc = _mm256_setzero_si256();
-  __m256i dashAcc = _mm256_setzero_si256();
   for (; i + 32 <= end && i + 33 <= n; i += 32) {
     const char* p = d + i;
     __builtin_prefetch(p + kPrefetchAhead);
@@ -193,13 +198,14 @@ __attribute__((target("avx2"))) void avx2Blocks(const char* d, std::size_t end, 
     __m256i crBefore = _mm256_cmpeq_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p - 1)), vcr);
     bareAcc = _mm256_or_si256(bareAcc, _mm256_andnot_si256(crBefore, isLf));
     __m256i dashAfter = _mm256_cmpeq_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 1)), vdash);
-    dashAcc = _mm256_or_si256(dashAcc, _mm256_and_si256(isLf, dashAfter));
+    __m256i dashLf = _mm256_and_si256(isLf, dashAfter);
+    if (!_mm256_testz_si256(dashLf, dashLf)) [[unlikely]]
+      sums.dashBlock(i, i + 32);
   }
   __m256i s = _mm256_sad_epu8(acc, _mm256_setzero_si256());
   __m128i s2 = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
   sums.lf += static_cast<std::size_t>(_mm_cvtsi128_si32(s2)) + static_cast<std::size_t>(_mm_extract_epi16(s2, 4));
   sums.bare = sums.bare || !_mm256_testz_si256(bareAcc, bareAcc);
-  sums.dash = sums.dash || !_mm256_testz_si256(dashAcc, dashAcc);
   sums.i = i;
 }
 
@@ -211,18 +217,17 @@ __attribute__((target("avx512f,avx512bw,popcnt"))) void avx512Blocks(const char*
   std::size_t i = sums.i;
   std::size_t lf = 0;
   __mmask64 bare = 0;
-  __mmask64 dash = 0;
   for (; i + 64 <= end && i + 65 <= n; i += 64) {
     const char* p = d + i;
     __builtin_prefetch(p + kPrefetchAhead);
     __mmask64 isLf = _mm512_cmpeq_epi8_mask(_mm512_loadu_si512(p), vlf);
     lf += static_cast<std::size_t>(__builtin_popcountll(isLf));
     bare |= isLf & ~_mm512_cmpeq_epi8_mask(_mm512_loadu_si512(p - 1), vcr);
-    dash |= isLf & _mm512_cmpeq_epi8_mask(_mm512_loadu_si512(p + 1), vdash);
+    if ((isLf & _mm512_cmpeq_epi8_mask(_mm512_loadu_si512(p + 1), vdash)) != 0) [[unlikely]]
+      sums.dashBlock(i, i + 64);
   }
   sums.lf += lf;
   sums.bare = sums.bare || bare != 0;
-  sums.dash = sums.dash || dash != 0;
   sums.i = i;
 }
 #endif
@@ -290,9 +295,9 @@ LineScan::LineScan(std::string_view s, detail::ScanPath path) : s_(s) {
     if (i == 0 || d[i - 1] != '\r') bare = true;
     if (dashAt(i)) dashLines_.push_back(i + 1);
   };
-  // "\n--" is rare (boundaries, signatures): the kernels only note that
-  // their blocks had an LF before a '-', and then their LFs are visited again
-  // here, so the kernels keep their sums in registers and call nothing.
+  // "\n--" is rare (boundaries, signatures): the kernels only note which
+  // of their blocks had an LF before a '-', and the LFs of those blocks are
+  // visited again here, so the kernels call nothing.
   auto dashLinesIn = [&](std::size_t begin, std::size_t end) {
     while (begin < end) {
       const void* hit = std::memchr(d + begin, '\n', end - begin);
@@ -313,7 +318,7 @@ LineScan::LineScan(std::string_view s, detail::ScanPath path) : s_(s) {
       for (BlockFn blocks : kernels) blocks(d, end, n, sums);
       lf += sums.lf;
       bare = bare || sums.bare;
-      if (sums.dash) dashLinesIn(i, sums.i);
+      if (sums.dashBegin < sums.dashEnd) dashLinesIn(sums.dashBegin, sums.dashEnd);
       i = sums.i;
     }
     for (; i < end; ++i) scalar(i);
