@@ -41,20 +41,24 @@ char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' +
 bool HeaderReader::next(HeaderField& field) {
   if (pos_ >= block_.size() || isBlankLine(block_, pos_)) return false;
   std::size_t start = pos_;
-  std::size_t end = lineEnd(block_, pos_);
+  const std::size_t firstEnd = lineEnd(block_, pos_);
+  std::size_t end = firstEnd;
   // Continuation lines start with a blank; a blank line is never one.
   while (end < block_.size() && (block_[end] == ' ' || block_[end] == '\t')) end = lineEnd(block_, end);
   pos_ = end;
   field.lines = block_.substr(start, end - start);
   std::string_view body = trimEol(field.lines);
-  std::size_t colon = body.find(':');
-  std::size_t firstEol = body.find('\n');
-  if (colon == std::string_view::npos || (firstEol != std::string_view::npos && colon > firstEol)) {
+  // The name is on the first line: the colon is looked for there only (up
+  // to its LF when more lines follow).
+  const std::size_t firstLine = end > firstEnd ? firstEnd - 1 - start : body.size();
+  const void* colonAt = std::memchr(body.data(), ':', firstLine);
+  if (!colonAt) {
     field.hasColon = false;
-    field.name = trimEol(body.substr(0, firstEol == std::string_view::npos ? body.size() : firstEol));
+    field.name = trimEol(body.substr(0, firstLine));
     field.value = {};
     return true;
   }
+  std::size_t colon = static_cast<std::size_t>(static_cast<const char*>(colonAt) - body.data());
   field.hasColon = true;
   std::string_view name = body.substr(0, colon);
   while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) name.remove_suffix(1);
