@@ -169,17 +169,20 @@ namespace {
 
 MessageAnalysis analyze(std::string_view raw, const LineScan& scan) {
   MessageAnalysis a;
-  Node root = parseStructure(raw, scan);
-  // One walk of the top-level header for ENVELOPE and the SEARCH fields.
-  Envelope envelope;
+  // ENVELOPE and the SEARCH fields come from the walk of the top-level
+  // header that reads its Content-* fields: the header is read once.
+  struct TopFields final : HeaderFieldSink {
+    explicit TopFields(QuickFields& q) : quick(q) {}
+    void field(const HeaderField& f) override {
+      addEnvelopeField(envelope, f);
+      addQuickField(quick, f);
+    }
+    Envelope envelope;
+    QuickFields& quick;
+  } top(a.quick);
+  Node root = parseStructure(raw, scan, &top);
   QuickFields& q = a.quick;
-  HeaderReader reader(raw.substr(root.headerBegin, root.headerEnd - root.headerBegin));
-  HeaderField f;
-  while (reader.next(f)) {
-    addEnvelopeField(envelope, f);
-    addQuickField(q, f);
-  }
-  appendEnvelope(a.envelope, envelope);
+  appendEnvelope(a.envelope, top.envelope);
   formatBodyStructures(root, raw, a.bodyStructure, a.body);
   a.root = toPart(root);
   q.size = raw.size();

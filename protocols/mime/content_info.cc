@@ -120,13 +120,14 @@ std::vector<Param> parseParams(std::string_view text) {
   return plain;
 }
 
-ContentInfo parseContentInfo(std::string_view headerBlock) {
+ContentInfo parseContentInfo(std::string_view headerBlock, HeaderFieldSink* alsoTo) {
   ContentInfo info;
   HeaderReader reader(headerBlock);
   HeaderField f;
   bool haveDisposition = false, haveLanguage = false;
   std::string unfolded;
   while (reader.next(f)) {
+    if (alsoTo) alsoTo->field(f);
     if (!f.hasColon || f.name.size() < 9 || !equalsIgnoreCase(f.name.substr(0, 8), "content-")) continue;
     std::string_view what = f.name.substr(8);
     if (equalsIgnoreCase(what, "type")) {

@@ -7,6 +7,8 @@
 #include <string_view>
 #include <vector>
 
+#include "protocols/mime/header.h"
+
 namespace mb::mime {
 
 struct Param {
@@ -37,7 +39,8 @@ struct ContentInfo {
 
 // Reads the fields of one header block. The first occurrence of each field
 // counts (Dovecot does the same, so BODYSTRUCTURE agrees with the reference).
-ContentInfo parseContentInfo(std::string_view headerBlock);
+// Every field read is also handed to `alsoTo` when given.
+ContentInfo parseContentInfo(std::string_view headerBlock, HeaderFieldSink* alsoTo = nullptr);
 
 // "; a=b; c*0=d..." after the type or disposition token.
 std::vector<Param> parseParams(std::string_view text);

@@ -30,6 +30,17 @@ class HeaderReader {
   std::size_t pos_ = 0;
 };
 
+// Something that wants every field of a header block another walker reads
+// (the analysis takes ENVELOPE and its SEARCH fields from the walk that reads
+// the top-level Content-* fields, so the block is read once).
+class HeaderFieldSink {
+ public:
+  virtual void field(const HeaderField& field) = 0;
+
+ protected:
+  ~HeaderFieldSink() = default;
+};
+
 // Where the header block starting at `begin` ends: just after the empty line,
 // or at raw.size() when there is none.
 std::size_t findHeaderEnd(std::string_view raw, std::size_t begin);

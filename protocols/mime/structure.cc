@@ -30,7 +30,8 @@ struct Stop {
 
 class Parser {
  public:
-  Parser(std::string_view raw, const LineScan& scan) : raw_(raw), scan_(scan) {}
+  Parser(std::string_view raw, const LineScan& scan, HeaderFieldSink* topFields)
+      : raw_(raw), scan_(scan), topFields_(topFields) {}
 
   Stop parseEntity(Node& node, std::size_t begin, bool digestMember, int depth) {
     node.headerBegin = begin;
@@ -55,7 +56,8 @@ class Parser {
       }
       pos = lineEnd(pos);
     }
-    node.info = parseContentInfo(raw_.substr(node.headerBegin, node.headerEnd - node.headerBegin));
+    node.info = parseContentInfo(raw_.substr(node.headerBegin, node.headerEnd - node.headerBegin),
+                                 depth == 0 ? topFields_ : nullptr);
     const ContentInfo& info = node.info;
     std::size_t bodyBegin = node.headerEnd;
     if (depth < kMaxDepth && info.hasType && equalsIgnoreCase(info.type, "multipart")) {
@@ -162,15 +164,16 @@ class Parser {
 
   std::string_view raw_;
   const LineScan& scan_;
+  HeaderFieldSink* topFields_;
   std::vector<Boundary> bounds_;
   std::size_t headerStoppedAt_ = kNone;
 };
 
 }  // namespace
 
-Node parseStructure(std::string_view raw, const LineScan& scan) {
+Node parseStructure(std::string_view raw, const LineScan& scan, HeaderFieldSink* topFields) {
   Node root;
-  Parser(raw, scan).parseEntity(root, 0, false, 0);
+  Parser(raw, scan, topFields).parseEntity(root, 0, false, 0);
   return root;
 }
 

@@ -26,8 +26,9 @@ struct Node {
 // Never fails: every byte string is some message. Nesting deeper than
 // kMaxDepth is treated as an opaque leaf so hostile input cannot blow the stack.
 // scan is LineScan(raw): line counts and boundary candidates come from it.
+// Every field of the top-level header is handed to `topFields` when given.
 inline constexpr int kMaxDepth = 64;
-Node parseStructure(std::string_view raw, const LineScan& scan);
+Node parseStructure(std::string_view raw, const LineScan& scan, HeaderFieldSink* topFields = nullptr);
 
 Part toPart(const Node& node);
 
