@@ -74,9 +74,10 @@ std::string_view decimal(char (&buf)[20], std::uint64_t n) {
 }
 
 void put(std::string& out, std::string_view s) {
-  char buf[20];
-  out += decimal(buf, s.size());
-  out += ':';
+  char buf[21];
+  auto [end, ec] = std::to_chars(buf, buf + 20, s.size());
+  *end++ = ':';
+  out.append(buf, end);
   out += s;
   out += ',';
 }

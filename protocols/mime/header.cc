@@ -34,7 +34,7 @@ std::string_view trimEol(std::string_view s) {
   return s;
 }
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+char lower(char c) { return detail::kAsciiLower[static_cast<unsigned char>(c)]; }
 
 }  // namespace
 
@@ -341,18 +341,16 @@ std::size_t LineScan::nextDashLine(std::size_t pos) const {
   return it == dashLines_.end() ? s_.size() : *it;
 }
 
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
+std::string asciiLower(std::string_view s) {
+  std::string out;
+  appendAsciiLower(out, s);
+  return out;
 }
 
-std::string asciiLower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = lower(c);
-  return out;
+void appendAsciiLower(std::string& out, std::string_view s) {
+  std::size_t from = out.size();
+  out += s;
+  for (std::size_t i = from; i < out.size(); ++i) out[i] = lower(out[i]);
 }
 
 std::string filterHeaderFields(std::string_view block, std::span<const std::string> names, bool exclude) {

@@ -2,11 +2,24 @@
 #include "protocols/mime/imap_quote.h"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 
 namespace mb::mime {
 
 namespace {
+
+// What a byte asks of an IMAP string: kEscape inside a quoted string, kLiteral
+// (CR, LF, NUL, 8-bit) a literal. OR-ed over the value, one load a byte and
+// no branch decides how the value is written.
+constexpr unsigned char kEscape = 1, kLiteral = 2;
+constexpr auto kStringClass = [] {
+  std::array<unsigned char, 256> t{};
+  t['"'] = t['\\'] = kEscape;
+  t['\r'] = t['\n'] = t[0] = kLiteral;
+  for (int c = 0x80; c < 0x100; ++c) t[c] = kLiteral;
+  return t;
+}();
 
 void appendLiteralHead(std::string& out, std::size_t size) {
   char buf[20];
@@ -30,16 +43,14 @@ void appendImapString(std::string& out, std::string_view value) {
   // One look at the bytes decides literal, plain quoted or escaped quoted;
   // the common plain case is appended whole (a byte at a time showed in the
   // analysis's profile).
-  bool escapes = false;
-  for (unsigned char c : value) {
-    if (c == '\r' || c == '\n' || c == 0 || c >= 0x80) {
-      appendLiteral(out, value);
-      return;
-    }
-    escapes = escapes || c == '"' || c == '\\';
+  unsigned char cls = 0;
+  for (unsigned char c : value) cls |= kStringClass[c];
+  if (cls & kLiteral) {
+    appendLiteral(out, value);
+    return;
   }
   out += '"';
-  if (!escapes) {
+  if (!(cls & kEscape)) {
     out += value;
   } else {
     for (char c : value) {

@@ -188,14 +188,19 @@ Part toPart(const Node& node) {
   if (node.kind == PartKind::Message) {
     part.mediaType = "message/rfc822";
   } else if (node.kind == PartKind::Multipart) {
-    part.mediaType = "multipart/" + asciiLower(info.subtype);
+    part.mediaType.reserve(10 + info.subtype.size());
+    part.mediaType = "multipart/";
+    appendAsciiLower(part.mediaType, info.subtype);
   } else if (!info.hasType) {
     part.mediaType = "text/plain";
   } else {
-    part.mediaType = asciiLower(info.type) + "/" + asciiLower(info.subtype);
+    part.mediaType.reserve(info.type.size() + 1 + info.subtype.size());
+    appendAsciiLower(part.mediaType, info.type);
+    part.mediaType += '/';
+    appendAsciiLower(part.mediaType, info.subtype);
   }
   if (const std::string* cs = info.param("charset")) part.charset = *cs;
-  if (info.encoding) part.encoding = asciiLower(*info.encoding);
+  if (info.encoding) appendAsciiLower(part.encoding, *info.encoding);
   const std::string* name = info.dispositionParam("filename");
   if (!name) name = info.dispositionParam("filename*");
   if (!name) name = info.param("name");
