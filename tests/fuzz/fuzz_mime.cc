@@ -1,14 +1,18 @@
 // libFuzzer target for MIME analysis: analyse any bytes (LineScan checked
 // against byte loops and each vector path against the scalar one,
 // analyzeForStore against analyzeMessage), store and reload the result,
-// resolve sections and decode, read the Message-ID as the sync engine does;
-// none of it may crash or read out of bounds.
+// resolve sections and decode, read the Message-ID as the sync engine does,
+// decode header text without GMime where decodeHeaderText does and compare
+// with GMime; none of it may crash or read out of bounds.
+#include <gmime/gmime.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
 
 #include "protocols/mime/analysis.h"
+#include "protocols/mime/decode.h"
 #include "protocols/mime/header.h"
 #include "protocols/mime/search.h"
 #include "protocols/mime/section.h"
@@ -75,5 +79,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       (void)mb::mime::extractBinary(raw, back->root, section);
   }
   if (size < 65536) (void)mb::mime::bodyText(raw, back->root);
+  // Where decodeHeaderText decodes the text itself, the answer is GMime's.
+  std::string text = mb::mime::unfold(raw.substr(0, 4096));
+  std::string fast;
+  if (mb::mime::detail::decodeUtf8Words(text, fast)) {
+    mb::mime::ensureGMime();
+    for (char& c : text)
+      if (c == '\0') c = ' ';
+    char* ref = g_mime_utils_header_decode_text(nullptr, text.c_str());
+    std::string want = ref;
+    g_free(ref);
+    if (!g_utf8_validate(want.data(), static_cast<gssize>(want.size()), nullptr)) want = mb::mime::toUtf8(want, "");
+    if (fast != want) __builtin_trap();
+  }
   return 0;
 }
