@@ -83,8 +83,15 @@ void put(std::string& out, std::string_view s) {
 }
 
 void putNum(std::string& out, std::uint64_t n) {
-  char buf[20];
-  put(out, decimal(buf, n));
+  // "<len>:<digits>," in one append: numbers are most of what a part writes.
+  char digits[20];
+  std::string_view d = decimal(digits, n);
+  char buf[2 + 1 + 20 + 1];
+  char* p = std::to_chars(buf, buf + 2, d.size()).ptr;
+  *p++ = ':';
+  p = std::copy(d.begin(), d.end(), p);
+  *p++ = ',';
+  out.append(buf, p);
 }
 
 // What putPart writes at most, so the blob is sized once: ten numbers of up

@@ -91,14 +91,15 @@ void appendImapHumanString(std::string& out, std::string_view value) {
   auto blank = [](unsigned char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
   // Text with nothing to collapse or trim and nothing a quoted string
   // cannot carry (the common case) goes out as it is, with no copy made.
-  bool asIs = !value.empty() && value.front() != ' ' && value.back() != ' ';
+  unsigned char cls = 0;
+  bool collapses = false;  // a tab, or a space after a space
   char prev = 0;
-  for (std::size_t i = 0; asIs && i < value.size(); prev = value[i++]) {
-    unsigned char c = static_cast<unsigned char>(value[i]);
-    asIs = !(c == '\t' || c == '\r' || c == '\n' || c == 0 || c == '"' || c == '\\' || c >= 0x80 ||
-             (c == ' ' && prev == ' '));
+  for (char c : value) {
+    cls |= kStringClass[static_cast<unsigned char>(c)];
+    collapses |= c == '\t' || (c == ' ' && prev == ' ');
+    prev = c;
   }
-  if (asIs) {
+  if (!value.empty() && value.front() != ' ' && value.back() != ' ' && cls == 0 && !collapses) {
     out += '"';
     out += value;
     out += '"';
