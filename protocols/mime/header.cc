@@ -230,6 +230,21 @@ __attribute__((target("avx512f,avx512bw,popcnt"))) void avx512Blocks(const char*
     if ((isLf & _mm512_cmpeq_epi8_mask(_mm512_loadu_si512(p + 1), vdash)) != 0) [[unlikely]]
       sums.dashBlock(i, i + 64);
   }
+  // What is left of the stride (the first stride's last 63 bytes, the
+  // message's last bytes) as one block read through masks: masked-out bytes
+  // are never touched, so nothing past d[n - 1] is read and no narrower
+  // kernel or byte loop is needed.
+  if (i < end) {
+    auto upTo = [](std::size_t count) { return count >= 64 ? ~__mmask64{0} : (__mmask64{1} << count) - 1; };
+    const char* p = d + i;
+    const __mmask64 here = upTo(end - i);
+    __mmask64 isLf = _mm512_cmpeq_epi8_mask(_mm512_maskz_loadu_epi8(here, p), vlf) & here;
+    lf += static_cast<std::size_t>(__builtin_popcountll(isLf));
+    bare |= isLf & ~_mm512_cmpeq_epi8_mask(_mm512_maskz_loadu_epi8(here, p - 1), vcr);
+    const __mmask64 after = upTo(n - i - 1) & here;  // p[1..] exists up to d[n - 1]
+    if ((isLf & _mm512_cmpeq_epi8_mask(_mm512_maskz_loadu_epi8(after, p + 1), vdash)) != 0) sums.dashBlock(i, end);
+    i = end;
+  }
   sums.lf += lf;
   sums.bare = sums.bare || bare != 0;
   sums.i = i;
@@ -237,13 +252,13 @@ __attribute__((target("avx512f,avx512bw,popcnt"))) void avx512Blocks(const char*
 #endif
 
 // Widest first; the narrower ones take what is left of a stride, so only a
-// few bytes per stride go byte by byte.
+// few bytes per stride go byte by byte (AVX-512 takes the rest itself).
 std::span<const BlockFn> kernelsFor(detail::ScanPath path) {
 #if defined(__SSE2__)
   static constexpr BlockFn sse2[] = {sse2Blocks};
 #if defined(MB_LINESCAN_WIDE)
   static constexpr BlockFn avx2[] = {avx2Blocks, sse2Blocks};
-  static constexpr BlockFn avx512[] = {avx512Blocks, avx2Blocks, sse2Blocks};
+  static constexpr BlockFn avx512[] = {avx512Blocks};
   if (path == detail::ScanPath::Avx512) return avx512;
   if (path == detail::ScanPath::Avx2) return avx2;
 #endif
