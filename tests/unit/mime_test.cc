@@ -432,6 +432,47 @@ TEST(MimeAddress, GroupsAndMissingParts) {
   EXPECT_EQ(list({"a@b", "", "d@e (c)"}), "((NIL NIL \"a\" \"b\")(\"c\" NIL \"d\" \"e\"))");
 }
 
+// Address fields add up over repeats; Sender and Reply-To fall back to From
+// only when they give no address at all (an empty Sender does, a lone ";"
+// gives a MISSING entry and does not).
+TEST(MimeEnvelope, RepeatsAndDefaults) {
+  EXPECT_EQ(analyze("From: a@b\r\nSender:\r\nTo: c@d\r\nTo: \"E F\" <e@f>\r\nReply-To: g@h (Gee)\r\n"
+                    "Subject:  two  spaces\t\r\n\r\nbody")
+                .envelope,
+            "(NIL {10}\r\ntwo spaces ((NIL NIL \"a\" \"b\")) ((NIL NIL \"a\" \"b\")) ((\"Gee\" NIL \"g\" \"h\")) "
+            "((NIL NIL \"c\" \"d\")(\"E F\" NIL \"e\" \"f\")) NIL NIL NIL NIL)");
+  EXPECT_EQ(analyze("From: x@y\r\nSender: s@t\r\nReply-To: ;\r\nCc: G: ;\r\n\r\n").envelope,
+            "(NIL NIL ((NIL NIL \"x\" \"y\")) ((NIL NIL \"s\" \"t\")) "
+            "((NIL NIL \"MISSING_MAILBOX\" \"MISSING_DOMAIN\")) NIL ((NIL NIL \"G\" NIL)(NIL NIL NIL NIL)) NIL NIL NIL)");
+  // A folded value is unfolded before it is parsed; the SEARCH column keeps
+  // the text (encoded words decoded).
+  auto folded = analyze("From :\r\n (c) <m@n>\r\nSubject: =?UTF-8?B?Sm9zw6k=?=\r\n\r\n");
+  EXPECT_EQ(folded.envelope,
+            "(NIL \"=?UTF-8?B?Sm9zw6k=?=\" ((NIL NIL \"m\" \"n\")) ((NIL NIL \"m\" \"n\")) ((NIL NIL \"m\" \"n\")) "
+            "NIL NIL NIL NIL NIL)");
+  EXPECT_EQ(folded.quick.from, " (c) <m@n>");
+  EXPECT_EQ(folded.quick.subject, "Jos\xc3\xa9");
+}
+
+// A field's name is on its first line: a colon on a continuation line does
+// not make a field of a line without one.
+TEST(MimeHeader, ColonOnTheFirstLineOnly) {
+  HeaderReader r("X-No-Colon\r\n cont: x\r\nA: b\r\n c\r\nNoColonAtAll\r\n\r\nBody: no\r\n");
+  HeaderField f;
+  ASSERT_TRUE(r.next(f));
+  EXPECT_FALSE(f.hasColon);
+  EXPECT_EQ(f.name, "X-No-Colon");
+  EXPECT_EQ(f.lines, "X-No-Colon\r\n cont: x\r\n");
+  ASSERT_TRUE(r.next(f));
+  EXPECT_TRUE(f.hasColon);
+  EXPECT_EQ(f.name, "A");
+  EXPECT_EQ(f.value, "b\r\n c");
+  ASSERT_TRUE(r.next(f));
+  EXPECT_FALSE(f.hasColon);
+  EXPECT_EQ(f.name, "NoColonAtAll");
+  EXPECT_FALSE(r.next(f));
+}
+
 TEST(MimeQuote, OneRuleForStrings) {
   std::string out;
   appendImapString(out, "a\"b\\c");
@@ -445,6 +486,26 @@ TEST(MimeQuote, OneRuleForStrings) {
   out.clear();
   appendImapHumanString(out, "plain");
   EXPECT_EQ(out, "\"plain\"");
+  // Dovecot's choices: anything collapsed, trimmed or unsafe in a quoted
+  // string makes a literal; nothing left is "".
+  auto human = [](std::string_view v) {
+    std::string o;
+    appendImapHumanString(o, v);
+    return o;
+  };
+  EXPECT_EQ(human(""), "\"\"");
+  EXPECT_EQ(human(" \t\t"), "\"\"");
+  EXPECT_EQ(human("x y z"), "\"x y z\"");
+  EXPECT_EQ(human(" a"), "{1}\r\na");
+  EXPECT_EQ(human("a "), "{1}\r\na");
+  EXPECT_EQ(human("a  b"), "{3}\r\na b");
+  EXPECT_EQ(human("a\tb"), "{3}\r\na b");
+  EXPECT_EQ(human("a\r\n b"), "{3}\r\na b");
+  EXPECT_EQ(human(std::string("a\0b", 3)), "{3}\r\na\x80" "b");
+  EXPECT_EQ(human("q\"x"), "{3}\r\nq\"x");
+  EXPECT_EQ(human("back\\"), "{5}\r\nback\\");
+  EXPECT_EQ(human("caf\xc3\xa9"), "{5}\r\ncaf\xc3\xa9");
+  EXPECT_EQ(human("  lead and trail  "), "{14}\r\nlead and trail");
 }
 
 // Header text without encoded words or 8-bit bytes is not given to GMime;
