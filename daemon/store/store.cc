@@ -170,6 +170,11 @@ Result<std::unique_ptr<Store>> Store::open(const std::filesystem::path& stateDir
   if (!mode) return propagate(mode);
   if (*mode != "wal") return fail(ErrorKind::Io, db->path() + ": cannot switch to WAL mode (got " + *mode + ")");
   if (auto s = db->exec("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON"); !s) return propagate(s);
+  // What is deleted is zeroed, whatever the library's default (Debian builds
+  // SQLite with it on, others off): a removed account keeps nothing on disk,
+  // and neither an old version of its settings a PATCH replaced, nor an
+  // expunged message's headers (docs/decisions.md).
+  if (auto s = db->exec("PRAGMA secure_delete = ON"); !s) return propagate(s);
   // A sync commits batches of up to 200 rows (each with its analysis and
   // header block) and their index entries, the blob-id index at random
   // places: with SQLite's defaults (2 MB cache, a checkpoint every 1,000
@@ -294,14 +299,9 @@ Result<std::optional<Account>> Store::findAccount(std::string_view name) {
 
 Status Store::removeAccount(int64_t accountId) {
   std::vector<std::string> blobIds;
-  // Nothing of a removed account may stay on disk: secure_delete zeroes the
-  // freed cells and pages (only for this delete, expunges do not pay for it),
-  // and the checkpoint below empties the WAL, which still holds the old pages.
-  if (auto s = db_.exec("PRAGMA secure_delete = ON"); !s) return propagate(s);
-  struct SecureDeleteOff {
-    Db& db;
-    ~SecureDeleteOff() { (void)db.exec("PRAGMA secure_delete = OFF"); }
-  } secureDeleteOff{db_};
+  // Nothing of a removed account may stay on disk: secure_delete (on since
+  // open) zeroes the freed cells and pages, and the checkpoint below empties
+  // the WAL, which still holds the old pages.
   {
     auto tx = Transaction::begin(db_);
     if (!tx) return propagate(tx);

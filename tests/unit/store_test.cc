@@ -82,6 +82,9 @@ TEST_F(StoreTest, WalModeFullSyncAndForeignKeys) {
   EXPECT_EQ(rawQueryText(dbPath(), "PRAGMA journal_mode"), "wal");  // persistent, seen by any connection
   EXPECT_EQ(count("PRAGMA synchronous"), 2);                          // FULL
   EXPECT_EQ(count("PRAGMA foreign_keys"), 1);
+  // On whatever the library's default (Debian's is on, others off): what is
+  // deleted is zeroed.
+  EXPECT_EQ(count("PRAGMA secure_delete"), 1);
 }
 
 TEST_F(StoreTest, ReopeningKeepsData) {
@@ -357,6 +360,8 @@ TEST_F(StoreTest, RemoveAccountCascadesAndKeepsBlobsOthersStillUse) {
   EXPECT_FALSE(store_->blobs().exists(o->blobId));
   EXPECT_TRUE(store_->blobs().exists(s2->blobId));  // bob still has it
   EXPECT_EQ(store_->listMessages(bobBox).value().size(), 1u);
+  // Still zeroing what is deleted: the next removal (bob's) must be as clean.
+  EXPECT_EQ(count("PRAGMA secure_delete"), 1);
 
   auto again = store_->removeAccount(alice);
   ASSERT_FALSE(again);
