@@ -8,24 +8,12 @@
 #include <string>
 #include <string_view>
 
+#include "protocols/common/ascii.h"
+
 namespace mb::imap {
 
-constexpr char asciiUpper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 32) : c; }
-
-// ASCII case-insensitive equality (keywords, status words, charset names).
-constexpr bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (asciiUpper(a[i]) != asciiUpper(b[i])) return false;
-  }
-  return true;
-}
-
-inline std::string toUpper(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = asciiUpper(c);
-  return out;
-}
+using ascii::iequals;
+using ascii::toUpper;
 
 // int: also takes a reader's end-of-input value (negative).
 constexpr bool isDigit(int c) { return c >= '0' && c <= '9'; }

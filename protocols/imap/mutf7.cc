@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "protocols/common/ascii.h"
+
 namespace mb::imap {
 namespace {
 
@@ -85,8 +87,6 @@ void flushShift(std::string& out, std::vector<uint16_t>& units) {
   out += '-';
   units.clear();
 }
-
-char asciiLower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
 
 }  // namespace
 
@@ -184,7 +184,7 @@ bool isInbox(std::string_view name) {
   static constexpr std::string_view kInbox = "inbox";
   if (name.size() != kInbox.size()) return false;
   for (size_t i = 0; i < name.size(); ++i) {
-    if (asciiLower(name[i]) != kInbox[i]) return false;
+    if (ascii::lower(name[i]) != kInbox[i]) return false;
   }
   return true;
 }

@@ -828,7 +828,7 @@ Result<CommandBody> parseSearch(Reader& r, bool uid, const ParserOptions& opt) {
 Result<Section> section(Reader& r, bool binary) {
   Section sec;
   MB_CHECK(r.expect('[', "to open section"));
-  std::string_view spec = r.takeWhile([](char c) { return isDigit(c) || c == '.' || (asciiUpper(c) >= 'A' && asciiUpper(c) <= 'Z'); });
+  std::string_view spec = r.takeWhile([](char c) { return isDigit(c) || c == '.' || (ascii::upper(c) >= 'A' && ascii::upper(c) <= 'Z'); });
   size_t i = 0;
   while (i < spec.size() && isDigit(spec[i])) {
     size_t j = i;
@@ -1054,7 +1054,7 @@ bool isBase64(std::string_view s) {
   size_t pad = 0;
   for (size_t i = 0; i < s.size(); ++i) {
     char c = s[i];
-    bool b64 = isDigit(c) || (asciiUpper(c) >= 'A' && asciiUpper(c) <= 'Z') || c == '+' || c == '/';
+    bool b64 = isDigit(c) || (ascii::upper(c) >= 'A' && ascii::upper(c) <= 'Z') || c == '+' || c == '/';
     if (c == '=') {
       if (i + 2 < s.size()) return false;
       ++pad;
@@ -1193,7 +1193,7 @@ Result<Command> parseCommand(const RawCommand& raw, const ParserOptions& options
   if (!r.atLineEnd() && r.peek() != ' ') return bad(r.describe("Invalid character in tag"));
   tag = std::string(t);
   MB_CHECK(r.sp("command name"));
-  std::string_view name = r.takeWhile([](char c) { return (asciiUpper(c) >= 'A' && asciiUpper(c) <= 'Z'); });
+  std::string_view name = r.takeWhile([](char c) { return (ascii::upper(c) >= 'A' && ascii::upper(c) <= 'Z'); });
   if (name.empty() || (!r.atLineEnd() && r.peek() != ' ')) return bad(r.describe("Invalid command name"));
   MB_TRY(body, parseBody(r, std::string(name), options));
   MB_CHECK(r.end());

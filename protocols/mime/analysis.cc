@@ -43,7 +43,7 @@ std::string messageIdOf(std::string_view headerBlock) {
   HeaderReader reader(headerBlock);
   HeaderField f;
   while (reader.next(f))
-    if (f.hasColon && equalsIgnoreCase(f.name, "message-id")) id = messageIdValue(f.value);
+    if (f.hasColon && iequals(f.name, "message-id")) id = messageIdValue(f.value);
   return id;
 }
 
@@ -56,13 +56,13 @@ void addQuickField(QuickFields& q, const HeaderField& f) {
     if (!into.empty()) into += ", ";
     into += decodeHeaderText(f.value);
   };
-  if (equalsIgnoreCase(f.name, "message-id")) q.messageId = messageIdValue(f.value);
-  else if (equalsIgnoreCase(f.name, "subject")) q.subject = decodeHeaderText(f.value);
-  else if (equalsIgnoreCase(f.name, "date")) q.date = unfoldedTrimmed(f.value);
-  else if (equalsIgnoreCase(f.name, "from")) join(q.from);
-  else if (equalsIgnoreCase(f.name, "to")) join(q.to);
-  else if (equalsIgnoreCase(f.name, "cc")) join(q.cc);
-  else if (equalsIgnoreCase(f.name, "bcc")) join(q.bcc);
+  if (iequals(f.name, "message-id")) q.messageId = messageIdValue(f.value);
+  else if (iequals(f.name, "subject")) q.subject = decodeHeaderText(f.value);
+  else if (iequals(f.name, "date")) q.date = unfoldedTrimmed(f.value);
+  else if (iequals(f.name, "from")) join(q.from);
+  else if (iequals(f.name, "to")) join(q.to);
+  else if (iequals(f.name, "cc")) join(q.cc);
+  else if (iequals(f.name, "bcc")) join(q.bcc);
 }
 
 // ---- serialization: netstrings "<len>:<bytes>," in a fixed order ----

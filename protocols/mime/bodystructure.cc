@@ -27,7 +27,7 @@ void writeParams(std::string& out, const std::vector<Param>& params, bool defaul
   for (const auto& p : params) {
     if (!first) out += ' ';
     first = false;
-    if (equalsIgnoreCase(p.name, "charset")) sawCharset = true;
+    if (iequals(p.name, "charset")) sawCharset = true;
     appendImapString(out, p.name);
     out += ' ';
     appendImapString(out, p.value);
@@ -119,7 +119,7 @@ class Writer {
       text = true;
       ext_ += "\"text\" \"plain\"";
     } else {
-      text = equalsIgnoreCase(info.type, "text");
+      text = iequals(info.type, "text");
       appendImapString(ext_, info.type);
       ext_ += ' ';
       appendImapString(ext_, info.subtype);

@@ -12,7 +12,7 @@ namespace {
 
 const std::string* findParam(const std::vector<Param>& params, std::string_view name) {
   for (const auto& p : params) {
-    if (equalsIgnoreCase(p.name, name)) return &p.value;
+    if (iequals(p.name, name)) return &p.value;
   }
   return nullptr;
 }
@@ -98,14 +98,14 @@ std::vector<Param> parseParams(std::string_view text) {
   }
   // Merged continuations go after the plain parameters, in key order.
   std::stable_sort(parts.begin(), parts.end(), [](const Continuation& a, const Continuation& b) {
-    std::string la = asciiLower(a.key), lb = asciiLower(b.key);
+    std::string la = ascii::toLower(a.key), lb = ascii::toLower(b.key);
     return la != lb ? la < lb : a.index < b.index;
   });
   for (std::size_t i = 0; i < parts.size();) {
     std::size_t j = i;
     std::string value;
     unsigned next = 0;
-    while (j < parts.size() && equalsIgnoreCase(parts[j].key, parts[i].key)) {
+    while (j < parts.size() && iequals(parts[j].key, parts[i].key)) {
       if (parts[j].index == next) {
         value += parts[j].value;
         ++next;
@@ -128,9 +128,9 @@ ContentInfo parseContentInfo(std::string_view headerBlock, HeaderFieldSink* also
   std::string unfolded;
   while (reader.next(f)) {
     if (alsoTo) alsoTo->field(f);
-    if (!f.hasColon || f.name.size() < 9 || !equalsIgnoreCase(f.name.substr(0, 8), "content-")) continue;
+    if (!f.hasColon || f.name.size() < 9 || !iequals(f.name.substr(0, 8), "content-")) continue;
     std::string_view what = f.name.substr(8);
-    if (equalsIgnoreCase(what, "type")) {
+    if (iequals(what, "type")) {
       if (info.hasType) continue;
       info.hasType = true;
       Rfc822Lexer lex(unfoldedView(f.value, unfolded));
@@ -148,21 +148,21 @@ ContentInfo parseContentInfo(std::string_view headerBlock, HeaderFieldSink* also
         continue;
       }
       info.params = parseParams(lex.rest());
-    } else if (equalsIgnoreCase(what, "transfer-encoding")) {
+    } else if (iequals(what, "transfer-encoding")) {
       if (info.encoding) continue;
       Rfc822Lexer lex(unfoldedView(f.value, unfolded));
       lex.skipCfws();
       std::string token;
       if (lex.mimeToken(token)) info.encoding = std::move(token);
-    } else if (equalsIgnoreCase(what, "id")) {
+    } else if (iequals(what, "id")) {
       if (!info.id) info.id = f.value;
-    } else if (equalsIgnoreCase(what, "description")) {
+    } else if (iequals(what, "description")) {
       if (!info.description) info.description = f.value;
-    } else if (equalsIgnoreCase(what, "md5")) {
+    } else if (iequals(what, "md5")) {
       if (!info.md5) info.md5 = f.value;
-    } else if (equalsIgnoreCase(what, "location")) {
+    } else if (iequals(what, "location")) {
       if (!info.location) info.location = f.value;
-    } else if (equalsIgnoreCase(what, "disposition")) {
+    } else if (iequals(what, "disposition")) {
       if (haveDisposition) continue;
       haveDisposition = true;
       Rfc822Lexer lex(unfoldedView(f.value, unfolded));
@@ -171,7 +171,7 @@ ContentInfo parseContentInfo(std::string_view headerBlock, HeaderFieldSink* also
       if (!lex.mimeToken(token)) continue;
       info.disposition = std::move(token);
       info.dispositionParams = parseParams(lex.rest());
-    } else if (equalsIgnoreCase(what, "language")) {
+    } else if (iequals(what, "language")) {
       if (haveLanguage) continue;
       haveLanguage = true;
       Rfc822Lexer lex(unfoldedView(f.value, unfolded));

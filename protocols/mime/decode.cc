@@ -118,7 +118,7 @@ bool decodeUtf8Words(std::string_view text, std::string& out) {
     if (word.size() < 8 || !word.ends_with("?=")) return false;
     std::string_view inner = word.substr(2, word.size() - 4);
     std::size_t q = inner.find('?');
-    if (q == std::string_view::npos || !equalsIgnoreCase(inner.substr(0, q), "utf-8") || q + 2 >= inner.size() ||
+    if (q == std::string_view::npos || !iequals(inner.substr(0, q), "utf-8") || q + 2 >= inner.size() ||
         inner[q + 2] != '?')
       return false;
     char enc = inner[q + 1];
@@ -237,7 +237,7 @@ std::optional<std::int64_t> parseDate(std::string_view value) {
 }
 
 Result<std::string> decodeTransfer(std::string_view body, std::string_view encoding) {
-  std::string enc = asciiLower(encoding);
+  std::string enc = ascii::toLower(encoding);
   if (enc.empty() || enc == "7bit" || enc == "8bit" || enc == "binary") return std::string(body);
   ensureGMime();
   GMimeContentEncoding kind = g_mime_content_encoding_from_string(enc.c_str());
@@ -256,7 +256,7 @@ Result<std::string> decodeTransfer(std::string_view body, std::string_view encod
 
 std::string toUtf8(std::string_view bytes, std::string_view charset) {
   ensureGMime();
-  std::string cs = asciiLower(charset);
+  std::string cs = ascii::toLower(charset);
   if ((cs.empty() || cs == "us-ascii" || cs == "utf-8" || cs == "utf8") && isUtf8(bytes)) return std::string(bytes);
   if (!cs.empty()) {
     const char* name = g_mime_charset_iconv_name(cs.c_str());

@@ -10,16 +10,16 @@ namespace mb::mime {
 void addEnvelopeField(Envelope& env, const HeaderField& f) {
   if (!f.hasColon) return;
   std::string_view n = f.name;
-  if (equalsIgnoreCase(n, "date")) env.date = f.value;
-  else if (equalsIgnoreCase(n, "subject")) env.subject = f.value;
-  else if (equalsIgnoreCase(n, "from")) env.from.add(f.value);
-  else if (equalsIgnoreCase(n, "sender")) env.sender.add(f.value);
-  else if (equalsIgnoreCase(n, "reply-to")) env.replyTo.add(f.value);
-  else if (equalsIgnoreCase(n, "to")) env.to.add(f.value);
-  else if (equalsIgnoreCase(n, "cc")) env.cc.add(f.value);
-  else if (equalsIgnoreCase(n, "bcc")) env.bcc.add(f.value);
-  else if (equalsIgnoreCase(n, "in-reply-to")) env.inReplyTo = f.value;
-  else if (equalsIgnoreCase(n, "message-id")) env.messageId = f.value;
+  if (iequals(n, "date")) env.date = f.value;
+  else if (iequals(n, "subject")) env.subject = f.value;
+  else if (iequals(n, "from")) env.from.add(f.value);
+  else if (iequals(n, "sender")) env.sender.add(f.value);
+  else if (iequals(n, "reply-to")) env.replyTo.add(f.value);
+  else if (iequals(n, "to")) env.to.add(f.value);
+  else if (iequals(n, "cc")) env.cc.add(f.value);
+  else if (iequals(n, "bcc")) env.bcc.add(f.value);
+  else if (iequals(n, "in-reply-to")) env.inReplyTo = f.value;
+  else if (iequals(n, "message-id")) env.messageId = f.value;
 }
 
 Envelope parseEnvelope(std::string_view headerBlock) {

@@ -34,7 +34,7 @@ std::string_view trimEol(std::string_view s) {
   return s;
 }
 
-char lower(char c) { return detail::kAsciiLower[static_cast<unsigned char>(c)]; }
+using ascii::lower;
 
 }  // namespace
 
@@ -356,18 +356,6 @@ std::size_t LineScan::nextDashLine(std::size_t pos) const {
   return it == dashLines_.end() ? s_.size() : *it;
 }
 
-std::string asciiLower(std::string_view s) {
-  std::string out;
-  appendAsciiLower(out, s);
-  return out;
-}
-
-void appendAsciiLower(std::string& out, std::string_view s) {
-  std::size_t from = out.size();
-  out += s;
-  for (std::size_t i = from; i < out.size(); ++i) out[i] = lower(out[i]);
-}
-
 std::string filterHeaderFields(std::string_view block, std::span<const std::string> names, bool exclude) {
   std::string out;
   HeaderReader reader(block);
@@ -376,7 +364,7 @@ std::string filterHeaderFields(std::string_view block, std::span<const std::stri
     bool match = false;
     if (field.hasColon) {
       for (const auto& n : names) {
-        if (equalsIgnoreCase(n, field.name)) {
+        if (iequals(n, field.name)) {
           match = true;
           break;
         }

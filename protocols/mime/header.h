@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "protocols/common/ascii.h"
+
 namespace mb::mime {
 
 struct HeaderField {
@@ -98,27 +100,7 @@ class LineScan {
   bool bareLf_ = false;
 };
 
-namespace detail {
-inline constexpr auto kAsciiLower = [] {
-  std::array<char, 256> t{};
-  for (int c = 0; c < 256; ++c) t[c] = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
-  return t;
-}();
-}  // namespace detail
-
-// ASCII case-insensitive equality (inline: most calls compare field names
-// of other lengths and end at the size check).
-inline bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (detail::kAsciiLower[static_cast<unsigned char>(a[i])] != detail::kAsciiLower[static_cast<unsigned char>(b[i])])
-      return false;
-  }
-  return true;
-}
-std::string asciiLower(std::string_view s);
-// The same appended to `out` (no string of its own).
-void appendAsciiLower(std::string& out, std::string_view s);
+using ascii::iequals;
 
 // BODY[HEADER.FIELDS (names)] / HEADER.FIELDS.NOT: the matching (or
 // non-matching) fields with their folding, each line ending in CRLF, then the

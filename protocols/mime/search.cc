@@ -29,7 +29,7 @@ std::vector<std::string> headerValues(std::string_view headerBlock, std::string_
   HeaderReader reader(headerBlock);
   HeaderField f;
   while (reader.next(f)) {
-    if (f.hasColon && equalsIgnoreCase(f.name, name)) out.push_back(decodeHeaderText(f.value));
+    if (f.hasColon && iequals(f.name, name)) out.push_back(decodeHeaderText(f.value));
   }
   return out;
 }
@@ -64,7 +64,7 @@ std::string foldForSearch(std::string_view text) {
     g_free(folded);
     return out;
   }
-  return asciiLower(text);
+  return ascii::toLower(text);
 }
 
 bool containsFolded(std::string_view haystack, std::string_view foldedNeedle) {
@@ -77,7 +77,7 @@ std::string packFoldedValues(std::string_view headerBlock, std::string_view name
   HeaderReader reader(headerBlock);
   HeaderField f;
   while (reader.next(f)) {
-    if (!f.hasColon || !equalsIgnoreCase(f.name, name)) continue;
+    if (!f.hasColon || !iequals(f.name, name)) continue;
     out += foldForSearch(decodeHeaderText(f.value));
     out += '\0';
   }

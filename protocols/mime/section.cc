@@ -10,7 +10,7 @@ namespace mb::mime {
 namespace {
 
 bool takeKeyword(std::string_view& s, std::string_view word) {
-  if (s.size() < word.size() || !equalsIgnoreCase(s.substr(0, word.size()), word)) return false;
+  if (s.size() < word.size() || !iequals(s.substr(0, word.size()), word)) return false;
   s.remove_prefix(word.size());
   return true;
 }

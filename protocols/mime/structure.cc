@@ -60,10 +60,10 @@ class Parser {
                                  depth == 0 ? topFields_ : nullptr);
     const ContentInfo& info = node.info;
     std::size_t bodyBegin = node.headerEnd;
-    if (depth < kMaxDepth && info.hasType && equalsIgnoreCase(info.type, "multipart")) {
+    if (depth < kMaxDepth && info.hasType && iequals(info.type, "multipart")) {
       node.kind = PartKind::Multipart;
-    } else if (depth < kMaxDepth && ((info.hasType && equalsIgnoreCase(info.type, "message") &&
-                                      equalsIgnoreCase(info.subtype, "rfc822")) ||
+    } else if (depth < kMaxDepth && ((info.hasType && iequals(info.type, "message") &&
+                                      iequals(info.subtype, "rfc822")) ||
                                      (!info.hasType && digestMember))) {
       node.kind = PartKind::Message;
     }
@@ -79,7 +79,7 @@ class Parser {
     } else if (!stopped) {
       const std::string* boundary = node.kind == PartKind::Multipart ? info.param("boundary") : nullptr;
       if (boundary && !boundary->empty()) {
-        bool digest = equalsIgnoreCase(info.subtype, "digest");
+        bool digest = iequals(info.subtype, "digest");
         stop = parseMultipartBody(node, bodyBegin, *boundary, digest, depth);
       } else {
         stop = findBoundary(bodyBegin);
@@ -190,27 +190,27 @@ Part toPart(const Node& node) {
   } else if (node.kind == PartKind::Multipart) {
     part.mediaType.reserve(10 + info.subtype.size());
     part.mediaType = "multipart/";
-    appendAsciiLower(part.mediaType, info.subtype);
+    ascii::appendLower(part.mediaType, info.subtype);
   } else if (!info.hasType) {
     part.mediaType = "text/plain";
   } else {
     part.mediaType.reserve(info.type.size() + 1 + info.subtype.size());
-    appendAsciiLower(part.mediaType, info.type);
+    ascii::appendLower(part.mediaType, info.type);
     part.mediaType += '/';
-    appendAsciiLower(part.mediaType, info.subtype);
+    ascii::appendLower(part.mediaType, info.subtype);
   }
   if (const std::string* cs = info.param("charset")) part.charset = *cs;
-  if (info.encoding) appendAsciiLower(part.encoding, *info.encoding);
+  if (info.encoding) ascii::appendLower(part.encoding, *info.encoding);
   const std::string* name = info.dispositionParam("filename");
   if (!name) name = info.dispositionParam("filename*");
   if (!name) name = info.param("name");
   if (!name) name = info.param("name*");
   if (name) part.filename = *name;
-  bool dispAttachment = info.disposition && equalsIgnoreCase(*info.disposition, "attachment");
+  bool dispAttachment = info.disposition && iequals(*info.disposition, "attachment");
   bool isText = part.mediaType.starts_with("text/");
   part.attachment = node.kind == PartKind::Leaf &&
                     (dispAttachment || (!name ? false : !(isText && info.disposition &&
-                                                           equalsIgnoreCase(*info.disposition, "inline"))));
+                                                           iequals(*info.disposition, "inline"))));
   part.children.reserve(node.children.size());
   for (const auto& c : node.children) part.children.push_back(toPart(c));
   return part;

@@ -168,7 +168,7 @@ Result<Path> parsePath(std::string_view text, PathKind kind, size_t& consumed) {
     size_t domainStart = c.pos();
     if (!parseDomain(c, path.needsUtf8)) return fail(ErrorKind::Syntax, "bad domain");
     path.domain = std::string(c.slice(domainStart));
-  } else if (!(kind == PathKind::Forward && equalsIgnoreCase(path.localPart, "postmaster"))) {
+  } else if (!(kind == PathKind::Forward && iequals(path.localPart, "postmaster"))) {
     // RFC 5321 section 4.1.1.3: only <Postmaster> may come without a domain.
     return fail(ErrorKind::Syntax, "address has no domain");
   }

@@ -49,7 +49,7 @@ Result<std::vector<Param>> parseParams(std::string_view text) {
       return syntax("501 5.5.4", "Syntax error in parameters");
     for (char c : key)
       if (!isAlnum(static_cast<unsigned char>(c)) && c != '-') return syntax("501 5.5.4", "Syntax error in parameters");
-    p.keyword = upper(key);
+    p.keyword = ascii::toUpper(key);
     if (eq != std::string_view::npos) {
       p.value = item.substr(eq + 1);
       p.hasValue = true;
@@ -87,7 +87,7 @@ CommandLine splitCommand(std::string_view line) {
   size_t sp = line.find(' ');
   std::string_view verb = line.substr(0, sp);
   for (const auto& [name, v] : kVerbs) {
-    if (equalsIgnoreCase(verb, name)) {
+    if (iequals(verb, name)) {
       out.verb = v;
       break;
     }
@@ -110,7 +110,7 @@ Result<MailArgs> parseMailArgs(std::string_view args) {
       if (!n) return syntax("501 5.5.4", "Bad SIZE value");
       out.params.size = *n;
     } else if (p.keyword == "BODY") {
-      std::string v = upper(p.value);
+      std::string v = ascii::toUpper(p.value);
       if (v == "7BIT") out.params.body = BodyType::SevenBit;
       else if (v == "8BITMIME") out.params.body = BodyType::EightBitMime;
       else if (v == "BINARYMIME") return syntax("555 5.5.4", "BINARYMIME not supported");
@@ -121,7 +121,7 @@ Result<MailArgs> parseMailArgs(std::string_view args) {
     } else if (p.keyword == "AUTH" && p.hasValue) {
       out.params.auth = std::string(p.value);
     } else if (p.keyword == "RET" && p.hasValue) {
-      out.params.ret = upper(p.value);
+      out.params.ret = ascii::toUpper(p.value);
       if (out.params.ret != "FULL" && out.params.ret != "HDRS") return syntax("501 5.5.4", "Bad RET value");
     } else if (p.keyword == "ENVID" && p.hasValue) {
       out.params.envid = std::string(p.value);
@@ -142,7 +142,7 @@ Result<RcptArgs> parseRcptArgs(std::string_view args) {
   for (const Param& p : *params) {
     out.any = true;
     if (p.keyword == "NOTIFY" && p.hasValue) {
-      out.notify = upper(p.value);
+      out.notify = ascii::toUpper(p.value);
     } else if (p.keyword == "ORCPT" && p.hasValue) {
       out.orcpt = std::string(p.value);
     } else {
@@ -160,7 +160,7 @@ Result<BdatArgs> parseBdatArgs(std::string_view args) {
   if (!n) return syntax("501 5.5.4", "Syntax: BDAT <size> [LAST]");
   out.size = *n;
   if (sp != std::string_view::npos) {
-    if (!equalsIgnoreCase(trimSpaces(args.substr(sp)), "LAST")) return syntax("501 5.5.4", "Syntax: BDAT <size> [LAST]");
+    if (!iequals(trimSpaces(args.substr(sp)), "LAST")) return syntax("501 5.5.4", "Syntax: BDAT <size> [LAST]");
     out.last = true;
   }
   return out;

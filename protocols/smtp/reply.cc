@@ -123,7 +123,7 @@ Capabilities Capabilities::fromEhlo(const Reply& reply) {
       line.remove_prefix(sp + 1);
     }
     if (words.empty()) continue;
-    std::string keyword = upper(words[0]);
+    std::string keyword = ascii::toUpper(words[0]);
     // Old servers announce "AUTH=LOGIN PLAIN"; treat it as AUTH.
     if (startsWithIgnoreCase(keyword, "AUTH=")) {
       words[0] = keyword.substr(5);
@@ -138,10 +138,10 @@ Capabilities Capabilities::fromEhlo(const Reply& reply) {
   return caps;
 }
 
-bool Capabilities::has(std::string_view keyword) const { return keywords_.find(upper(keyword)) != keywords_.end(); }
+bool Capabilities::has(std::string_view keyword) const { return keywords_.find(ascii::toUpper(keyword)) != keywords_.end(); }
 
 const std::vector<std::string>* Capabilities::params(std::string_view keyword) const {
-  auto it = keywords_.find(upper(keyword));
+  auto it = keywords_.find(ascii::toUpper(keyword));
   return it == keywords_.end() ? nullptr : &it->second;
 }
 
@@ -149,7 +149,7 @@ bool Capabilities::hasAuth(std::string_view mechanism) const {
   const auto* mechs = params("AUTH");
   if (!mechs) return false;
   for (const auto& m : *mechs)
-    if (equalsIgnoreCase(m, mechanism)) return true;
+    if (iequals(m, mechanism)) return true;
   return false;
 }
 

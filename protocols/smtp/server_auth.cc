@@ -13,7 +13,7 @@ void ServerSession::onAuth(std::string_view args) {
   if (inTransaction_) return badCommand("503 5.5.1", "AUTH not allowed during a mail transaction");
   if (!authAllowed()) return reply("538 5.7.11", "Encryption required for requested authentication mechanism");
   size_t sp = args.find(' ');
-  std::string mechanism = upper(args.substr(0, sp));
+  std::string mechanism = ascii::toUpper(args.substr(0, sp));
   std::string_view initial = sp == std::string_view::npos ? std::string_view{} : args.substr(sp + 1);
   bool hasInitial = !initial.empty();
   if (initial == "=") initial = {};  // RFC 4954 section 4: "=" is an empty initial response

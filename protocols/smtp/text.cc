@@ -3,23 +3,6 @@
 
 namespace mb::smtp {
 
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (toUpper(a[i]) != toUpper(b[i])) return false;
-  return true;
-}
-
-bool startsWithIgnoreCase(std::string_view text, std::string_view prefix) {
-  return text.size() >= prefix.size() && equalsIgnoreCase(text.substr(0, prefix.size()), prefix);
-}
-
-std::string upper(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) c = toUpper(c);
-  return out;
-}
-
 size_t utf8SequenceLength(std::string_view text, size_t pos) {
   auto byte = [&](size_t i) -> unsigned { return static_cast<unsigned char>(text[i]); };
   unsigned b0 = byte(pos);

@@ -7,16 +7,15 @@
 #include <string>
 #include <string_view>
 
+#include "protocols/common/ascii.h"
+
 namespace mb::smtp {
 
 inline bool isAlpha(unsigned char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 inline bool isDigit(unsigned char c) { return c >= '0' && c <= '9'; }
 inline bool isAlnum(unsigned char c) { return isAlpha(c) || isDigit(c); }
-inline char toUpper(char c) { return (c >= 'a' && c <= 'z') ? char(c - 'a' + 'A') : c; }
-
-bool equalsIgnoreCase(std::string_view a, std::string_view b);
-bool startsWithIgnoreCase(std::string_view text, std::string_view prefix);
-std::string upper(std::string_view text);
+using ascii::iequals;
+using ascii::startsWithIgnoreCase;
 
 // Length of the well-formed UTF-8 sequence starting at text[pos] (a byte
 // >= 0x80), or 0 when it is malformed: overlong, surrogate, > U+10FFFF or cut.
