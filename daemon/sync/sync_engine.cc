@@ -805,8 +805,12 @@ void SyncEngine::drain(const std::shared_ptr<Download>& d) {
     ready.push_back(std::move(d->jobs.front()));
     d->jobs.pop_front();
   }
+  size_t total = 0;
+  for (const auto& job : ready) total += job->prepared.size();
   std::vector<store::NewMessage> rows;
   std::vector<store::PreparedMessage> prepared;
+  rows.reserve(total);
+  prepared.reserve(total);
   for (auto& job : ready) {
     queuedBytes_ -= job->bytes;
     store_.discardPrepared(job->unsynced);

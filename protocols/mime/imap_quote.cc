@@ -61,14 +61,6 @@ void appendImapString(std::string& out, std::string_view value) {
   out += '"';
 }
 
-void appendImapNString(std::string& out, std::optional<std::string_view> value) {
-  if (!value) {
-    out += "NIL";
-    return;
-  }
-  appendImapString(out, *value);
-}
-
 void appendImapNStringNoLf(std::string& out, std::optional<std::string_view> value) {
   if (!value) {
     out += "NIL";

@@ -12,7 +12,6 @@ namespace mb::mime {
 // holds bytes a quoted string cannot carry (CR, LF, NUL, 8-bit), then a
 // literal {n}\r\n. NUL becomes 0x80 because no IMAP string may carry it.
 void appendImapString(std::string& out, std::string_view value);
-void appendImapNString(std::string& out, std::optional<std::string_view> value);
 
 // For header-derived strings (date, message-id, content-id...): folding CR/LF
 // is dropped first, as Dovecot does, so the value stays a quoted string.
