@@ -669,12 +669,7 @@ struct SyncEngine::Download {
 
 void SyncEngine::download(Folder& f, std::vector<uint32_t> uids, FolderState finalState, std::function<void(Status)> done) {
   int64_t mailboxId = f.mailboxId;
-  if (uids.empty()) {
-    auto tx = store::Transaction::begin(store_.db());
-    if (!tx) return done(std::unexpected(tx.error()));
-    if (auto s = saveFolderState(store_.db(), mailboxId, finalState, true); !s) return done(s);
-    return done(tx->commit());
-  }
+  if (uids.empty()) return done(saveFolderState(store_.db(), mailboxId, finalState, true));
   // Bind the UIDVALIDITY before the first message lands, so a restart knows
   // what the stored upstream ids refer to.
   {
@@ -863,12 +858,9 @@ void SyncEngine::drain(const std::shared_ptr<Download>& d) {
   if (!d->error && *d->fetched) {
     // What arrived is kept even when the rest failed: a restart goes on from
     // there; only a whole mailbox is marked complete.
-    auto tx = store::Transaction::begin(store_.db());
-    Status s = tx ? saveFolderState(store_.db(), d->mailboxId, d->finalState, true) : Status(std::unexpected(tx.error()));
-    if (s) s = tx->commit();
-    if (!s) d->error = s.error();
+    if (auto s = saveFolderState(store_.db(), d->mailboxId, d->finalState, true); !s && !storeError_)
+      storeError_ = s.error();
   }
-  if (d->error && !storeError_) storeError_ = d->error;
   if (!downloads_.empty()) return;
   if (readPaused_ && conn_) conn_->pauseReading(false);
   readPaused_ = false;
