@@ -106,6 +106,22 @@ Result<std::vector<MessageMeta>> messageMeta(Store& store, int64_t mailboxId, st
   return out;
 }
 
+Result<std::vector<MessageSummary>> listMessages(Store& store, int64_t mailboxId) {
+  auto st = store.db().prepare(std::string("SELECT ") + kMetaColumns +
+                               ", id, blob_id FROM messages WHERE mailbox_id = ?1 ORDER BY uid");
+  if (!st) return propagate(st);
+  st->bind(1, mailboxId);
+  std::vector<MessageSummary> out;
+  auto rows = st->forEachRow([&](Stmt& r) {
+    MessageSummary m{readMeta(r)};
+    m.id = r.columnInt64(6);
+    m.blobId = r.columnText(7);
+    out.push_back(std::move(m));
+  });
+  if (!rows) return propagate(rows);
+  return out;
+}
+
 Result<std::vector<StoredStructure>> storedStructures(Store& store, int64_t mailboxId, std::span<const uint32_t> uids) {
   std::vector<StoredStructure> out;
   out.reserve(uids.size());

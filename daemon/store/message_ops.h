@@ -24,8 +24,16 @@ struct MessageMeta {
   uint64_t modseq = 0;
 };
 
+// A message's metadata with its row id and body (empty for a header-only message).
+struct MessageSummary : MessageMeta {
+  int64_t id = 0;
+  std::string blobId;
+};
+
 // Every UID of a mailbox, ascending: the whole SELECT snapshot (4 bytes a message).
 Result<std::vector<uint32_t>> listUids(Store& store, int64_t mailboxId);
+// All messages of a mailbox, by ascending UID.
+Result<std::vector<MessageSummary>> listMessages(Store& store, int64_t mailboxId);
 // Metadata of the given UIDs (ascending); UIDs that no longer exist are skipped.
 Result<std::vector<MessageMeta>> messageMeta(Store& store, int64_t mailboxId, std::span<const uint32_t> uids);
 // Appends the stored bytes of one message to `out` (unchanged on error).

@@ -751,29 +751,6 @@ Result<size_t> Store::attachBodies(int64_t mailboxId, std::span<const uint32_t> 
   return result;
 }
 
-Result<std::vector<MessageSummary>> Store::listMessages(int64_t mailboxId) {
-  auto st = db_.prepare(
-      "SELECT id, uid, flags, keywords, internal_date, size, modseq, blob_id FROM messages "
-      "WHERE mailbox_id = ?1 ORDER BY uid");
-  if (!st) return propagate(st);
-  st->bind(1, mailboxId);
-  std::vector<MessageSummary> out;
-  auto rows = st->forEachRow([&](Stmt& r) {
-    MessageSummary m;
-    m.id = r.columnInt64(0);
-    m.uid = static_cast<uint32_t>(r.columnInt64(1));
-    m.flags = static_cast<uint32_t>(r.columnInt64(2));
-    m.keywords = splitKeywords(r.columnText(3));
-    m.internalDate = r.columnInt64(4);
-    m.size = static_cast<uint64_t>(r.columnInt64(5));
-    m.modseq = static_cast<uint64_t>(r.columnInt64(6));
-    m.blobId = r.columnText(7);
-    out.push_back(std::move(m));
-  });
-  if (!rows) return propagate(rows);
-  return out;
-}
-
 Status writeJournal(Db& db, int64_t accountId, const JournalEntry& entry, int64_t now) {
   auto j = db.prepare(
       "INSERT INTO journal (account_id, op, payload, created_at, attempts, next_attempt) VALUES (?1, ?2, ?3, ?4, 0, ?4)");

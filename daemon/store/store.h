@@ -104,17 +104,6 @@ struct AppendResult {
   std::string blobId;
 };
 
-struct MessageSummary {
-  int64_t id = 0;
-  uint32_t uid = 0;
-  uint32_t flags = 0;
-  std::vector<std::string> keywords;
-  int64_t internalDate = 0;
-  uint64_t size = 0;
-  uint64_t modseq = 0;
-  std::string blobId;
-};
-
 struct StoreOptions {
   // Unix seconds. Tests replace it to pin UIDVALIDITY and created_at.
   std::function<int64_t()> clock;
@@ -214,8 +203,6 @@ class Store {
   // many rows got their body.
   Result<size_t> attachBodies(int64_t mailboxId, std::span<const uint32_t> uids,
                               std::span<const PreparedMessage> prepared);
-  // All messages of a mailbox, by ascending UID.
-  Result<std::vector<MessageSummary>> listMessages(int64_t mailboxId);
 
   // Committed changes for local sessions (see change_hub.h).
   ChangeHub& changes() { return changes_; }

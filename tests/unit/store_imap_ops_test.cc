@@ -184,14 +184,14 @@ TEST_F(StoreImapOpsTest, MultiappendFailingMidwayStoresNothing) {
                                 "BEGIN SELECT RAISE(ABORT, 'injected failure'); END"));
   auto failed = backend.append("INBOX", items);
   ASSERT_FALSE(failed);
-  EXPECT_EQ(store_->listMessages(inbox_).value().size(), 0u);
+  EXPECT_EQ(listMessages(*store_, inbox_).value().size(), 0u);
   EXPECT_EQ(journalCount("append"), 0);
   EXPECT_EQ(changes_.size(), changesBefore) << "nothing was committed, so nothing is broadcast";
   ASSERT_TRUE(store_->db().exec("DROP TRIGGER fail_second"));
   auto ok = backend.append("INBOX", items);
   ASSERT_TRUE(ok) << ok.error().message;
   EXPECT_EQ(ok->uids, (std::vector<uint32_t>{1, 2}));
-  auto list = store_->listMessages(inbox_).value();
+  auto list = listMessages(*store_, inbox_).value();
   ASSERT_EQ(list.size(), 2u);
   EXPECT_EQ(journalCount("append"), 2);
   auto missing = backend.append("Nope", items);

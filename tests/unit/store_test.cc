@@ -12,6 +12,7 @@
 
 #include <gtest/gtest.h>
 
+#include "daemon/store/message_ops.h"
 #include "daemon/store/migrations.h"
 #include "daemon/store/store.h"
 #include "tests/unit/store_fixture.h"
@@ -108,7 +109,7 @@ TEST_F(StoreTest, ReopeningKeepsData) {
   auto box = store_->findMailbox(acct, "INBOX");
   ASSERT_TRUE(box && *box);
   EXPECT_EQ((*box)->uidNext, 2u);
-  auto msgs = store_->listMessages(mbox);
+  auto msgs = listMessages(*store_, mbox);
   ASSERT_TRUE(msgs);
   ASSERT_EQ(msgs->size(), 1u);
   EXPECT_EQ((*msgs)[0].uid, 1u);
@@ -229,7 +230,7 @@ TEST_F(StoreTest, AppendAssignsIncreasingUidsAndModseqsAndJournalsInTheSameCommi
   auto box = store_->findMailbox(acct, "INBOX").value().value();
   EXPECT_EQ(box.uidNext, 6u);
   EXPECT_EQ(box.highestModseq, lastModseq);
-  auto msgs = store_->listMessages(mbox).value();
+  auto msgs = listMessages(*store_, mbox).value();
   ASSERT_EQ(msgs.size(), 5u);
   for (size_t i = 0; i < msgs.size(); ++i) EXPECT_EQ(msgs[i].uid, i + 1);
   EXPECT_EQ(count("SELECT count(*) FROM journal WHERE op = 'append' AND account_id = " + std::to_string(acct)), 3);
@@ -284,7 +285,7 @@ TEST_F(StoreTest, APreparedBodyIsPinnedUntilItsRowCommits) {
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(r->front().blobId, p->blobId);
   EXPECT_EQ(store_->blobs().get(p->blobId).value(), "Subject: s\r\n\r\nbare LF\r\n");
-  auto msgs = store_->listMessages(mbox);
+  auto msgs = listMessages(*store_, mbox);
   ASSERT_TRUE(msgs);
   ASSERT_EQ(msgs->size(), 1u);
   EXPECT_EQ(msgs->front().size, body.size() + 1);
@@ -327,7 +328,7 @@ TEST_F(StoreTest, ACrashBetweenBlobAndRowLeavesNothingAfterReopen) {
   EXPECT_TRUE(store_->blobs().exists(k->blobId));
   EXPECT_TRUE(fs::is_empty(dir_ / "blobs" / "tmp"));
   // And the invariant the ordering exists for: no row points at a missing body.
-  auto msgs = store_->listMessages(mbox);  // a local: range-for over a temporary's value() dangles
+  auto msgs = listMessages(*store_, mbox);  // a local: range-for over a temporary's value() dangles
   ASSERT_TRUE(msgs);
   ASSERT_EQ(msgs->size(), 1u);
   for (const auto& m : *msgs) {
@@ -359,7 +360,7 @@ TEST_F(StoreTest, RemoveAccountCascadesAndKeepsBlobsOthersStillUse) {
   EXPECT_EQ(count("SELECT count(*) FROM outbox"), 0);
   EXPECT_FALSE(store_->blobs().exists(o->blobId));
   EXPECT_TRUE(store_->blobs().exists(s2->blobId));  // bob still has it
-  EXPECT_EQ(store_->listMessages(bobBox).value().size(), 1u);
+  EXPECT_EQ(listMessages(*store_, bobBox).value().size(), 1u);
   // Still zeroing what is deleted: the next removal (bob's) must be as clean.
   EXPECT_EQ(count("PRAGMA secure_delete"), 1);
 
