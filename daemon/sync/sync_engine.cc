@@ -924,15 +924,29 @@ void SyncEngine::cycleDone() {
 
 void SyncEngine::cycleFailed(const Error& e) {
   busy_ = false;
-  if (e.kind == ErrorKind::Unavailable) return;  // the connection is gone: onLost follows
-  logWarn("sync.cycle_failed").kv("account", accountName_).kv("error", e.message);
+  if (e.kind == ErrorKind::Unavailable && !connected_) return;  // the connection is gone: onLost dealt with it
   status_.lastError = e.message;
+  if (e.kind != ErrorKind::Unavailable) return retryCycle();
+  // Mostly the connection is going: a connector fails its pending callbacks,
+  // then runs onLost at once, which stops this timer and reconnects. The
+  // store's Unavailable (SQLite busy past its timeout: another process holds
+  // the write lock) has no onLost after it: it fails the cycle like any other
+  // error, a loop turn later.
+  uv_timer_start(timer_, [](uv_timer_t* t) {
+    auto* self = static_cast<SyncEngine*>(t->data);
+    if (self->connected_ && !self->busy_) self->retryCycle();
+  }, 0, 0);
+}
+
+void SyncEngine::retryCycle() {
+  logWarn("sync.cycle_failed").kv("account", accountName_).kv("error", status_.lastError);
   if (!connected_) return;  // onLost deals with it
-  // An upstream refusal (not a lost connection): try again later, from a full listing.
+  // Not a lost connection (an upstream refusal, a store failure): try again
+  // later, from a full listing.
   wantFull_ = true;
   ++failures_;
   uint64_t delay = retryDelayMs(failures_, rng_);
-  setState("idle", e.message);
+  setState("idle", status_.lastError);
   uv_timer_start(timer_, [](uv_timer_t* t) {
     auto* self = static_cast<SyncEngine*>(t->data);
     if (self->connected_ && !self->busy_) self->cycle();

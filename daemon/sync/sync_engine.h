@@ -97,6 +97,9 @@ class SyncEngine {
   // cycle goes on); a body that could not be had waits in fillBackoff_.
   void fillBodies();
   void cycleFailed(const Error& e);
+  // The cycle failed for status_.lastError: logged, and while connected a
+  // full cycle after a backoff.
+  void retryCycle();
   void onStoreChange(const store::StoreChange& c);
   void kick(uint64_t delayMs);
   Folder* folderByName(const std::string& localName);
