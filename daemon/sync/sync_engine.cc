@@ -914,12 +914,27 @@ void SyncEngine::cycleDone() {
     });
   }
   if (wantReplay_ || !dirty_.empty() || wantFull_) return kick(0);
-  // The poll: the next full cycle.
+  uint64_t pollMs = static_cast<uint64_t>(std::max<uint32_t>(cfg_.pollSeconds, 1)) * 1000;
+  if (replayAt_) {
+    // A journal row waits for its retry time: a cycle that replays it then,
+    // unless the poll comes first.
+    uint64_t dueMs = static_cast<uint64_t>(std::max<int64_t>(replayAt_ - store_.now(), 0)) * 1000;
+    if (dueMs < pollMs) {
+      uv_timer_start(timer_, [](uv_timer_t* t) {
+        auto* self = static_cast<SyncEngine*>(t->data);
+        self->wantReplay_ = true;
+        if (self->connected_ && !self->busy_) self->cycle();
+      }, dueMs, 0);
+      return;
+    }
+  }
+  // The poll: the next full cycle (replaying a row that still waits).
   uv_timer_start(timer_, [](uv_timer_t* t) {
     auto* self = static_cast<SyncEngine*>(t->data);
     self->wantFull_ = true;
+    if (self->replayAt_) self->wantReplay_ = true;
     if (self->connected_ && !self->busy_) self->cycle();
-  }, static_cast<uint64_t>(std::max<uint32_t>(cfg_.pollSeconds, 1)) * 1000, 0);
+  }, pollMs, 0);
 }
 
 void SyncEngine::cycleFailed(const Error& e) {
@@ -1060,6 +1075,7 @@ void SyncEngine::replayFlagMerge(const std::string& folder, int64_t mailboxId, c
 void SyncEngine::replay(std::function<void()> next) {
   if (!wantReplay_) return next();
   wantReplay_ = false;
+  replayAt_ = 0;
   replayOne(std::move(next));
 }
 
@@ -1083,7 +1099,9 @@ void SyncEngine::replayOne(std::function<void()> next) {
   st->reset();
   if (attempts > 0 && nextAttempt > store_.now()) {
     // Waiting for its retry time; later rows wait behind it (order matters).
-    wantReplay_ = true;
+    // Not wantReplay_: cycleDone would start the next cycle at once, and
+    // that one would find the row still waiting, and so on until it is due.
+    replayAt_ = nextAttempt;
     return next();
   }
   auto finishRow = [this, id](std::function<Status(Db&)> alsoInTx) -> Status {
@@ -1145,7 +1163,7 @@ void SyncEngine::replayOne(std::function<void()> next) {
       int64_t delay = static_cast<int64_t>(retryDelayMs(static_cast<uint32_t>(attempts + 1), rng) / 1000) + 1;
       auto upd = store_.db().prepare("UPDATE journal SET next_attempt = ?1, last_error = ?2 WHERE id = ?3");
       if (upd) (void)upd->bind(1, store_.now() + delay).bind(2, r.error().message).bind(3, id).run();
-      wantReplay_ = true;
+      replayAt_ = store_.now() + delay;
       return next();
     }
     OpResult res = std::move(*r);

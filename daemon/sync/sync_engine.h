@@ -122,6 +122,7 @@ class SyncEngine {
   bool connected_ = false;
   bool wantFull_ = true;              // the next cycle lists folders
   bool wantReplay_ = true;
+  int64_t replayAt_ = 0;              // a journal row waits for its retry until then (unix s; 0: none)
   bool watching_ = false;
   std::vector<std::shared_ptr<Download>> downloads_;  // still storing, in start order
   size_t onPool_ = 0;                 // their batches on the thread pool

@@ -1,7 +1,7 @@
 // SyncEngine against a scripted upstream (a Connector whose answers wait in
 // a queue the test runs one at a time, as the loop would deliver them) and a
-// real Store, loop and thread pool: what a cycle does when storing fails, and
-// when the connection drops.
+// real Store, loop and thread pool: what a cycle does when storing fails,
+// when the connection drops, and while a local change waits for its retry.
 #include "daemon/sync/sync_engine.h"
 
 #include <gtest/gtest.h>
@@ -216,6 +216,27 @@ TEST_F(SyncEngineTest, ADropMidDownloadGoesOfflineAndTheReconnectFinishes) {
   EXPECT_EQ(up_.lists, 2);
   EXPECT_EQ(up_.fetches, 1);
   EXPECT_EQ(count("SELECT count(DISTINCT upstream_id) FROM messages WHERE mailbox_id = " + std::to_string(inbox_)), 3);
+}
+
+// A local change the upstream refused for now waits for its retry time
+// (journal.next_attempt). Until then the engine has nothing to do: no cycle
+// may start at once after each cycle (that spun the loop, and with libuv's
+// timers re-armed at 0 from their callback it never left the timer phase).
+TEST_F(SyncEngineTest, AChangeWaitingForItsRetryDoesNotSpinCycles) {
+  ASSERT_TRUE(store::createMailboxLocal(*store_, account_, "Projects", "", nullptr));  // its CREATE fails upstream
+  int cycles = 0;
+  onStatus_ = [&] {
+    if (engine_->status().state != "idle" || ++cycles % 100) return;
+    now_ += 3600;  // the retry is due: how a spinning engine lets the test end
+  };
+  startEngine();
+  runUntil([&] { return rows() == 3 && inboxComplete() && engine_->status().state == "idle"; });
+  for (int i = 0; i < 20; ++i) uv_run(&loop_, UV_RUN_NOWAIT);
+  EXPECT_LE(cycles, 5);
+  EXPECT_EQ(count("SELECT attempts FROM journal"), 1);
+  // Once due, it is tried again (a timer, not another change, brings it).
+  now_ += 3600;
+  runUntil([&] { return count("SELECT attempts FROM journal") == 2; });
 }
 
 }  // namespace
