@@ -13,14 +13,12 @@
 
 #include "daemon/store/message_ops.h"
 #include "tests/unit/store_fixture.h"
+#include "tests/unit/sync_connector_stub.h"
 
 namespace mb::sync {
 namespace {
 
-std::string messageText(uint32_t n) {
-  return "Message-ID: <" + std::to_string(n) + "@example.org>\r\nSubject: m" + std::to_string(n) + "\r\n\r\nbody " +
-         std::to_string(n) + "\r\n";
-}
+using test::messageText;
 
 // The provider: one folder "INBOX" whose UIDs are the keys of `messages`.
 struct Upstream {
@@ -29,24 +27,9 @@ struct Upstream {
   std::function<void()> onCall;
 };
 
-class ScriptedConnector : public Connector {
+class ScriptedConnector : public test::ConnectorStub {
  public:
   explicit ScriptedConnector(Upstream& up) : up_(up) {}
-  void connect(std::function<void()> onReady, std::function<void(const ConnectorFailure&)>) override { onReady(); }
-  ConnectorCapabilities capabilities() const override { return {}; }
-  void listFolders(std::function<void(Result<std::vector<RemoteFolder>>)> done) override {
-    done(fail(ErrorKind::Internal, "not scripted"));
-  }
-  void fetchChanges(const RemoteFolder&, const FolderState&, std::function<void(Result<FolderChanges>)> done) override {
-    done(fail(ErrorKind::Internal, "not scripted"));
-  }
-  void fetchMeta(const std::string&, uint32_t, std::function<void(Result<std::vector<RemoteMessage>>)> done) override {
-    done(fail(ErrorKind::Internal, "not scripted"));
-  }
-  void fetchFlags(const std::string&, std::vector<uint32_t>,
-                  std::function<void(Result<std::vector<RemoteFlags>>)> done) override {
-    done(fail(ErrorKind::Internal, "not scripted"));
-  }
   void fetchMessages(const std::string& folder, std::vector<uint32_t> uids, bool headersOnly,
                      std::function<void(RemoteMessage&&)> onMessage, std::function<void(Status)> done) override {
     EXPECT_EQ(folder, "INBOX");
@@ -64,13 +47,6 @@ class ScriptedConnector : public Connector {
     }
     done({});
   }
-  void apply(const Op&, std::function<void(Result<OpResult>)> done) override {
-    done(fail(ErrorKind::Internal, "not scripted"));
-  }
-  void watch(std::vector<std::string>, std::function<void(const std::string&)>) override {}
-  std::string folderIdForPath(const std::string& path) const override { return path; }
-  void pauseReading(bool) override {}
-  uint64_t bytesReceived() const override { return 0; }
 
  private:
   Upstream& up_;

@@ -15,14 +15,12 @@
 
 #include "daemon/store/mailbox_ops.h"
 #include "tests/unit/store_fixture.h"
+#include "tests/unit/sync_connector_stub.h"
 
 namespace mb::sync {
 namespace {
 
-std::string messageText(uint32_t n) {
-  return "Message-ID: <" + std::to_string(n) + "@example.org>\r\nSubject: m" + std::to_string(n) + "\r\n\r\nbody " +
-         std::to_string(n) + "\r\n";
-}
+using test::messageText;
 
 // The provider: folders by name, each with its messages by UID.
 struct Upstream {
@@ -49,20 +47,19 @@ struct Upstream {
   }
 };
 
-class ScriptedConnector : public Connector {
+class ScriptedConnector : public test::ConnectorStub {
  public:
   explicit ScriptedConnector(Upstream& up) : up_(up) {}
   void connect(std::function<void()> onReady, std::function<void(const ConnectorFailure&)> onLost) override {
     up_.onLost = std::move(onLost);
-    up_.answers.push_back(std::move(onReady));
+    answer(std::move(onReady));
   }
-  ConnectorCapabilities capabilities() const override { return {}; }
   void listFolders(std::function<void(Result<std::vector<RemoteFolder>>)> done) override {
     ++up_.lists;
     if (auto hook = up_.onList) hook();  // a copy: the hook may reset itself
     std::vector<RemoteFolder> out;
     for (const auto& [name, f] : up_.folders) out.push_back(RemoteFolder{name, name, "", true, true, std::nullopt});
-    up_.answers.push_back([done, out] { done(out); });
+    answer([done, out] { done(out); });
   }
   void fetchChanges(const RemoteFolder& folder, const FolderState&, std::function<void(Result<FolderChanges>)> done) override {
     const auto& f = up_.folders.at(folder.id);
@@ -72,14 +69,7 @@ class ScriptedConnector : public Connector {
     ch.state.messages = static_cast<uint32_t>(f.messages.size());
     ch.complete = true;
     for (const auto& [uid, text] : f.messages) ch.flags.push_back(RemoteFlags{uid, 0, {}, 0});
-    up_.answers.push_back([done, ch] { done(ch); });
-  }
-  void fetchMeta(const std::string&, uint32_t, std::function<void(Result<std::vector<RemoteMessage>>)> done) override {
-    up_.answers.push_back([done] { done(fail(ErrorKind::Internal, "not scripted")); });
-  }
-  void fetchFlags(const std::string&, std::vector<uint32_t>,
-                  std::function<void(Result<std::vector<RemoteFlags>>)> done) override {
-    up_.answers.push_back([done] { done(fail(ErrorKind::Internal, "not scripted")); });
+    answer([done, ch] { done(ch); });
   }
   // Every message in one answer; the done in another, so the test can drop
   // the connection between them.
@@ -98,24 +88,20 @@ class ScriptedConnector : public Connector {
     }
     up_.streaming.push_back(done);
     Upstream* up = &up_;
-    up_.answers.push_back([onMessage, out = std::move(out)]() mutable {
+    answer([onMessage, out = std::move(out)]() mutable {
       for (auto& m : out) onMessage(std::move(m));
     });
-    if (std::exchange(up_.dropMidFetch, false)) up_.answers.push_back([up] { up->drop(); });
-    up_.answers.push_back([up] {
+    if (std::exchange(up_.dropMidFetch, false)) answer([up] { up->drop(); });
+    answer([up] {
       if (up->streaming.empty()) return;  // failed by drop()
       auto d = std::move(up->streaming.front());
       up->streaming.erase(up->streaming.begin());
       d({});
     });
   }
-  void apply(const Op&, std::function<void(Result<OpResult>)> done) override {
-    up_.answers.push_back([done] { done(fail(ErrorKind::Internal, "not scripted")); });
-  }
-  void watch(std::vector<std::string>, std::function<void(const std::string&)>) override {}
-  std::string folderIdForPath(const std::string& path) const override { return path; }
-  void pauseReading(bool) override {}
-  uint64_t bytesReceived() const override { return 0; }
+
+ protected:
+  void answer(std::function<void()> f) override { up_.answers.push_back(std::move(f)); }
 
  private:
   Upstream& up_;
