@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdlib>
 #include <cstdio>
 #include <algorithm>
 #include <nlohmann/json.hpp>
@@ -489,9 +490,14 @@ void Daemon::beginShutdown(const char* why) {
   grace_ = grace;
   uv_timer_init(loop(), grace);
   uv_timer_start(
-      grace, [](uv_timer_t* t) {
+      grace, [](uv_timer_t*) {
+        // What still runs after the grace (a peer that will not close, a
+        // batch still on the thread pool) is abandoned the way kill -9
+        // abandons it: the store is crash-safe by design (and tested so),
+        // while destroying it under a pool thread still writing a body or
+        // committing a batch would not be.
         logWarn("daemon.stop_forced").kv("after_ms", kShutdownGraceMs);
-        uv_stop(t->loop);
+        std::_Exit(0);
       },
       kShutdownGraceMs, 0);
   // The grace timer alone must not keep the loop alive.

@@ -110,6 +110,46 @@ class LifecycleTest(unittest.TestCase):
         finally:
             d.cleanup()
 
+    def test_sigterm_with_a_client_that_never_reads_is_forced_after_the_grace(self):
+        # A client asks for megabytes and never reads them: its connection
+        # cannot finish closing (our writes never drain), so the stop waits
+        # out the daemon's grace and then ends the process the way kill -9
+        # would (the store is crash-safe; tearing it down under work still
+        # on the thread pool would not be). Still exit 0, and nothing stored
+        # is lost: a restart on the same state dir holds the message.
+        from test_imap import Raw, host_port, password_for
+        d = Daemon().start()
+        try:
+            user, password = password_for(d, "local")
+            body = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 4096   # 4 MB
+            c = imaplib.IMAP4(*host_port(d.listeners["imap"]))
+            c.login(user, password)
+            typ, _ = c.append("INBOX", None, None, body)
+            self.assertEqual(typ, "OK")
+            c.logout()
+            r = Raw(*host_port(d.listeners["imap"]))
+            r.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            r.send(b"a LOGIN %s %s\r\nb SELECT INBOX\r\n" % (user.encode(), password.encode()))
+            r.until_tagged(b"b")
+            r.send(b"".join(b"f%d FETCH 1 BODY.PEEK[]\r\n" % i for i in range(8)))
+            time.sleep(0.5)   # the daemon fills the socket buffers; we read nothing more
+            rc, took = d.stop(timeout=30)
+            self.assertEqual(rc, 0, d.log())
+            print("\nSIGTERM to exit with a client that never reads: %.0f ms" % (took * 1000))
+            self.assertIn("daemon.stop_forced", d.log())
+            r.close()
+            d.start()
+            c = imaplib.IMAP4(*host_port(d.listeners["imap"]))
+            c.login(user, password)
+            c.select("INBOX", readonly=True)
+            typ, data = c.fetch("1", "(BODY.PEEK[])")
+            self.assertEqual(typ, "OK")
+            self.assertEqual(data[0][1], body)
+            c.logout()
+        finally:
+            d.stop()
+            d.cleanup()
+
     def test_sigterm_with_open_sessions(self):
         # In-flight work: an idling IMAP session gets BYE, an SMTP client in
         # the middle of DATA is cut off, and the daemon still exits 0 quickly.
