@@ -658,7 +658,7 @@ struct SyncEngine::Download {
   };
   SyncEngine* engine = nullptr;
   std::shared_ptr<bool> alive;  // the engine's
-  store::BlobStore* blobs = nullptr;
+  store::Store* store = nullptr;  // outlives the engine (the daemon's)
   int64_t mailboxId = 0;
   FolderState finalState;
   std::deque<std::unique_ptr<Job>> jobs;  // on the pool or prepared, in upstream order
@@ -682,7 +682,7 @@ void SyncEngine::download(Folder& f, std::vector<uint32_t> uids, FolderState fin
   auto d = std::make_shared<Download>();
   d->engine = this;
   d->alive = alive_;
-  d->blobs = &store_.blobs();
+  d->store = &store_;
   d->mailboxId = mailboxId;
   d->finalState = finalState;
   downloads_.push_back(d);
@@ -745,7 +745,7 @@ void SyncEngine::submit() {
             j->prepared.reserve(j->messages.size());
             for (const auto& m : j->messages) {
               auto p = m.headersOnly ? Result<store::PreparedMessage>(store::Store::prepareHeader(*m.bytes))
-                                     : store::Store::prepareMessage(*j->owner->blobs, *m.bytes, true,
+                                     : store::Store::prepareMessage(j->owner->store->blobs(), *m.bytes, true,
                                                                     store::BlobStore::Sync::Batch);
               if (!p) {
                 j->error = p.error();
@@ -757,7 +757,7 @@ void SyncEngine::submit() {
             if (std::none_of(j->prepared.begin(), j->prepared.end(), [](const auto& p) { return !p.blobId.empty(); }))
               return;
             // No row before its body is durable: a failed sync commits none.
-            if (auto s = j->owner->blobs->syncBatch(); !s) {
+            if (auto s = j->owner->store->blobs().syncBatch(); !s) {
               j->error = s.error();
               j->unsynced = std::move(j->prepared);
               j->prepared.clear();
@@ -772,14 +772,18 @@ void SyncEngine::submit() {
               d->engine->submit();
               return d->engine->drain(d);
             }
-            // The engine is gone (account removed, shutdown): the bodies are
-            // orphans for the next open's GC; only the pins must go.
-            for (const auto& p : j->prepared)
-              if (!p.blobId.empty()) d->blobs->unpin(p.blobId);
-            for (const auto& p : j->unsynced)
-              if (!p.blobId.empty()) d->blobs->unpin(p.blobId);
-            j->prepared.clear();
-            j->unsynced.clear();
+            // The engine is gone (account removed, shutdown): no row will
+            // take these bodies, nor those of batches that came back before
+            // this one and waited behind it. Their files go now unless
+            // another row has the same content: a removed account's mail
+            // must not stay on disk until the next start's GC.
+            for (auto& job : d->jobs) {
+              if (!job->ready) continue;
+              d->store->discardPrepared(job->prepared);
+              d->store->discardPrepared(job->unsynced);
+              job->prepared.clear();
+              job->unsynced.clear();
+            }
           });
       if (rc != 0) {
         --onPool_;

@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include <deque>
+#include <filesystem>
 #include <map>
 #include <string>
 #include <utility>
@@ -151,6 +152,12 @@ class SyncEngineTest : public store::StoreFixture {
     ASSERT_TRUE(done());
   }
   int64_t rows() { return count("SELECT count(*) FROM messages WHERE mailbox_id = " + std::to_string(inbox_)); }
+  size_t bodyFiles() {
+    size_t n = 0;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(store_->blobs().root()))
+      n += e.is_regular_file();
+    return n;
+  }
   bool inboxComplete() {
     auto box = store_->findMailbox(account_, "INBOX");
     return box && *box && parseFolderState((*box)->upstreamState).complete;
@@ -202,6 +209,22 @@ TEST_F(SyncEngineTest, ADropMidDownloadGoesOfflineAndTheReconnectFinishes) {
   EXPECT_EQ(up_.lists, 2);
   EXPECT_EQ(up_.fetches, 1);
   EXPECT_EQ(count("SELECT count(DISTINCT upstream_id) FROM messages WHERE mailbox_id = " + std::to_string(inbox_)), 3);
+}
+
+// The engine goes (its account removed, the daemon stopping) while a batch
+// is on the pool: no row will take that batch's bodies, so their files go
+// when it comes back (unless another row has the same content), not at the
+// next start's GC: a removed account keeps nothing on disk.
+TEST_F(SyncEngineTest, AnEngineGoneWithABatchOnThePoolLeavesNoBodyBehind) {
+  startEngine();
+  // The FETCH has ended, which queued its only batch; the loop has not run
+  // since, so the batch cannot be back yet.
+  runUntil([&] { return up_.fetches == 1 && up_.streaming.empty(); });
+  ASSERT_EQ(rows(), 0);
+  engine_.reset();
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  EXPECT_EQ(rows(), 0);
+  EXPECT_EQ(bodyFiles(), 0u);
 }
 
 // A local change the upstream refused for now waits for its retry time
