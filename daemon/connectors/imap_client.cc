@@ -220,6 +220,9 @@ void ImapClient::parseResponses() {
       const auto& e = parser_->error();
       if (e.fatal) return fail(ImapFailure::Kind::Protocol, "malformed response: " + e.error.message);
       logWarn("upstream.bad_response").kv("account", opt_.accountName).kv("error", e.error.message);
+      if (e.tag == "*")
+        for (auto& p : pending_)
+          if (p.lost.empty()) p.lost = e.error.message;
       // A lost tagged completion must still end its command.
       if (!e.tag.empty() && e.tag != "*" && e.tag != "+") {
         client::Response r = client::Tagged{e.tag, {client::StatusKind::Bad, {}, "unparsable completion: " + e.error.message}};
@@ -249,7 +252,10 @@ void ImapClient::dispatch(client::Response& r) {
       pending_.erase(it);
       if (p.cmd.name == "IDLE") idling_ = false;
       if (t->status.code.kind == client::CodeKind::Capability) setCapabilities(t->status.code.list);
-      if (p.onDone) p.onDone(t->status);
+      if (p.onDone && !p.lost.empty() && t->status.status == client::StatusKind::Ok)
+        p.onDone(mb::fail(ErrorKind::Upstream, p.cmd.name + ": a response to it could not be read: " + p.lost));
+      else if (p.onDone)
+        p.onDone(t->status);
       if (!*alive || closed_) return;
       pump();
       armTimer();
@@ -322,7 +328,7 @@ void ImapClient::run(client::Command command, Untagged onUntagged, Done onDone,
     });
     return;
   }
-  queue_.push_back(Pending{std::move(command), std::move(onUntagged), std::move(onDone), std::move(onContinuation), 0});
+  queue_.push_back(Pending{std::move(command), std::move(onUntagged), std::move(onDone), std::move(onContinuation), 0, {}});
   pump();
   armTimer();
 }
@@ -507,9 +513,16 @@ void ImapClient::fail(ImapFailure::Kind kind, const std::string& why) {
   connect_.reset();
   if (stream_) stream_->close();
   auto alive = alive_;
-  failAll(why);
+  std::string message = why;
+  for (const auto& p : pending_)
+    if (!p.lost.empty()) {
+      // What the account shows: the reason, not only its consequence.
+      message += " after a response that could not be read (" + p.lost + ")";
+      break;
+    }
+  failAll(message);
   if (!*alive) return;
-  if (auto f = std::move(onClosed_)) f(ImapFailure{kind, why});
+  if (auto f = std::move(onClosed_)) f(ImapFailure{kind, message});
 }
 
 void ImapClient::failAll(const std::string& why) {

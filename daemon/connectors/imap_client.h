@@ -103,6 +103,10 @@ class ImapClient {
     Done onDone;
     std::function<void(const client::Continuation&)> onContinuation;
     size_t nextChunk = 0;  // chunks sent so far
+    // An untagged response that arrived while this was in flight could not
+    // be read (over a limit, malformed): it may have been this command's
+    // data, so its OK is not one (the caller would miss, say, a message).
+    std::string lost;
   };
 
   void onConnected(Result<std::unique_ptr<TcpStream>> stream);

@@ -756,9 +756,11 @@ void UpstreamImap::startWatcher(Watcher& w) {
     };
     wp->client->run(
         wp->client->builder().idle(), onUntagged,
-        [wp, idle](const Result<client::StatusText>& r) {
-          if (!r) return;
-          if (r->status != client::StatusKind::Ok) return;  // the watcher stays quiet; polling covers the folder
+        [this, wp, idle](const Result<client::StatusText>& r) {
+          if (!r && r.error().kind == ErrorKind::Unavailable) return;  // the connection is gone: retry follows
+          if (r && r->status != client::StatusKind::Ok) return;  // the watcher stays quiet; polling covers the folder
+          // A notification that could not be read is still news of a change.
+          if (!r && onChange_) onChange_(wp->folder);
           (*idle)();  // IDLE ended (refresh): start the next one
         },
         [wp](const client::Continuation&) {

@@ -282,7 +282,6 @@ void SyncEngine::fillBodies() {
 void SyncEngine::onReady() {
   connected_ = true;
   bodies_->refuse("");
-  failures_ = 0;
   status_.lastError.clear();
   wantFull_ = wantReplay_ = true;
   logInfo("sync.connected").kv("account", accountName_);
@@ -838,8 +837,12 @@ void SyncEngine::drain(const std::shared_ptr<Download>& d) {
   }
   if (!rows.empty()) {
     auto r = store_.commitMessages(d->mailboxId, rows, prepared);
-    if (!r) d->error = r.error();
-    else status_.messagesDone += rows.size();
+    if (!r) {
+      d->error = r.error();
+    } else {
+      status_.messagesDone += rows.size();
+      failures_ = 0;  // progress: the next failure waits the shortest again
+    }
     publish();
   }
   if (d->error) {
@@ -891,6 +894,7 @@ void SyncEngine::endCycle() {
 
 void SyncEngine::cycleDone() {
   busy_ = false;
+  failures_ = 0;
   status_.lastSync = store_.now();
   // How long a check took (a no-op poll of an unchanged account included):
   // what bench/sync_bench.py times.

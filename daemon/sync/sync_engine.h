@@ -131,6 +131,9 @@ class SyncEngine {
   std::optional<Error> storeError_;   // a download of this cycle failed to store
   bool cycleEnding_ = false;          // every mailbox fetched; waiting for downloads_
   bool cycleWanted_ = false;          // cycle() was called meanwhile
+  // Failures in a row without progress (a cycle done, messages stored): a
+  // login alone is none, or a server failing every sync after it would be
+  // retried at the shortest delay forever.
   uint32_t failures_ = 0;
   uv_timer_t* timer_ = nullptr;       // retry / poll / kick; freed by its close callback
   uint64_t hubSubscription_ = 0;
