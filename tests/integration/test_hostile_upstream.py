@@ -56,6 +56,7 @@ class FakeImap:
     def __init__(self, messages):
         self.messages = list(messages)  # UID i+1 is messages[i]
         self.uidvalidity = 1700000000
+        self.folders = ["INBOX"]  # the others (CREATEd by the daemon) stay empty
         self.hostile = None
         self.stall = False
         self.connections = 0
@@ -120,13 +121,14 @@ class FakeImap:
     def _serve(self, s):
         try:
             s.sendall(b"* OK fake IMAP4rev1 server ready\r\n")
+            conn = {"selected": None}
             for text in self._lines(s):
                 with self.lock:
                     self.log.append(text)
                 if self.stall:
                     continue
                 tag, _, rest = text.partition(" ")
-                if not self._command(s, tag, rest):
+                if not self._command(s, conn, tag, rest):
                     return
         except OSError:
             return
@@ -136,14 +138,17 @@ class FakeImap:
             except OSError:
                 pass
 
-    def _command(self, s, tag, rest):
+    def _command(self, s, conn, tag, rest):
         """Answers one command; False ends the connection."""
         name, _, args = rest.partition(" ")
         name = name.upper()
         if name == "UID":
             sub, _, args = args.partition(" ")
             name = "UID " + sub.upper()
-        n = len(self.messages)
+        folder = args.split(" ", 1)[0].strip('"')
+        if name in ("SELECT", "EXAMINE"):
+            conn["selected"] = folder
+        n = len(self.messages) if (folder if name == "STATUS" else conn["selected"] or "").upper() == "INBOX" else 0
         if name == "CAPABILITY":
             s.sendall(b"* CAPABILITY IMAP4rev1\r\n%s OK done\r\n" % tag.encode())
         elif name == "LOGIN":
@@ -152,20 +157,22 @@ class FakeImap:
             else:
                 s.sendall(b"%s OK [CAPABILITY IMAP4rev1] logged in\r\n" % tag.encode())
         elif name == "LIST":
-            s.sendall(b'* LIST (\\HasNoChildren) "/" INBOX\r\n%s OK done\r\n' % tag.encode())
-        elif name == "LSUB":
-            s.sendall(b'* LSUB () "/" INBOX\r\n%s OK done\r\n' % tag.encode())
+            s.sendall(b"".join(b'* LIST (\\HasNoChildren) "/" "%s"\r\n' % f.encode() for f in self.folders) +
+                      b"%s OK done\r\n" % tag.encode())
+        elif name == "CREATE":
+            self.folders.append(folder)
+            s.sendall(b"%s OK created\r\n" % tag.encode())
         elif name == "STATUS":
-            s.sendall(b"* STATUS INBOX (MESSAGES %d UIDNEXT %d UIDVALIDITY %d)\r\n%s OK done\r\n"
-                      % (n, n + 1, self.uidvalidity, tag.encode()))
+            s.sendall(b'* STATUS "%s" (MESSAGES %d UIDNEXT %d UIDVALIDITY %d)\r\n%s OK done\r\n'
+                      % (folder.encode(), n, n + 1, self.uidvalidity, tag.encode()))
         elif name in ("SELECT", "EXAMINE"):
             s.sendall(b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n* %d EXISTS\r\n* 0 RECENT\r\n"
                       b"* OK [UIDVALIDITY %d] ok\r\n* OK [UIDNEXT %d] ok\r\n%s OK [READ-WRITE] selected\r\n"
                       % (n, self.uidvalidity, n + 1, tag.encode()))
         elif name == "UID FETCH":
             spec, _, items = args.partition(" ")
-            return self._fetch(s, tag, sorted(uid_set(spec, n)), items.upper())
-        elif name in ("NOOP", "CREATE", "SUBSCRIBE"):
+            return self._fetch(s, tag, sorted(uid_set(spec, n)) if n else [], items.upper())
+        elif name in ("NOOP", "SUBSCRIBE"):
             s.sendall(b"%s OK done\r\n" % tag.encode())
         elif name == "LOGOUT":
             s.sendall(b"* BYE bye\r\n%s OK done\r\n" % tag.encode())
@@ -175,7 +182,7 @@ class FakeImap:
         return True
 
     def _fetch(self, s, tag, uids, items):
-        if "BODY.PEEK[]" in items and self.hostile:
+        if "BODY.PEEK[]" in items and uids and self.hostile:
             return getattr(self, "_hostile_" + self.hostile)(s, tag, uids)
         s.sendall(b"".join(self._fetch_data(uids, items)) + b"%s OK done\r\n" % tag.encode())
         return True
@@ -247,7 +254,14 @@ class HostileUpstreamTest(unittest.TestCase):
             "imap": {"host": "127.0.0.1", "port": self.up.port, "security": "none",
                      "username": USER, "password": PASSWORD, "poll_seconds": 3600}}]})
         self.addCleanup(self.d.cleanup)
-        self.addCleanup(self.d.stop)
+        self.addCleanup(self.stop_cleanly)
+
+    def stop_cleanly(self):
+        """SIGTERM ends it with 0: no crash, and under ASan no error or leak report."""
+        if self.d.proc is None:
+            return
+        rc, _ = self.d.stop()
+        self.assertEqual(rc, 0, "mailbridged exited with %r:\n%s" % (rc, self.d.log()[-4000:]))
 
     def status(self):
         status, body = self.d.api("GET", "/v1/accounts")
