@@ -740,27 +740,27 @@ def fetch_all(dovecot, user, mailbox="INBOX"):
     return dovecot.fetch_all(user, mailbox)
 
 
-class _CondstoreFilterProxy:
-    """Plaintext IMAP proxy that hides RFC 7162 from clients (see Dovecot)."""
-    BLOCK = re.compile(rb"\b(CONDSTORE|QRESYNC|HIGHESTMODSEQ|NOMODSEQ|MODSEQ|CHANGEDSINCE|"
-                       rb"UNCHANGEDSINCE|VANISHED)\b", re.I)
-    LITERAL = re.compile(rb"\{(\d+)(\+?)\}\r?\n$")
-    NOT_PROXIABLE = re.compile(rb"^\S+ +(STARTTLS|COMPRESS)\b", re.I)
+class LocalTcpServer:
+    """A listener on 127.0.0.1 (ephemeral port) for a server written in the
+    tests: its accept loop never waits more than 0.2 s at a time, and close()
+    ends it and every connection registered with track(). Subclasses set
+    their attributes before calling __init__ (the loop starts there) and
+    implement accepted(sock)."""
 
-    UID_EXPUNGE = re.compile(rb"^\S+ +UID +EXPUNGE\b", re.I)
-    UIDPLUS_CODE = re.compile(rb"\[(?:APPENDUID|COPYUID) [^\]]*\] ?", re.I)
-
-    def __init__(self, upstream_port, uidplus=True):
-        self.upstream = upstream_port
-        self.uidplus = uidplus
+    def __init__(self, backlog=128):
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(128)
+        self.sock.listen(backlog)
         self.port = self.sock.getsockname()[1]
         self.closed = False
         self.conns = []
         self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def track(self, *socks):
+        with self.lock:
+            self.conns += socks
 
     def close(self):
         self.closed = True
@@ -776,6 +776,7 @@ class _CondstoreFilterProxy:
                     pass
                 s.close()
             self.conns.clear()
+        self._thread.join(10)
 
     def _accept(self):
         while not self.closed:
@@ -786,17 +787,38 @@ class _CondstoreFilterProxy:
                 client, _ = self.sock.accept()
             except OSError:
                 return
-            try:
-                up = socket.create_connection(("127.0.0.1", self.upstream), timeout=10)
-                up.settimeout(None)
-            except OSError:
-                client.close()
-                continue
-            with self.lock:
-                self.conns += [client, up]
-            wlock = threading.Lock()
-            threading.Thread(target=self._c2s, args=(client, up, wlock), daemon=True).start()
-            threading.Thread(target=self._s2c, args=(up, client, wlock), daemon=True).start()
+            self.accepted(client)
+
+    def accepted(self, client):
+        raise NotImplementedError
+
+
+class _CondstoreFilterProxy(LocalTcpServer):
+    """Plaintext IMAP proxy that hides RFC 7162 from clients (see Dovecot)."""
+    BLOCK = re.compile(rb"\b(CONDSTORE|QRESYNC|HIGHESTMODSEQ|NOMODSEQ|MODSEQ|CHANGEDSINCE|"
+                       rb"UNCHANGEDSINCE|VANISHED)\b", re.I)
+    LITERAL = re.compile(rb"\{(\d+)(\+?)\}\r?\n$")
+    NOT_PROXIABLE = re.compile(rb"^\S+ +(STARTTLS|COMPRESS)\b", re.I)
+
+    UID_EXPUNGE = re.compile(rb"^\S+ +UID +EXPUNGE\b", re.I)
+    UIDPLUS_CODE = re.compile(rb"\[(?:APPENDUID|COPYUID) [^\]]*\] ?", re.I)
+
+    def __init__(self, upstream_port, uidplus=True):
+        self.upstream = upstream_port
+        self.uidplus = uidplus
+        super().__init__()
+
+    def accepted(self, client):
+        try:
+            up = socket.create_connection(("127.0.0.1", self.upstream), timeout=10)
+            up.settimeout(None)
+        except OSError:
+            client.close()
+            return
+        self.track(client, up)
+        wlock = threading.Lock()
+        threading.Thread(target=self._c2s, args=(client, up, wlock), daemon=True).start()
+        threading.Thread(target=self._s2c, args=(up, client, wlock), daemon=True).start()
 
     @staticmethod
     def _copy_literal(rf, dst, n, wlock=None):

@@ -11,12 +11,12 @@ import email.utils
 import imaplib
 import random
 import select
-import socket
 import threading
 import time
 import unittest
 
 from harness import Daemon
+from servers import LocalTcpServer
 from test_smtp import host_port, password_for, stored_messages
 from test_sync import wait_for
 
@@ -44,8 +44,8 @@ def uid_set(spec, highest):
     return out
 
 
-class FakeImap:
-    """A scripted IMAP4rev1 server with one mailbox (INBOX) on 127.0.0.1.
+class FakeImap(LocalTcpServer):
+    """A scripted IMAP4rev1 server on 127.0.0.1: its messages are in INBOX.
 
     `hostile` names the misbehaviour (a _hostile_* method) served in place
     of the answer to a message body FETCH; None: behave. It stays until set
@@ -61,46 +61,18 @@ class FakeImap:
         self.stall = False
         self.connections = 0
         self.log = []
-        self.lock = threading.Lock()
-        self.closed = False
-        self.socks = []
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.closed = True
-        self.sock.close()
-        with self.lock:
-            for s in self.socks:
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                s.close()
-        self.thread.join(IO_TIMEOUT)
+        super().__init__(backlog=16)
 
     def commands(self, name):
         with self.lock:
             return [l for l in self.log if l.split(" ", 1)[-1].upper().startswith(name)]
 
-    def _accept(self):
-        while not self.closed:
-            try:
-                r, _, _ = select.select([self.sock], [], [], 0.2)
-                if not r:
-                    continue
-                s, _ = self.sock.accept()
-            except OSError:
-                return
-            s.settimeout(IO_TIMEOUT)
-            with self.lock:
-                self.connections += 1
-                self.socks.append(s)
-            threading.Thread(target=self._serve, args=(s,), daemon=True).start()
+    def accepted(self, s):
+        s.settimeout(IO_TIMEOUT)
+        with self.lock:
+            self.connections += 1
+        self.track(s)
+        threading.Thread(target=self._serve, args=(s,), daemon=True).start()
 
     def _lines(self, s):
         """The command lines the client sends, as they come; every wait is
