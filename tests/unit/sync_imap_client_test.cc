@@ -1,6 +1,7 @@
 // ImapClient over a real socket against a scripted server: untagged data of
 // pipelined commands reaches the command it belongs to, whatever order the
-// server interleaves it in (Dovecot runs some pipelined commands in parallel).
+// server interleaves it in (Dovecot runs some pipelined commands in parallel),
+// and data that could not be read fails the commands it may have been for.
 #include "daemon/connectors/imap_client.h"
 
 #include <arpa/inet.h>
@@ -97,6 +98,7 @@ class ScriptedServer {
 struct Seen {
   std::vector<std::string> kinds;  // "FETCH", "SEARCH", "ESEARCH", "EXISTS", "other"
   bool done = false;
+  std::string error;  // why it did not complete with OK
 };
 
 std::string kindOf(const client::Response& r) {
@@ -146,7 +148,11 @@ class ImapClientRouting : public ::testing::Test {
                       if (b.data) bodies_.push_back(std::move(*b.data));
                 },
                 [this, i](const Result<client::StatusText>& r) {
-                  EXPECT_TRUE(r && r->status == client::StatusKind::Ok);
+                  if (!r) seen_[i].error = r.error().message;
+                  else if (r->status != client::StatusKind::Ok) seen_[i].error = r->text;
+                  if (expectOk_) {
+                    EXPECT_EQ(seen_[i].error, "");
+                  }
                   seen_[i].done = true;
                 });
           }
@@ -169,6 +175,7 @@ class ImapClientRouting : public ::testing::Test {
   std::unique_ptr<ImapClient> client_;
   std::vector<Seen> seen_;
   std::vector<std::string> bodies_;  // every FETCH body, in arrival order
+  bool expectOk_ = true;             // every command completes with OK
 };
 
 TEST_F(ImapClientRouting, LargeBodiesArriveWholeThroughTheirOwnReads) {
@@ -234,6 +241,28 @@ TEST_F(ImapClientRouting, DataNoKindClaimsGoesToTheOldestCommand) {
     return std::vector{b.uidFetch(imap::SequenceSet::range(1, 2), {"UID"}), b.uidSearch("ALL")};
   });
   EXPECT_EQ(seen_[0].kinds, (std::vector<std::string>{"EXISTS"}));
+  EXPECT_TRUE(seen_[1].kinds.empty());
+}
+
+TEST_F(ImapClientRouting, AnUnreadableResponseFailsTheCommandsInFlight) {
+  // Malformed FETCH data arrives while the second and third commands are in
+  // flight: it may have been theirs, so their OK is not one (a sync would
+  // otherwise take the FETCH as complete without that message). The first
+  // completed before it and stays OK.
+  ScriptedServer server(3,
+                        "* 1 FETCH (UID 1 FLAGS ())\r\n"
+                        "$1 OK a\r\n"
+                        "* 2 FETCH (UID 2 BODY[] \"unterminated)\r\n"
+                        "$2 OK b\r\n"
+                        "$3 OK c\r\n");
+  expectOk_ = false;
+  runAll(server, 3, [](client::CommandBuilder& b) {
+    return std::vector{b.uidFetch(imap::SequenceSet::range(1, 1), {"UID", "FLAGS"}),
+                       b.uidFetch(imap::SequenceSet::range(2, 2), {"UID", "BODY.PEEK[]"}), b.uidSearch("ALL")};
+  });
+  EXPECT_EQ(seen_[0].error, "");
+  EXPECT_NE(seen_[1].error.find("UID FETCH: a response to it could not be read"), std::string::npos) << seen_[1].error;
+  EXPECT_NE(seen_[2].error.find("UID SEARCH: a response to it could not be read"), std::string::npos) << seen_[2].error;
   EXPECT_TRUE(seen_[1].kinds.empty());
 }
 
