@@ -18,7 +18,7 @@ import unittest
 from harness import Daemon
 from servers import LocalTcpServer
 from test_smtp import host_port, password_for, stored_messages
-from test_sync import wait_for
+from test_sync import sync_status, wait_for
 
 USER, PASSWORD = "hostile", "hostile-pw"
 IO_TIMEOUT = 10  # every socket wait of the fake server is bounded by this
@@ -236,10 +236,7 @@ class HostileUpstreamTest(unittest.TestCase):
         self.assertEqual(rc, 0, "mailbridged exited with %r:\n%s" % (rc, self.d.log()[-4000:]))
 
     def status(self):
-        status, body = self.d.api("GET", "/v1/accounts")
-        self.assertEqual(status, 200, body)
-        [acct] = [a for a in body["accounts"] if a["name"] == USER]
-        return acct["sync"]
+        return sync_status(self.d, USER)
 
     def wait_status(self, pred, what, timeout=60):
         try:
