@@ -363,6 +363,7 @@ void SyncEngine::cycle() {
   busy_ = true;
   cycleEnding_ = false;
   storeError_.reset();
+  mailboxError_.reset();
   uv_timer_stop(timer_);
   bool full = wantFull_ || folders_.empty();
   wantFull_ = false;
@@ -507,10 +508,19 @@ void SyncEngine::syncNextFolder() {
   todo_.erase(todo_.begin());
   if (idx >= folders_.size()) return syncNextFolder();
   auto alive = alive_;
-  syncFolder(folders_[idx], [this, alive](Status s) {
+  syncFolder(folders_[idx], [this, alive, name = folders_[idx].localName](Status s) {
     if (!*alive) return;
-    if (!s) return cycleFailed(s.error());
-    ++status_.mailboxesDone;
+    if (!s) {
+      // The upstream failing one mailbox (a refusal, a response that could
+      // not be read: a message over the limits) is that mailbox's trouble:
+      // it is not marked complete, and the others still sync. Anything
+      // else (the connection, the store) ends the cycle.
+      if (s.error().kind != ErrorKind::Upstream || !connected_) return cycleFailed(s.error());
+      logWarn("sync.mailbox_failed").kv("account", accountName_).kv("mailbox", name).kv("error", s.error().message);
+      if (!mailboxError_) mailboxError_ = "mailbox " + name + ": " + s.error().message;
+    } else {
+      ++status_.mailboxesDone;
+    }
     publish();
     syncNextFolder();
   });
@@ -894,7 +904,21 @@ void SyncEngine::endCycle() {
 
 void SyncEngine::cycleDone() {
   busy_ = false;
-  failures_ = 0;
+  // A mailbox the upstream failed on is tried again after the backoff (and
+  // at the latest with the poll): soon for a passing fault, rarely for a
+  // message that fails every time.
+  std::optional<std::string> failed = std::exchange(mailboxError_, std::nullopt);
+  if (failed) {
+    ++failures_;
+    status_.lastError = *failed;
+    mailboxErrorShown_ = *failed;
+  } else {
+    failures_ = 0;
+    // Every mailbox synced: a mailbox's error shown since is over (another
+    // error shown since, say a refused local change, stays).
+    if (!mailboxErrorShown_.empty() && status_.lastError == mailboxErrorShown_) status_.lastError.clear();
+    mailboxErrorShown_.clear();
+  }
   status_.lastSync = store_.now();
   // How long a check took (a no-op poll of an unchanged account included):
   // what bench/sync_bench.py times.
@@ -923,6 +947,7 @@ void SyncEngine::cycleDone() {
   }
   if (wantReplay_ || !dirty_.empty() || wantFull_) return kick(0);
   uint64_t pollMs = static_cast<uint64_t>(std::max<uint32_t>(cfg_.pollSeconds, 1)) * 1000;
+  if (failed) pollMs = std::min<uint64_t>(pollMs, retryDelayMs(failures_, rng_));
   if (replayAt_) {
     // A journal row waits for its retry time: a cycle that replays it then,
     // unless the poll comes first.

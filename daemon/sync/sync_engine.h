@@ -129,6 +129,8 @@ class SyncEngine {
   uint64_t queuedBytes_ = 0;          // received, not committed yet
   bool readPaused_ = false;           // the connection's reading, for queuedBytes_
   std::optional<Error> storeError_;   // a download of this cycle failed to store
+  std::optional<std::string> mailboxError_;  // the upstream failed a mailbox of this cycle (the first)
+  std::string mailboxErrorShown_;            // such an error, as status_.lastError shows it
   bool cycleEnding_ = false;          // every mailbox fetched; waiting for downloads_
   bool cycleWanted_ = false;          // cycle() was called meanwhile
   // Failures in a row without progress (a cycle done, messages stored): a

@@ -37,6 +37,7 @@ struct Upstream {
   std::function<void(const ConnectorFailure&)> onLost;  // the live connection's
   std::vector<std::function<void(Status)>> streaming;    // fetchMessages not answered (drop())
   bool dropMidFetch = false;  // the next fetchMessages' messages arrive, then the connection drops
+  std::string refuseFetchOf;  // this folder's fetchMessages sends all but its last message, then fails
 
   // The connection drops: what is pending fails first, then onLost (as
   // ImapClient::fail does).
@@ -79,7 +80,9 @@ class ScriptedConnector : public test::ConnectorStub {
     ++up_.fetches;
     if (auto hook = up_.onFetchMessages) hook();
     std::vector<RemoteMessage> out;
+    bool refuse = folder == up_.refuseFetchOf;
     for (uint32_t u : uids) {
+      if (refuse && u == uids.back()) break;  // the response the client could not read
       RemoteMessage m;
       m.meta.uid = u;
       m.internalDate = 1700000000;
@@ -93,10 +96,11 @@ class ScriptedConnector : public test::ConnectorStub {
       for (auto& m : out) onMessage(std::move(m));
     });
     if (std::exchange(up_.dropMidFetch, false)) answer([up] { up->drop(); });
-    answer([up] {
+    answer([up, refuse] {
       if (up->streaming.empty()) return;  // failed by drop()
       auto d = std::move(up->streaming.front());
       up->streaming.erase(up->streaming.begin());
+      if (refuse) return d(fail(ErrorKind::Upstream, "UID FETCH: a response to it could not be read: too long"));
       d({});
     });
   }
@@ -225,6 +229,35 @@ TEST_F(SyncEngineTest, AnEngineGoneWithABatchOnThePoolLeavesNoBodyBehind) {
   uv_run(&loop_, UV_RUN_DEFAULT);
   EXPECT_EQ(rows(), 0);
   EXPECT_EQ(bodyFiles(), 0u);
+}
+
+// The upstream fails one mailbox's FETCH (a message it cannot send in a
+// form we can read: over the limits, malformed): the other mailboxes still
+// sync in the same cycle, the failed one is not marked complete and its
+// error is shown, and a retry after the backoff (not the hour-long poll)
+// fetches what is missing once the upstream can send it.
+TEST_F(SyncEngineTest, AMailboxTheUpstreamFailsDoesNotHoldUpTheOthers) {
+  for (uint32_t u = 1; u <= 2; ++u) up_.folders["Other"].messages[u] = messageText(10 + u);
+  up_.refuseFetchOf = "INBOX";
+  startEngine();
+  auto otherRows = [&] {
+    auto other = store_->findMailbox(account_, "Other");
+    return other && *other ? count("SELECT count(*) FROM messages WHERE mailbox_id = " + std::to_string((*other)->id)) : 0;
+  };
+  // (Or the third listing: a cycle that failed as a whole, retried twice.)
+  runUntil([&] { return (engine_->status().lastSync != 0 && engine_->status().state == "idle") || up_.lists >= 3; });
+  EXPECT_NE(engine_->status().lastSync, 0);
+  EXPECT_EQ(up_.lists, 1);
+  EXPECT_EQ(otherRows(), 2);
+  EXPECT_EQ(rows(), 2);  // all but the message that could not be read
+  EXPECT_FALSE(inboxComplete());
+  EXPECT_NE(engine_->status().lastError.find("mailbox INBOX: UID FETCH"), std::string::npos)
+      << engine_->status().lastError;
+  up_.refuseFetchOf.clear();
+  runUntil([&] { return rows() == 3 && inboxComplete() && engine_->status().state == "idle"; });
+  EXPECT_EQ(otherRows(), 2);
+  EXPECT_EQ(count("SELECT count(DISTINCT upstream_id) FROM messages WHERE mailbox_id = " + std::to_string(inbox_)), 3);
+  runUntil([&] { return engine_->status().lastError.empty(); });
 }
 
 // A local change the upstream refused for now waits for its retry time
